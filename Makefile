@@ -1,0 +1,36 @@
+# xaibench — the two commands a new user needs: `make quickstart` and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.installed
+
+.PHONY: install quickstart test test-fast lint bench train clean
+
+$(STAMP): pyproject.toml
+	test -d $(VENV) || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+quickstart: $(STAMP)
+	$(BIN)/xai run configs/quickstart.yaml
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+test-fast: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lint: $(STAMP)
+	$(BIN)/ruff check xaibench tests bench scripts
+
+bench: $(STAMP)
+	$(BIN)/python bench/run_all.py
+
+train: $(STAMP)
+	$(BIN)/python scripts/train_builtin.py
+
+clean:
+	rm -rf $(VENV) results .pytest_cache

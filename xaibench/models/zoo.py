@@ -1,0 +1,96 @@
+"""The model zoo: `load_model("family:arch", weights=...)` → ModelAdapter.
+
+Families: `torchvision:<arch>` (any torchvision classification architecture), `builtin:<name>`
+(small models trained and shipped with xaibench), and plain names registered by other modules.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import ModelError, unknown
+from ..registry import Registry
+from .adapter import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter
+
+# A model factory: factory(arch: str | None, weights: str | None, **options) -> ModelAdapter
+MODELS: Registry = Registry("model")
+
+
+def load_model(name: str, weights: str | None = "default", **options: Any) -> ModelAdapter:
+    """Build a ModelAdapter from a zoo name (`xai list models`)."""
+    family, _, arch = name.partition(":")
+    if family not in MODELS:
+        raise ModelError(unknown("model family", family, MODELS.names()))
+    return MODELS.get(family).obj(arch or None, weights, **options)
+
+
+def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Load a local checkpoint safely (`weights_only=True`); accepts {'state_dict': ...} too."""
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise ModelError(f"weights file not found: {p}")
+    try:
+        state = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - any unpickling failure is a bad file for the user
+        raise ModelError(f"cannot load weights from {p}: {e}") from e
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ModelError(f"{p} does not hold a state dict")
+    return state
+
+
+def apply_state_dict(module: nn.Module, state: dict[str, torch.Tensor], source: str) -> None:
+    try:
+        module.load_state_dict(state)
+    except RuntimeError as e:
+        raise ModelError(f"weights in {source} do not fit the architecture: {str(e).splitlines()[0]}") from e
+
+
+@MODELS.register("torchvision")
+def torchvision_model(arch: str | None, weights: str | None = "default", num_classes: int | None = None) -> ModelAdapter:
+    """Any torchvision classification architecture; `weights` = `none`, a local file, a
+    torchvision weights enum name (e.g. IMAGENET1K_V1) or `default` (the enum's DEFAULT).
+    Enum weights load only from torch's cache or a download; offline that is a ModelError
+    that says how to supply the file instead."""
+    import torchvision.models as tvm
+
+    archs = tvm.list_models(module=tvm)
+    if arch not in archs:
+        raise ModelError(unknown("torchvision architecture", str(arch), archs))
+    kwargs: dict[str, Any] = {}
+    if num_classes is not None:
+        kwargs["num_classes"] = num_classes
+    w = "none" if weights is None else str(weights)
+    if w.lower() == "none":
+        module = tvm.get_model(arch, weights=None, **kwargs)
+    elif Path(w).expanduser().suffix in (".pt", ".pth", ".bin", ".ckpt") or Path(w).expanduser().exists():
+        module = tvm.get_model(arch, weights=None, **kwargs)
+        apply_state_dict(module, load_state_dict(w), w)
+    else:
+        enum = tvm.get_model_weights(arch)
+        name = "DEFAULT" if w.lower() == "default" else w
+        try:
+            weight_enum = enum[name] if name != "DEFAULT" else enum.DEFAULT
+        except KeyError:
+            raise ModelError(unknown(f"weights for {arch}", w, [e.name for e in enum] + ["none", "default", "a .pt file path"])) from None
+        try:
+            module = tvm.get_model(arch, weights=weight_enum, **kwargs)
+        except Exception as e:  # noqa: BLE001 - network/cache failures are all "not available here"
+            cache = Path(torch.hub.get_dir()) / "checkpoints"
+            raise ModelError(
+                f"cannot load torchvision weights {arch}.{weight_enum.name} ({type(e).__name__}: {e}). "
+                f"Offline, download {weight_enum.url} elsewhere and either put it in {cache} "
+                f"or pass the file as `weights: path/to/file.pth`."
+            ) from e
+    classes = None
+    try:
+        if w.lower() not in ("none",) and not Path(w).exists():
+            classes = tvm.get_model_weights(arch).DEFAULT.meta.get("categories")
+    except Exception:  # noqa: BLE001
+        classes = None
+    return ModelAdapter(module, IMAGENET_MEAN, IMAGENET_STD, input_size=224, class_names=classes, name=f"torchvision:{arch}")

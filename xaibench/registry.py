@@ -1,0 +1,175 @@
+"""One small generic registry shared by the plug-in families (models, datasets, explainers,
+metrics, probes): registration beside the definition, typed parameters validated from config.
+
+A plug-in is a dataclass; its fields are its typed parameters (with defaults), so the config
+validator, `xai list` and the docs all read one source (the timm `@register_model` pattern).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, Literal, TypeVar, Union, get_args, get_origin
+
+from .errors import ConfigError, did_you_mean, unknown
+
+T = TypeVar("T")
+
+
+@dataclass
+class Entry(Generic[T]):
+    """A registered plug-in: its name, the dataclass (or factory) and its parameter fields."""
+
+    name: str
+    obj: Callable[..., T]
+    doc: str = ""
+    params: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (type, default)
+
+
+class Registry(Generic[T]):
+    """A named collection of plug-ins of one family."""
+
+    def __init__(self, kind: str):
+        self.kind = kind
+        self._entries: dict[str, Entry[T]] = {}
+
+    def register(self, name: str, params: type | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: register a dataclass plug-in (or a factory with a `params` dataclass)."""
+
+        def decorate(obj: Callable[..., T]) -> Callable[..., T]:
+            if name in self._entries:
+                raise ValueError(f"{self.kind} '{name}' registered twice")
+            spec = params if params is not None else obj
+            doc = (obj.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            self._entries[name] = Entry(name, obj, doc, param_fields(spec))
+            if isinstance(obj, type):
+                obj.registry_name = name  # type: ignore[attr-defined]
+            return obj
+
+        return decorate
+
+    def names(self) -> list[str]:
+        return sorted(self._entries)
+
+    def __contains__(self, name: str) -> bool:
+        return name in self._entries
+
+    def get(self, name: str) -> Entry[T]:
+        if name not in self._entries:
+            raise ConfigError(unknown(self.kind, name, self._entries))
+        return self._entries[name]
+
+    def check(self, name: str, params: dict[str, Any] | None, where: str = "") -> dict[str, Any]:
+        """Validate `params` for plug-in `name`; return them coerced to the declared types."""
+        entry = self.get(name)
+        return coerce_params(entry.params, params or {}, f"{where or self.kind}.{name}")
+
+    def build(self, name: str, **params: Any) -> T:
+        entry = self.get(name)
+        return entry.obj(**self.check(name, params))
+
+
+def param_fields(spec: Any) -> dict[str, tuple[Any, Any]]:
+    """The (type, default) of each init field of a dataclass; {} for anything else."""
+    if not dataclasses.is_dataclass(spec):
+        return {}
+    hints = typing.get_type_hints(spec)
+    out: dict[str, tuple[Any, Any]] = {}
+    for f in dataclasses.fields(spec):
+        if not f.init or f.name.startswith("_"):
+            continue
+        if f.default is not dataclasses.MISSING:
+            default = f.default
+        elif f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+            default = f.default_factory()  # type: ignore[misc]
+        else:
+            default = dataclasses.MISSING
+        out[f.name] = (hints.get(f.name, Any), default)
+    return out
+
+
+def coerce_params(fields: dict[str, tuple[Any, Any]], given: dict[str, Any], where: str) -> dict[str, Any]:
+    """Check names and types of `given` against `fields`; raise ConfigError naming the key."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where}: parameters must be a mapping, got {type(given).__name__}")
+    out = {}
+    for key, value in given.items():
+        if key not in fields:
+            valid = ", ".join(fields) or "(none)"
+            raise ConfigError(f"{where}: unknown parameter '{key}'.{did_you_mean(key, fields)} Valid: {valid}")
+        out[key] = coerce(value, fields[key][0], f"{where}.{key}")
+    for key, (_, default) in fields.items():
+        if key not in out and default is dataclasses.MISSING:
+            raise ConfigError(f"{where}: missing required parameter '{key}'")
+    return out
+
+
+def type_name(tp: Any) -> str:
+    origin = get_origin(tp)
+    if origin is Literal:
+        return " | ".join(repr(a) for a in get_args(tp))
+    if origin in (Union, types.UnionType):
+        return " | ".join(type_name(a) for a in get_args(tp))
+    if origin in (list, tuple):
+        return f"list of {type_name(get_args(tp)[0])}" if get_args(tp) else "list"
+    return getattr(tp, "__name__", str(tp))
+
+
+def coerce(value: Any, tp: Any, where: str) -> Any:
+    """Coerce a YAML value to `tp` (int, float, bool, str, Literal, Optional, list/tuple, Any)."""
+    origin = get_origin(tp)
+    bad = ConfigError(f"{where}: expected {type_name(tp)}, got {value!r} ({type(value).__name__})")
+    if tp is Any:
+        return value
+    if origin is Literal:
+        if value in get_args(tp):
+            return value
+        raise ConfigError(
+            f"{where}: {value!r} is not valid.{did_you_mean(value, map(str, get_args(tp)))} "
+            f"Valid: {', '.join(map(str, get_args(tp)))}"
+        )
+    if origin in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return coerce(value, arg, where)
+            except ConfigError:
+                continue
+        raise bad
+    if origin in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            raise bad
+        args = [a for a in get_args(tp) if a is not Ellipsis]
+        inner = args[0] if args else Any
+        items = [coerce(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if origin is tuple else items
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise bad
+        return dict(value)
+    if tp is bool:
+        if isinstance(value, bool):
+            return value
+        raise bad
+    if tp is int:
+        if isinstance(value, int) and not isinstance(value, bool):
+            return value
+        raise bad
+    if tp is float:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return float(value)
+        raise bad
+    if tp is str:
+        if isinstance(value, str):
+            return value
+        raise bad
+    if isinstance(tp, type) and isinstance(value, tp):
+        return value
+    raise bad
