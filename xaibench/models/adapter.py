@@ -133,7 +133,8 @@ class ModelAdapter(nn.Module):
 
     def resolve_layer(self, name: str | None = "auto") -> str:
         """A layer name: `auto` is the model's default layer, else the last conv block (the
-        outermost module whose 4-D output with spatial size > 1 is produced last)."""
+        outermost module containing a convolution whose 4-D output with spatial size > 1 is
+        produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet)."""
         if name in (None, "auto"):
             if self.default_layer != "auto":
                 return self.default_layer
@@ -152,6 +153,9 @@ class ModelAdapter(nn.Module):
         order: list[str] = []
         handles = []
         for n, m in self.layers().items():
+            if not any(isinstance(sub, nn.Conv2d) for sub in m.modules()):
+                continue  # pooling, norms and activations after the last conv are not "blocks"
+
             def hook(mod, inp, out, n=n):
                 if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
                     order.append(n)
