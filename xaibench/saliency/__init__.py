@@ -1,6 +1,8 @@
-"""Saliency explainers: every module here registers its methods in `EXPLAINERS` on import."""
+"""Saliency explainers: every module of this package registers its methods in `EXPLAINERS`."""
 
-from . import base, cam, gradient  # noqa: F401
+from ..plugins import import_submodules
 from .base import EXPLAINERS, Explainer
+
+import_submodules(__name__, __path__)
 
 __all__ = ["EXPLAINERS", "Explainer"]
