@@ -211,7 +211,6 @@ def check_plugins(cfg: RunConfig) -> None:
             spec.params = registry.check(spec.name, spec.params, key)
     if cfg.featviz is not None:
         from .featviz import FeatvizParams
-
         from .registry import coerce_params
 
         cfg.featviz = coerce_params(param_fields(FeatvizParams), cfg.featviz, "featviz")
