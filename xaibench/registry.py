@@ -43,7 +43,7 @@ class Registry(Generic[T]):
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
             spec = params if params is not None else obj
-            doc = (obj.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+            doc = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split())
             self._entries[name] = Entry(name, obj, doc, param_fields(spec))
             if isinstance(obj, type):
                 obj.registry_name = name  # type: ignore[attr-defined]

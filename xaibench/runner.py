@@ -241,6 +241,8 @@ def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> di
         "samples/pred": np.where(valid, pred.cpu().numpy(), -1),
         "samples/error": np.array(errors, dtype=str),
     }
+    if k == 0:
+        arrays.update(preview(batch))
     for slot, (spec, explainer) in enumerate(plan.explainers):
         sel = valid & (index < spec.limit if spec.limit is not None else True)
         if sel.any():
@@ -262,6 +264,26 @@ def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> di
     for name, cost in plan.costs.items():
         arrays[f"cost/{name}"] = cost.totals() - before.get(name, 0.0)  # this batch's share
     return arrays
+
+
+PREVIEW = 8
+
+
+def preview(batch: Batch) -> dict[str, np.ndarray]:
+    """The first images of the run (uint8) with their boxes/masks, so figures need no dataset."""
+    p = min(PREVIEW, len(batch.ids))
+    out = {"preview/images": (batch.images[:p].clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
+           "preview/rows": np.arange(p)}
+    kmax = max((len(b) for b in batch.boxes[:p] if b is not None), default=0)
+    if kmax:
+        boxes = np.full((p, kmax, 4), np.nan, dtype=np.float32)
+        for i, b in enumerate(batch.boxes[:p]):
+            if b is not None and len(b):
+                boxes[i, : len(b)] = b.cpu().numpy()
+        out["preview/boxes"] = boxes
+    if batch.masks is not None:
+        out["preview/masks"] = batch.masks[:p].cpu().numpy()
+    return out
 
 
 def annotation_available(metric: ImageMetric, batch: Batch) -> np.ndarray:

@@ -109,7 +109,7 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
     missing = [k for k in ks if k not in files.done()]
     if missing:
         raise OutputError(f"{run_dir}: batches {missing[:5]} are missing; run again with --resume")
-    layout = {k: v for k, v in files.keys(ks).items() if not k.startswith("cost/")}
+    layout = {k: v for k, v in files.keys(ks).items() if not k.startswith(("cost/", "preview/"))}
     sizes = [files.read(k)["index"].shape[0] for k in ks] if ks else []
     n = int(sum(sizes))
     h5_path = run_dir / "results.h5"
@@ -128,6 +128,9 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
             for k in ks:
                 arrays = files.read(k)
                 b = arrays["index"].shape[0]
+                for name, arr in arrays.items():
+                    if name.startswith("preview/") and name not in h5:
+                        h5.create_dataset(name, data=arr, compression="gzip")
                 present = {name: arrays.get(name) for name in layout}
                 for name, arr in present.items():
                     if arr is None:
