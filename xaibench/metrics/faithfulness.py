@@ -1,0 +1,218 @@
+"""Faithfulness metrics: deletion and insertion curves (RISE), average drop, increase in
+confidence and average gain (Grad-CAM++, Zhang et al. 2023), with named toolkit protocols.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..imageops import gaussian_blur
+from ..models.adapter import ModelAdapter
+from .base import METRICS, ImageMetric, MetricResult, clean_maps
+from .ordering import saliency_rank
+
+Protocol = Literal["default", "rise", "torchcam", "quantus"]
+Substrate = Literal["zeros", "blur", "mean", "black"]
+Score = Literal["softmax", "logit"]
+
+# Each preset: the deletion and insertion substrates, the score, the step count, the class
+# (the given target or the model's top-1), the step schedule and the AUC's x-axis (METRICS.md "Protocol").
+PRESETS: dict[str, dict[str, Any]] = {
+    # ours: even schedule n_i = floor(i·HW/steps), trapezoid over the deleted fraction in [0,1]
+    "default": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, target="given",
+                    schedule="even", auc="fraction", blur="gaussian"),
+    # RISE reference CausalMetric: ceil(HW/steps) pixels a step, AUC = trapezoid with equal spacing
+    # over [0,1], blur = scipy gaussian_filter kernel with zero padding in input space, top-1 class
+    "rise": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, target="top1",
+                 schedule="fixed_step", auc="uniform", blur="rise"),
+    # torchcam DeletionInsertionMetric: zeros for both curves, 20 steps of ceil(HW/20) pixels, trapezoid
+    # over the actual perturbed fraction, top-1 class, softmax as in its documented usage
+    "torchcam": dict(deletion="zeros", insertion="zeros", score="softmax", steps=20, target="top1",
+                     schedule="torchcam", auc="fraction", blur="gaussian"),
+    # quantus PixelFlipping: baseline "black" (the image minimum in input space), the curve starts after
+    # the first step (no unperturbed point), AUC = np.trapz with dx=1 (un-normalized), given target
+    "quantus": dict(deletion="black", insertion="black", score="softmax", steps=224, target="given",
+                    schedule="quantus", auc="unit_step", blur="gaussian"),
+}
+
+
+class ProtocolName(str):
+    """The configured preset name (a str) that, called, returns the metric's resolved protocol: the
+    METRICS.md parameter `protocol: rise` shares its name with `ImageMetric.protocol()`."""
+
+    metric: Any = None
+
+    def __new__(cls, name: str, metric: Any = None) -> ProtocolName:
+        obj = super().__new__(cls, name)
+        obj.metric = metric
+        return obj
+
+    def __call__(self) -> dict[str, Any]:
+        return self.metric.resolved_protocol()
+
+
+def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
+    """The RISE reference substrate (Petsiuk et al. 2018, `gkern` + `conv2d(padding=k//2)`): a
+    kernel made by `scipy.ndimage.gaussian_filter` of a centred delta (reflect-folded tails),
+    applied per channel with zero padding to the model input."""
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    delta = np.zeros((kernel, kernel))
+    delta[kernel // 2, kernel // 2] = 1.0
+    k = torch.from_numpy(gaussian_filter(delta, sigma)).to(x)
+    c = x.shape[1]
+    return F.conv2d(x, k.expand(c, 1, kernel, kernel), padding=kernel // 2, groups=c)
+
+
+def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
+    """(B,) softmax probability (or logit) of each row's target class."""
+    vals = logits.float().softmax(dim=1) if score == "softmax" else logits.float()
+    return vals.gather(1, target.view(-1, 1).to(vals.device)).squeeze(1)
+
+
+def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[list[int], Tensor]:
+    """Pixel counts perturbed at each curve point, and the x-coordinates of the AUC."""
+    if steps < 1:
+        raise ConfigError(f"steps must be a positive count of steps, got {steps}")
+    step = math.ceil(n_pixels / steps)
+    if schedule == "even":
+        counts = [i * n_pixels // steps for i in range(steps + 1)]
+    elif schedule == "fixed_step":
+        counts = [min(i * step, n_pixels) for i in range(math.ceil(n_pixels / step) + 1)]
+    elif schedule == "torchcam":
+        counts = [*range(0, n_pixels, step), n_pixels]
+    else:  # quantus: ceil(HW/step) perturbations, the first point after the first step
+        counts = [min(i * step, n_pixels) for i in range(1, math.ceil(n_pixels / step) + 1)]
+    if auc == "fraction":
+        xs = torch.tensor(counts, dtype=torch.float64) / n_pixels
+    elif auc == "uniform":
+        xs = torch.linspace(0.0, 1.0, len(counts), dtype=torch.float64)
+    else:
+        xs = torch.arange(len(counts), dtype=torch.float64)
+    return counts, xs
+
+
+@dataclass
+class CausalCurve(ImageMetric):
+    """Deletion/insertion game of RISE (Petsiuk et al., BMVC 2018), METRICS.md "Faithfulness".
+
+    `baseline`, `score` and `steps` left at None take the `protocol` preset's values
+    (default | rise | torchcam | quantus); `steps` is a count of steps. Every curve point of every
+    image runs as batched forwards in `chunk_size` pieces under `torch.inference_mode()`.
+    """
+
+    mode: ClassVar[str] = "deletion"
+    protocol: Protocol = "default"
+    baseline: Substrate | None = None
+    score: Score | None = None
+    steps: int | None = None
+    blur_kernel: int = 11
+    blur_sigma: float = 5.0
+    chunk_size: int = 64
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.protocol not in PRESETS:
+            raise ConfigError(f"unknown protocol '{self.protocol}'. Valid: {', '.join(PRESETS)}")
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+        if self.steps is not None and self.steps < 1:
+            raise ConfigError(f"steps must be a positive count of steps, got {self.steps}")
+        self.protocol = ProtocolName(str(self.protocol), self)
+
+    def resolved_protocol(self) -> dict[str, Any]:
+        """The preset's values with the explicit parameters applied (recorded in run.json)."""
+        preset = PRESETS[str(self.protocol)]
+        return dict(
+            protocol=str(self.protocol),
+            baseline=self.baseline or preset[self.mode],
+            score=self.score or preset["score"],
+            steps=self.steps or preset["steps"],
+            target=preset["target"],
+            schedule=preset["schedule"],
+            auc=preset["auc"],
+            blur=f"{preset['blur']}({self.blur_kernel},{self.blur_sigma})",
+            chunk_size=self.chunk_size,
+            seed=self.seed,
+        )
+
+    def substrate(self, x: Tensor, kind: str) -> Tensor:
+        """The image the curve perturbs towards (deletion) or starts from (insertion), input space."""
+        if kind == "zeros":
+            return torch.zeros_like(x)
+        if kind == "mean":
+            return x.mean(dim=(2, 3), keepdim=True).expand_as(x)
+        if kind == "black":  # Quantus' "black": the image's minimum over all channels and pixels
+            return x.amin(dim=(1, 2, 3), keepdim=True).expand_as(x)
+        if PRESETS[str(self.protocol)]["blur"] == "rise":
+            return rise_blur(x, self.blur_kernel, self.blur_sigma)
+        return gaussian_blur(x, self.blur_kernel, self.blur_sigma)
+
+    def curves(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,T) curve of class scores and (T,) x-coordinates of the AUC."""
+        p = self.resolved_protocol()
+        b, c, h, w = x.shape
+        n_pixels = h * w
+        counts, xs = step_schedule(n_pixels, p["steps"], p["schedule"], p["auc"])
+        rank = saliency_rank(clean_maps(maps).to(x.device), self.seed)  # (B,HW)
+        deleting = self.mode == "deletion"
+        base = self.substrate(x, p["baseline"])
+        # the point whose image is exactly x: none perturbed (deletion) or all inserted (insertion)
+        x_count = 0 if deleting else n_pixels
+        target = target.to(x.device).long()
+        t = len(counts)
+        curve = torch.empty(b, t, dtype=torch.float32, device=x.device)
+        with torch.inference_mode():
+            if p["target"] == "top1" or x_count in counts:
+                logits_x = model(x)
+                if p["target"] == "top1":
+                    target = logits_x.argmax(dim=1)
+                if x_count in counts:
+                    curve[:, counts.index(x_count)] = class_scores(logits_x, target, p["score"])
+            point_ids = torch.tensor([i for i, n in enumerate(counts) if n != x_count], device=x.device)
+            counts_t = torch.tensor(counts, device=x.device)
+            jobs = torch.stack(torch.meshgrid(torch.arange(b, device=x.device), point_ids, indexing="ij"), -1)
+            jobs = jobs.reshape(-1, 2)
+            for start in range(0, jobs.shape[0], self.chunk_size):
+                img, pt = jobs[start : start + self.chunk_size].unbind(1)
+                perturbed = (rank[img] < counts_t[pt, None]).view(-1, 1, h, w)
+                if deleting:
+                    batch = torch.where(perturbed, base[img], x[img])
+                else:
+                    batch = torch.where(perturbed, x[img], base[img])
+                curve[img, pt] = class_scores(model(batch), target[img], p["score"])
+        return curve, xs.to(device=x.device, dtype=torch.float64)
+
+    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+        curve, xs = self.curves(model, x, maps, target)
+        auc = torch.trapezoid(curve.double(), xs, dim=1).float()
+        return MetricResult(values=auc, curves=curve)
+
+
+@METRICS.register("deletion")
+@dataclass
+class Deletion(CausalCurve):
+    """Deletion AUC (Petsiuk et al., RISE, BMVC 2018): most salient pixels replaced first by the
+    substrate (default zeros in input space); area under the class-score curve, lower is better."""
+
+    mode: ClassVar[str] = "deletion"
+    higher_is_better: ClassVar[bool] = False
+
+
+@METRICS.register("insertion")
+@dataclass
+class Insertion(CausalCurve):
+    """Insertion AUC (Petsiuk et al., RISE, BMVC 2018): most salient pixels of x written first into
+    the substrate (default blur(x, 11, 5)); area under the class-score curve, higher is better.
+    With `protocol: quantus` it mirrors PixelFlipping's conventions (Quantus has no insertion)."""
+
+    mode: ClassVar[str] = "insertion"
+    higher_is_better: ClassVar[bool] = True
