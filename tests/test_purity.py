@@ -1,0 +1,148 @@
+"""Feature purity (SEED_METHODS.md §3) on hand-built layers with known answers."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torchvision.models as tvm
+from torch import nn
+
+from xaibench.datasets.base import Batch
+from xaibench.errors import ConfigError, LayerError
+from xaibench.metrics.base import PROBES
+from xaibench.metrics.conv_blocks import conv_block_layers, select_layers
+from xaibench.metrics.purity import FeaturePurity, normalize_activations, purity_from_counts
+from xaibench.models.adapter import ModelAdapter
+
+C = 4
+
+
+class OneHotNet(nn.Module):
+    """feat = ReLU(conv1x1(x) + bias); logits = W · avgpool(feat)."""
+
+    def __init__(self, weight: torch.Tensor, bias: torch.Tensor, head: torch.Tensor):
+        super().__init__()
+        self.feat = nn.Conv2d(C, C, 1)
+        self.act = nn.ReLU()
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(C, C, bias=False)
+        with torch.no_grad():
+            self.feat.weight.copy_(weight.view(C, C, 1, 1))
+            self.feat.bias.copy_(bias)
+            self.fc.weight.copy_(head)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.act(self.feat(x))).flatten(1))
+
+
+def wrap(net: nn.Module) -> ModelAdapter:
+    return ModelAdapter.wrap(net, mean=(0.0,) * C, std=(1.0,) * C, input_size=8, channels=C)
+
+
+def balanced_batches(per_class: int = 3, batch: int = 4):
+    """Images whose channel k is 1 for class k (others 0), classes balanced, in batches."""
+    labels = torch.arange(C).repeat_interleave(per_class)
+    images = torch.zeros(len(labels), C, 8, 8)
+    images[torch.arange(len(labels)), labels] = 1.0
+    out = []
+    for s in range(0, len(labels), batch):
+        idx = torch.arange(s, min(s + batch, len(labels)))
+        out.append(Batch(images[idx], labels[idx], [str(i) for i in idx.tolist()], idx, [None] * len(idx), None,
+                         [None] * len(idx)))
+    return out
+
+
+def test_each_channel_fires_for_its_own_class_gives_purity_one():
+    model = wrap(OneHotNet(torch.eye(C), torch.zeros(C), torch.eye(C)))
+    out = PROBES.build("feature_purity", layers=["act"])(model, balanced_batches())
+    row = out["purity"].iloc[0]
+    assert row.purity == pytest.approx(1.0)
+    assert (row.channels, row.images, row.tau, row.never_fire) == (C, 12, 0.5, 0)
+    assert out["histogram"]["count"].tolist() == [3, 3, 3, 3]
+    assert row.entropy_bits == pytest.approx(2.0)  # log2 4 bits
+
+
+def test_one_channel_firing_for_every_image_gives_purity_zero():
+    weight = torch.eye(C)
+    weight[0] = 0  # channel 0 = the constant bias 5 for every image, the others copy the input
+    head = torch.eye(C)
+    head[:, 0] = 1.0  # every logit also reads channel 0, so β_0 > 0 whatever the predicted class
+    model = wrap(OneHotNet(weight, torch.tensor([5.0, 0, 0, 0]), head))
+    out = FeaturePurity(layers=["act"])(model, balanced_batches())
+    row = out["purity"].iloc[0]
+    assert row.purity == 0.0 and row.never_fire == C - 1
+    assert out["histogram"]["count"].tolist() == [12, 0, 0, 0]
+
+
+def test_entropy_uses_log2_and_log2_c_as_maximum():
+    assert purity_from_counts(np.array([5, 5, 5, 5])) == (pytest.approx(1.0), pytest.approx(2.0))
+    purity, h = purity_from_counts(np.array([1, 1, 0, 0]))
+    assert (purity, h) == (pytest.approx(0.5), pytest.approx(1.0))
+    purity, h = purity_from_counts(np.array([2, 1, 1]))
+    assert h == pytest.approx(1.5) and purity == pytest.approx(1.5 / math.log2(3))
+    assert purity_from_counts(np.zeros(7)) == (0.0, 0.0)  # no channel ever fires
+    assert purity_from_counts(np.array([9])) == (0.0, 0.0)  # H_max = log2 1 = 0
+
+
+def test_normalization_options():
+    m = torch.tensor([[1.0, 3.0, 2.0], [-2.0, -1.0, -4.0], [2.0, 2.0, 2.0]])
+    assert torch.allclose(normalize_activations(m, "minmax"),
+                          torch.tensor([[0, 1, 0.5], [2 / 3, 1, 0], [0, 0, 0]]))
+    assert torch.allclose(normalize_activations(m, "max"), torch.tensor([[1 / 3, 1, 2 / 3], [0, 0, 0], [1, 1, 1]]))
+    assert torch.equal(normalize_activations(m, "none"), m)
+    with pytest.raises(ConfigError, match="minmax, max, none"):
+        normalize_activations(m, "zscore")
+
+
+def test_normalize_option_changes_which_channels_fire():
+    # Class-k image → feature maps 0.6 everywhere plus 1 on channel k; logit_m = Σ_j pool_j + pool_m,
+    # so β_j = (1 + δ_jm)/64 and M = (0.6, …, 3.2 at k, …)/64.
+    model = wrap(OneHotNet(torch.eye(C), torch.full((C,), 0.6), torch.ones(C, C) + torch.eye(C)))
+    data = balanced_batches()
+
+    def counts(normalize, tau):
+        probe = FeaturePurity(layers=["act"], normalize=normalize, threshold=tau, sweep=[])
+        return probe(model, data)["histogram"]["count"].tolist()
+
+    assert counts("minmax", 0.1) == [3, 3, 3, 3]  # the other channels map to 0
+    assert counts("max", 0.1) == [12, 12, 12, 12]  # they map to 0.6/3.2 = 0.1875 > 0.1
+    assert counts("max", 0.2) == [3, 3, 3, 3]
+    assert counts("none", 0.01) == [3, 3, 3, 3]  # raw: 0.6/64 = 0.0094 < 0.01 < 3.2/64
+    assert counts("none", 0.009) == [12, 12, 12, 12]
+
+
+def test_all_layers_in_one_pass_match_one_layer_at_a_time_and_cost_one_backward_per_batch():
+    torch.manual_seed(0)
+    model = ModelAdapter.wrap(tvm.resnet18(weights=None, num_classes=5), input_size=32)
+    images = torch.rand(4, 3, 32, 32)
+    data = [Batch(images[s:s + 2], torch.zeros(2, dtype=torch.long), ["a"] * 2, torch.arange(2), [None] * 2, None,
+                  [None] * 2) for s in (0, 2)]
+    before = model.counter.snapshot()
+    out = FeaturePurity()(model, data)
+    cost = model.counter.since(before)
+    assert cost["forward_calls"] == 2 and cost["backward_calls"] == 2  # one forward+backward per batch
+    table = out["purity"]
+    assert list(table.layer) == [b.name for b in conv_block_layers(model)]
+    assert list(table.stage[table.stage != ""]) == ["C1", "C2", "C3", "C4", "C5"]
+    for name in ("relu", "layer4.1"):
+        alone = FeaturePurity(layers=[name])(model, data)
+        assert alone["histogram"]["count"].tolist() == out["histogram"].query("layer == @name")["count"].tolist()
+    sweep = out["sweep"]
+    assert len(sweep) == 9 * len(table) and sorted(sweep.tau.unique()) == pytest.approx([i / 10 for i in range(1, 10)])
+    summary = out["summary"].set_index("summary")
+    assert summary.loc["last_layer", "purity"] == pytest.approx(table.purity.iloc[-1])
+    assert summary.loc["stage_mean", "purity"] == pytest.approx(table[table.stage != ""].purity.mean())
+
+
+def test_stage_marks_on_vgg_and_bad_layer_names():
+    model = ModelAdapter.wrap(tvm.vgg11(weights=None), input_size=32)
+    stages = select_layers(model, "stages")
+    assert [b.name for b in stages] == ["features.1", "features.4", "features.9", "features.14", "features.19"]
+    assert [b.channels for b in stages] == [64, 128, 256, 512, 512]
+    with pytest.raises(LayerError, match="no layer"):
+        select_layers(model, ["features.99"])
+    with pytest.raises(LayerError, match="feature map"):
+        select_layers(model, ["classifier.0"])

@@ -1,0 +1,156 @@
+"""Which layers the model-level probes analyse: every convolutional block's output, and the last
+block of each resolution stage marked C1…Cn (SEED_METHODS.md §3 "C1…C5", §4 "every conv layer").
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, LayerError
+from ..models.adapter import ModelAdapter
+
+# Modules that keep a conv's output shape and are part of its block (conv → norm → activation).
+_ELEMENTWISE = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LocalResponseNorm,
+    nn.ReLU,
+    nn.ReLU6,
+    nn.LeakyReLU,
+    nn.PReLU,
+    nn.ELU,
+    nn.SELU,
+    nn.CELU,
+    nn.GELU,
+    nn.SiLU,
+    nn.Hardswish,
+    nn.Hardtanh,
+    nn.Mish,
+    nn.Sigmoid,
+    nn.Tanh,
+    nn.Dropout,
+    nn.Dropout2d,
+    nn.Identity,
+)
+_CONTAINERS = (nn.Sequential, nn.ModuleList, nn.ModuleDict)
+
+
+@dataclass
+class BlockLayer:
+    """A conv block output: its layer name, output shape (C,h,w) and stage mark ("C3" or "")."""
+
+    name: str
+    channels: int
+    height: int
+    width: int
+    stage: str = ""
+
+
+def _has_conv(m: nn.Module) -> bool:
+    return any(isinstance(s, nn.Conv2d) for s in m.modules())
+
+
+def _candidate_names(root: nn.Module) -> list[str]:
+    """Block outputs by structure: a plain container is opened; a bare conv extends over the
+    shape-keeping siblings that follow it (VGG's conv → ReLU gives the ReLU); any other module
+    holding a conv (a ResNet BasicBlock, an MBConv, a Conv2dNormActivation) is one block."""
+    out: list[str] = []
+
+    def visit(module: nn.Module, prefix: str) -> None:
+        children = list(module.named_children())
+        i = 0
+        while i < len(children):
+            name, child = children[i]
+            full = f"{prefix}{name}"
+            if not _has_conv(child):
+                i += 1
+                continue
+            if isinstance(child, nn.Conv2d):
+                last = full
+                j = i + 1
+                while j < len(children) and isinstance(children[j][1], _ELEMENTWISE):
+                    last = f"{prefix}{children[j][0]}"
+                    j += 1
+                out.append(last)
+                i = j
+                continue
+            if type(child) in _CONTAINERS:
+                visit(child, f"{full}.")
+            else:
+                out.append(full)
+            i += 1
+
+    visit(root, "")
+    return out
+
+
+def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
+    """Every conv block output in execution order, with the last block of each resolution stage
+    (consecutive blocks with the same spatial size) marked C1, C2, … (Chen et al. 2021, §3)."""
+    names = _candidate_names(model.module)
+    modules = model.layers()
+    seen: dict[str, tuple[int, ...]] = {}
+    handles = []
+    for n in names:
+        def hook(mod, inp, out, n=n):
+            if isinstance(out, Tensor) and out.dim() == 4 and n not in seen:
+                seen[n] = tuple(out.shape[1:])
+        handles.append(modules[n].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            h, w = model.input_size
+            model.module(torch.zeros(1, model.channels, h, w, device=model.device))
+    finally:
+        for hd in handles:
+            hd.remove()
+    if not seen:
+        raise LayerError(f"model '{model.name}' has no convolutional block: name the `layers` explicitly")
+    blocks = [BlockLayer(n, *shape) for n, shape in seen.items()]  # dict order = execution order
+    stage = 0
+    for i, b in enumerate(blocks):
+        nxt = blocks[i + 1] if i + 1 < len(blocks) else None
+        if nxt is None or (nxt.height, nxt.width) != (b.height, b.width):
+            stage += 1
+            b.stage = f"C{stage}"
+    return blocks
+
+
+def select_layers(model: ModelAdapter, layers: str | list[str]) -> list[BlockLayer]:
+    """`auto` = every conv block, `stages` = the C-marked blocks only, or a list of layer names
+    (a listed name that is also a stage block keeps its mark)."""
+    if isinstance(layers, str) and layers in ("auto", "stages"):
+        blocks = conv_block_layers(model)
+        return blocks if layers == "auto" else [b for b in blocks if b.stage]
+    names = [layers] if isinstance(layers, str) else list(layers)
+    if not names:
+        raise ConfigError("layers: give 'auto', 'stages' or a non-empty list of layer names")
+    names = [model.resolve_layer(n) for n in names]
+    try:
+        marks = {b.name: b.stage for b in conv_block_layers(model)}
+    except LayerError:
+        marks = {}
+    shapes: dict[str, tuple[int, ...]] = {}
+    modules = model.layers()
+    handles = []
+    for n in dict.fromkeys(names):
+        def hook(mod, inp, out, n=n):
+            if isinstance(out, Tensor) and n not in shapes:
+                shapes[n] = tuple(out.shape[1:])
+        handles.append(modules[n].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            h, w = model.input_size
+            model.module(torch.zeros(1, model.channels, h, w, device=model.device))
+    finally:
+        for hd in handles:
+            hd.remove()
+    out = []
+    for n in names:
+        shape = shapes.get(n)
+        if shape is None or len(shape) != 3:
+            raise LayerError(f"layer '{n}' does not output a (B,C,h,w) feature map (got {shape}); choose a conv layer")
+        out.append(BlockLayer(n, *shape, stage=marks.get(n, "")))
+    return out
