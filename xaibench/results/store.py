@@ -136,8 +136,9 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
                     if arr is None:
                         continue
                     if name.startswith("maps/"):
-                        scale = np.nanmax(np.abs(arr.reshape(b, -1)), axis=1) if arr.size else np.zeros(b)
-                        scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0).astype(np.float32)
+                        mag = np.abs(arr.reshape(b, -1))
+                        scale = np.where(np.isfinite(mag), mag, 0).max(axis=1) if arr.size else np.zeros(b)
+                        scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # f16 keeps relative precision
                         dsets[name][row : row + b] = (arr / scale[:, None, None]).astype(np.float16)
                         h5[name.replace("maps/", "map_scale/", 1)][row : row + b] = scale
                     else:

@@ -1,0 +1,179 @@
+"""The runner end to end on a tiny model: outputs, resume, errors, never overwriting."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from xaibench import runner
+from xaibench.datasets import DATASETS
+from xaibench.datasets.synthetic import SyntheticShapes
+from xaibench.errors import DataError, OutputError
+from xaibench.saliency import EXPLAINERS, Explainer
+
+
+@DATASETS.register("synthetic_with_corrupt")
+@dataclasses.dataclass
+class SyntheticWithCorrupt(SyntheticShapes):
+    """Synthetic images where index 2 fails to decode, as a corrupt file would."""
+
+    def __getitem__(self, i):
+        sample = super().__getitem__(i)
+        if i == 2:
+            sample.error = "img_2.png: cannot identify image file"
+            sample.image = torch.zeros_like(sample.image)
+        return sample
+
+
+@EXPLAINERS.register("nan_map")
+@dataclasses.dataclass
+class NaNMap(Explainer):
+    """A broken explainer: NaN maps for even rows, constant maps for odd rows."""
+
+    def explain(self, model, x, target):
+        maps = torch.zeros(x.shape[0], *x.shape[-2:])
+        maps[::2] = float("nan")
+        return maps
+
+
+def h5_arrays(path):
+    out = {}
+    with h5py.File(path, "r") as h5:
+        h5.visititems(lambda name, obj: out.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+    return out
+
+
+def test_run_writes_every_output(tiny_config, tmp_path):
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    for name in ("run.json", "results.h5", "scores.csv", "summary.csv", "errors.csv"):
+        assert (run_dir / name).is_file(), name
+    meta = json.loads((run_dir / "run.json").read_text())
+    assert meta["status"] == "complete" and meta["device"] == "cpu" and meta["n_images"] == 12
+    # Grad-CAM: one forward and one backward per image; deletion with 8 steps: 9 forwards per image
+    assert meta["costs"]["explainer/gradcam"]["forward_passes_per_image"] == 1.0
+    assert meta["costs"]["explainer/gradcam"]["backward_passes_per_image"] == 1.0
+    assert meta["costs"]["metric/deletion"]["forward_passes_per_image"] == 9.0
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        assert h5["maps/gradcam"].shape == (12, 32, 32) and h5["maps/gradcam"].dtype == np.float16
+        assert h5["scores/gradcam/deletion"].shape == (12,)
+        assert h5["curves/gradcam/insertion"].shape == (12, 9)
+        saliency = h5["scores/saliency/deletion"][()]
+        assert np.isfinite(saliency[:6]).all() and np.isnan(saliency[6:]).all()  # per-explainer limit
+        assert "config" in h5.attrs and "versions" in h5.attrs
+    summary = pd.read_csv(run_dir / "summary.csv")
+    row = summary[(summary.explainer == "saliency") & (summary.metric == "deletion")].iloc[0]
+    assert row.n == 6 and not row.higher_is_better and row.ci_low <= row["mean"] <= row.ci_high
+    assert set(summary.metric) == {"deletion", "insertion", "overall"}
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert len(scores[(scores.explainer == "gradcam") & (scores.metric == "deletion")]) == 12
+
+
+def test_stored_maps_match_the_explainer(tiny_config, tmp_path):
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    from xaibench.api import explain, load_model
+
+    model = load_model("testnet:tiny")
+    ds = DATASETS.build("synthetic", root=tiny_config["dataset"]["root"], split="test", image_size=32, n_images=16)
+    x = model.normalize(torch.stack([ds[i].image for i in range(4)]))
+    t = torch.tensor([ds[i].label for i in range(4)])
+    expected = explain(model, x, t, "gradcam").numpy()
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        stored = h5["maps/gradcam"][:4].astype(np.float32) * h5["map_scale/gradcam"][:4][:, None, None]
+    np.testing.assert_allclose(stored, expected, rtol=2e-3, atol=1e-6 * np.abs(expected).max())
+
+
+def test_never_overwrites(tiny_config, tmp_path):
+    runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    with pytest.raises(OutputError, match="already exists"):
+        runner.run(tiny_config, out=tmp_path / "run", progress=False)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, tmp_path, monkeypatch):
+    full = runner.run(tiny_config, out=tmp_path / "full", progress=False)
+    real = runner.process_batch
+    calls = {"n": 0}
+
+    def dies_on_third_batch(plan, k, batch, bars):
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt  # as if the process were stopped mid-run
+        return real(plan, k, batch, bars)
+
+    monkeypatch.setattr(runner, "process_batch", dies_on_third_batch)
+    with pytest.raises(KeyboardInterrupt):
+        runner.run(tiny_config, out=tmp_path / "part", progress=False)
+    assert not (tmp_path / "part" / "results.h5").exists()
+    monkeypatch.setattr(runner, "process_batch", real)
+    resumed = runner.run(tiny_config, out=tmp_path / "part", resume=True, progress=False)
+    a, b = h5_arrays(full / "results.h5"), h5_arrays(resumed / "results.h5")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for name in ("scores.csv", "summary.csv", "errors.csv"):
+        assert (full / name).read_text() == (resumed / name).read_text(), name
+
+
+def test_resume_refuses_a_different_config(tiny_config, tmp_path):
+    runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    tiny_config["seed"] = 3
+    with pytest.raises(OutputError, match="config differs"):
+        runner.run(tiny_config, out=tmp_path / "run", resume=True, progress=False)
+
+
+def test_corrupt_image_goes_to_errors_csv(tiny_config, tmp_path):
+    tiny_config["dataset"]["name"] = "synthetic_with_corrupt"
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    errors = pd.read_csv(run_dir / "errors.csv")
+    assert list(errors["index"]) == [2] and "cannot identify" in errors["error"][0]
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert 2 not in set(scores[scores.explainer == "gradcam"]["index"])
+    assert len(scores[(scores.explainer == "gradcam") & (scores.metric == "deletion")]) == 11
+
+
+def test_corrupt_image_is_fatal_with_on_error_fail(tiny_config, tmp_path):
+    tiny_config["dataset"]["name"] = "synthetic_with_corrupt"
+    tiny_config["on_error"] = "fail"
+    with pytest.raises(DataError, match="cannot identify"):
+        runner.run(tiny_config, out=tmp_path / "run", progress=False)
+
+
+def test_nan_and_constant_maps_are_stored_and_scored(tiny_config, tmp_path):
+    tiny_config["explainers"] = ["nan_map"]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        maps = h5["maps/nan_map"][()]
+        assert np.isnan(maps[0]).all() and (maps[1] == 0).all()
+        assert np.isfinite(h5["scores/nan_map/deletion"][()]).all()
+        assert np.isfinite(h5["scores/nan_map/insertion"][()]).all()
+
+
+def test_nan_logits_are_recorded_and_the_batch_proceeds(tiny_config, tmp_path, monkeypatch):
+    tiny_config["explainers"] = ["gradcam"]
+    real = runner.process_batch
+
+    def poison(plan, k, batch, bars):
+        if k == 1:
+            batch.images[1] = float("nan")  # image 5 gives NaN logits
+        return real(plan, k, batch, bars)
+
+    monkeypatch.setattr(runner, "process_batch", poison)
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    errors = pd.read_csv(run_dir / "errors.csv")
+    assert list(errors["index"]) == [5] and "not finite" in errors["error"][0]
+    scores = pd.read_csv(run_dir / "scores.csv")
+    assert len(scores[scores.metric == "deletion"]) == 11
+
+
+def test_bad_layer_fails_before_any_work(tiny_config, tmp_path):
+    from xaibench.errors import LayerError
+
+    tiny_config["explainers"] = [{"name": "gradcam", "params": {"layer": "featurez"}}]
+    with pytest.raises(LayerError, match="no layer 'featurez'. Did you mean 'features'"):
+        runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    assert not (tmp_path / "run" / ".partial").exists()
