@@ -207,3 +207,72 @@ def test_quantus_preset_matches_pixel_flipping():
     # Quantus' AUC is `np.trapz(curve, dx=1)` (quantus.helpers.utils.calculate_auc), which NumPy 2
     # removed (AttributeError there), so its formula is applied here by hand
     assert np.allclose(ours.values.numpy(), np.trapezoid(curves, dx=1, axis=1), atol=1e-5)
+
+
+# ----------------------------------------------------------------------------- average drop / gain
+def sig(v):
+    return 1 / (1 + math.exp(-v))
+
+
+def test_average_drop_closed_form_on_region_mean_model():
+    model, region = region_model(H, W, (4, 12, 4, 12))
+    x = torch.ones(1, 3, H, W)
+    half = region.clone()
+    half[8:] = False  # the map keeps half of the region: O's region mean is 0.5
+    maps = half.float()[None] * 3 - 1  # min-max normalizes back to the 0/1 half mask
+    t = torch.zeros(1, dtype=torch.long)
+    res = METRICS.build("average_drop")(model, x, maps, t)
+    y, o = sig(1.0), sig(0.5)
+    assert res.values.item() == pytest.approx(100 * (y - o) / y, abs=1e-4)
+    assert res.extras["increase_in_confidence"].item() == 0 and res.extras["average_gain"].item() == 0
+    assert METRICS.build("average_drop", score="logit")(model, x, maps, t).values.item() == pytest.approx(50, abs=1e-4)
+    # x = -1: masking raises the score from -1 to -0.5
+    res = METRICS.build("average_gain")(model, -x, maps, t)
+    y, o = sig(-1.0), sig(-0.5)
+    assert res.values.item() == pytest.approx(100 * (o - y) / (1 - y), abs=1e-4)
+    assert res.extras["increase_in_confidence"].item() == 100 and res.extras["average_drop"].item() == 0
+    assert METRICS.build("increase_in_confidence")(model, -x, maps, t).values.item() == 100
+
+
+def test_average_drop_masks_in_pixel_space():
+    from metric_models import RegionMean
+
+    region = torch.zeros(H, W, dtype=torch.bool)
+    region[4:12, 4:12] = True
+    model = ModelAdapter(RegionMean(region), mean=(0.5,) * 3, std=(0.5,) * 3)
+    x = torch.ones(1, 3, H, W)  # pixel value 1
+    maps = torch.zeros(1, H, W)
+    maps[0, 4:8, 4:12] = 1.0  # half of the region kept
+    t = torch.zeros(1, dtype=torch.long)
+    # pixel space: the other half goes to black, input (0-0.5)/0.5 = -1, so the region mean is 0
+    assert METRICS.build("average_drop", score="logit")(model, x, maps, t).values.item() == pytest.approx(100)
+    # input space (torchcam): the other half goes to input 0, region mean 0.5
+    res = METRICS.build("average_drop", score="logit", masking="input")(model, x, maps, t)
+    assert res.values.item() == pytest.approx(50)
+
+
+@pytest.mark.parametrize("name", ["average_drop", "increase_in_confidence", "average_gain"])
+def test_confidence_metrics_finite_on_nan_and_constant_maps(name):
+    model = ModelAdapter(small_cnn(), input_size=12)
+    maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0)])
+    res = METRICS.build(name)(model, torch.randn(2, 3, 12, 12), maps, torch.tensor([0, 1]))
+    assert torch.isfinite(res.values).all()
+
+
+@torch.no_grad()
+def test_average_drop_input_masking_matches_torchcam_classification_metric():
+    from torchcam.metrics import ClassificationMetric
+
+    cnn = small_cnn()
+    model = ModelAdapter(cnn, input_size=14)
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(6, 3, 14, 14, generator=g)
+    maps = torch.rand(6, 14, 14, generator=g)
+    maps = (maps - maps.amin((1, 2), keepdim=True)) / (maps.amax((1, 2), keepdim=True) - maps.amin((1, 2), keepdim=True))
+    ref = ClassificationMetric(FixedCams(cnn, maps), partial(torch.softmax, dim=-1))
+    ref.update(x)  # torchcam explains the top-1 class
+    out = ref.summary()
+    top1 = cnn(x).argmax(1)
+    res = METRICS.build("average_drop", masking="input")(model, x, maps, top1)
+    assert res.values.mean().item() / 100 == pytest.approx(out["avg_drop"], abs=1e-5)
+    assert res.extras["increase_in_confidence"].mean().item() / 100 == pytest.approx(out["conf_increase"], abs=1e-6)

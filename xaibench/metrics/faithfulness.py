@@ -216,3 +216,80 @@ class Insertion(CausalCurve):
 
     mode: ClassVar[str] = "insertion"
     higher_is_better: ClassVar[bool] = True
+
+
+def minmax01(maps: Tensor) -> Tensor:
+    """Per-map min-max normalization to [0,1]; a constant map becomes zeros."""
+    lo = maps.amin(dim=(-2, -1), keepdim=True)
+    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
+    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(maps))
+
+
+@dataclass
+class ConfidenceChange(ImageMetric):
+    """Y = P_c(x) against O = P_c(x ⊙ Ŝ), Ŝ the min-max normalized map broadcast over channels
+    (METRICS.md "Average Drop / Increase in Confidence"). `masking: pixel` multiplies the image in
+    pixel space (black means black), `input` multiplies the model input (torchcam's convention).
+    One forward of x and one of the masked image per image; the three figures come from the same
+    pair of scores, so each metric also returns the other two as extras."""
+
+    key: ClassVar[str] = "average_drop"
+    score: Score = "softmax"
+    masking: Literal["pixel", "input"] = "pixel"
+    chunk_size: int = 64
+
+    def __post_init__(self) -> None:
+        if self.chunk_size < 1:
+            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+
+    def scores(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+        s = minmax01(clean_maps(maps).to(x.device))[:, None]
+        masked = model.normalize(model.denormalize(x) * s) if self.masking == "pixel" else x * s
+        both = torch.cat([x, masked])
+        tgt = target.to(x.device).long().repeat(2)
+        out = torch.empty(both.shape[0], dtype=torch.float32, device=x.device)
+        with torch.inference_mode():
+            for start in range(0, both.shape[0], self.chunk_size):
+                sl = slice(start, start + self.chunk_size)
+                out[sl] = class_scores(model(both[sl]), tgt[sl], self.score)
+        return out[: x.shape[0]].double(), out[x.shape[0] :].double()
+
+    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+        y, o = self.scores(model, x, maps, target)
+        figures = {
+            "average_drop": 100 * torch.where(y > 0, (y - o).clamp_min(0) / y.abs().clamp_min(1e-300), 0.0),
+            "increase_in_confidence": 100 * (o > y).double(),
+            "average_gain": 100 * torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0),
+        }
+        figures = {k: v.float() for k, v in figures.items()}
+        values = figures.pop(self.key)
+        return MetricResult(values=values, extras=figures)
+
+
+@METRICS.register("average_drop")
+@dataclass
+class AverageDrop(ConfidenceChange):
+    """Average drop (Chattopadhay et al., Grad-CAM++, WACV 2018): 100·max(0, Y−O)/Y per image
+    (the dataset mean is the published figure); lower is better."""
+
+    key: ClassVar[str] = "average_drop"
+    higher_is_better: ClassVar[bool] = False
+
+
+@METRICS.register("increase_in_confidence")
+@dataclass
+class IncreaseInConfidence(ConfidenceChange):
+    """Increase in confidence (Chattopadhay et al., Grad-CAM++, WACV 2018): 100·[O > Y] per image;
+    higher is better."""
+
+    key: ClassVar[str] = "increase_in_confidence"
+    higher_is_better: ClassVar[bool] = True
+
+
+@METRICS.register("average_gain")
+@dataclass
+class AverageGain(ConfidenceChange):
+    """Average gain (Zhang et al., Opti-CAM, 2023): 100·max(0, O−Y)/(1−Y) per image; higher is better."""
+
+    key: ClassVar[str] = "average_gain"
+    higher_is_better: ClassVar[bool] = True
