@@ -106,7 +106,8 @@ def contrasting_colour(rng: np.random.Generator, under: np.ndarray) -> np.ndarra
 def render(seed: int, split: str, index: int, size: int = 128) -> dict[str, np.ndarray | int]:
     """Generate image `index` of `split`: returns image (H,W,3) uint8, mask (H,W) bool, label, and
     the layers it was composed from — `background` (photo crop + clutter, before the object) and
-    `fill` (the object's colour field) — so that image == where(mask, fill, background) exactly."""
+    `fill` (the object's colour field) — so that image == where(mask, fill, background) exactly —
+    plus the union of the clutter masks and the object's centre, radius and angle."""
     rng = image_rng(seed, split, index)
     label = index % len(CLASS_NAMES)  # balanced classes for any prefix of the split
     radius = rng.uniform(0.16, 0.3) * size
@@ -117,11 +118,13 @@ def render(seed: int, split: str, index: int, size: int = 128) -> dict[str, np.n
 
     image = background_crop(rng, bundled_photos(4 * size), size)
     keep_off = dilate(mask, 2)
+    clutter_union = np.zeros_like(mask)
     for _ in range(int(rng.integers(1, 5))):
         for _attempt in range(10):
             clutter = clutter_mask(rng, size)
             if clutter.any() and not (clutter & keep_off).any():
                 image[clutter] = rng.uniform(0, 255, 3).astype(np.uint8)
+                clutter_union |= clutter
                 break
 
     colour = contrasting_colour(rng, image[mask])
@@ -137,6 +140,7 @@ def render(seed: int, split: str, index: int, size: int = 128) -> dict[str, np.n
         label=label,
         background=background,
         fill=fill,
+        clutter=clutter_union,
         centre=np.array([cx, cy]),
         radius=radius,
         angle=angle,
