@@ -1,33 +1,121 @@
-"""Gradient-based explainers that attribute to input pixels.
-
-Vanilla gradient saliency for now; the family grows in its own issue.
+"""Gradient-based explainers that attribute to input pixels: saliency, input×gradient, guided
+backprop, deconvnet and guided Grad-CAM; the per-channel base the noise/path wrappers build on.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError, ModelError, did_you_mean
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, Reduce, reduce_channels, target_scores
+from .base import EXPLAINERS, Explainer, Reduce, layer_activations_and_gradients, reduce_channels, target_scores
+from .rules import deconvnet_relu, guided_relu
 
 
 def input_gradients(model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-    """∂y_c/∂x for each image of the batch: one forward and one backward to the input."""
+    """∂y_c/∂x for each image of the batch: one forward and one backward to the input (no
+    parameter gradients)."""
     with torch.enable_grad():
         xg = x.detach().clone().requires_grad_(True)
         (grad,) = torch.autograd.grad(target_scores(model(xg), target).sum(), xg)
     return grad
 
 
+@dataclass
+class InputAttribution(Explainer):
+    """An explainer with a per-input-channel attribution (B,C,H,W), reduced over colour
+    channels by `reduce` (DESIGN.md "Contracts"). Wrappers (SmoothGrad, VarGrad) call
+    `attribute` on perturbed copies of the batch."""
+
+    reduce: Reduce = "sum"
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        raise NotImplementedError
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        return reduce_channels(self.attribute(model, x, target), self.reduce)
+
+
+def gradient_method(name: str, params: dict | None = None, where: str = "method") -> InputAttribution:
+    """Build a registered per-input-channel explainer by name (for the wrappers), or raise a
+    ConfigError naming the valid ones."""
+    valid = [n for n in EXPLAINERS.names() if issubclass_safe(EXPLAINERS.get(n).obj, InputAttribution)]
+    if name not in valid:
+        raise ConfigError(f"{where}: '{name}' is not a per-pixel gradient method.{did_you_mean(name, valid)} "
+                          f"Valid: {', '.join(valid)}")
+    return EXPLAINERS.build(name, **(params or {}))
+
+
+def issubclass_safe(obj, cls) -> bool:
+    return isinstance(obj, type) and issubclass(obj, cls)
+
+
 @EXPLAINERS.register("saliency")
 @dataclass
-class Saliency(Explainer):
+class Saliency(InputAttribution):
     """Gradient saliency (Simonyan et al., ICLR-W 2014): |∂y_c/∂x|, max over colour channels."""
 
     reduce: Reduce = "abs_max"
 
-    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        return reduce_channels(input_gradients(model, x, target), self.reduce)
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        return input_gradients(model, x, target).abs()
+
+
+@EXPLAINERS.register("inputxgrad")
+@dataclass
+class InputXGradient(InputAttribution):
+    """Input × gradient (Shrikumar et al. 2016, "Not just a black box"): x ⊙ ∂y_c/∂x."""
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        return x * input_gradients(model, x, target)
+
+
+@EXPLAINERS.register("guided_backprop")
+@dataclass
+class GuidedBackprop(InputAttribution):
+    """Guided backpropagation (Springenberg et al., ICLR-W 2015): the input gradient with every
+    ReLU passing gradient only where its input > 0 and the gradient > 0 (hooks, removed after)."""
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        with guided_relu(model):
+            return input_gradients(model, x, target)
+
+
+@EXPLAINERS.register("deconvnet")
+@dataclass
+class Deconvnet(InputAttribution):
+    """Deconvnet (Zeiler & Fergus, ECCV 2014): the input gradient with every ReLU passing only
+    the positive gradient, whatever its forward input (hooks, removed after)."""
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        with deconvnet_relu(model):
+            return input_gradients(model, x, target)
+
+
+@EXPLAINERS.register("guided_gradcam")
+@dataclass
+class GuidedGradCAM(InputAttribution):
+    """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backprop ⊙ the Grad-CAM map of
+    `layer` upsampled to the input (`bilinear` as in the paper; `nearest` is Captum's default)."""
+
+    layer: str = "auto"
+    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        layer = model.resolve_layer(self.layer)
+        acts, grads, _ = layer_activations_and_gradients(model, x, target, layer)
+        if acts.dim() != 4:
+            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; Grad-CAM needs (B,K,h,w)")
+        cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1, keepdim=True))
+        if self.upsample_mode == "bilinear":
+            cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
+        else:
+            cam = F.interpolate(cam, size=x.shape[-2:], mode="nearest")
+        with guided_relu(model):
+            guided = input_gradients(model, x, target)
+        return guided * cam
