@@ -1,0 +1,76 @@
+"""What activation maximization maximizes: a class logit, a channel's mean activation at a layer,
+or the centre unit of a channel — one target per batch row (SEED_METHODS.md §5 "Objective").
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, LayerError
+from ..models.adapter import ModelAdapter
+
+Objective = Literal["class", "channel", "unit"]
+OBJECTIVES: tuple[str, ...] = ("class", "channel", "unit")
+
+
+def select_units(acts: Tensor, targets: Tensor, objective: str) -> Tensor:
+    """(B,) objective of each row: `channel` = spatial mean of channel targets[b] of (B,K,h,w)
+    activations, `unit` = its centre element (h//2, w//2); for (B,D) activations both are
+    element targets[b] (Erhan et al. 2009; SEED_METHODS.md §5)."""
+    rows = torch.arange(acts.shape[0], device=acts.device)
+    chosen = acts[rows, targets.to(acts.device)]
+    if chosen.dim() == 1:
+        return chosen
+    if objective == "channel":
+        return chosen.flatten(1).mean(1)
+    if objective == "unit":
+        h, w = chosen.shape[-2:]
+        return chosen[:, h // 2, w // 2]
+    raise ConfigError(f"unknown objective '{objective}'. Valid: {', '.join(OBJECTIVES)}")
+
+
+def objective_values(model: ModelAdapter, x: Tensor, targets: Tensor, objective: str,
+                     layer: str | None) -> tuple[Tensor, Tensor]:
+    """One forward of the model-input batch `x`: ((B,) objective values φ_b(x_b), (B,N) logits).
+    `class` is the pre-softmax logit F_c (Simonyan et al. 2014); `channel`/`unit` read `layer`."""
+    if objective == "class":
+        logits = model(x)
+        return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1), logits
+    if objective not in OBJECTIVES:
+        raise ConfigError(f"unknown objective '{objective}'. Valid: {', '.join(OBJECTIVES)}")
+    with model.capture(layer) as cap:
+        logits = model(x)
+        acts = cap.activation
+    return select_units(acts, targets, objective), logits
+
+
+def target_count(model: ModelAdapter, objective: str, layer: str | None) -> tuple[int, str | None]:
+    """How many targets the objective has (classes, or channels of `layer`) and the resolved
+    layer name (None for `class`), from one forward of a single blank image."""
+    h, w = model.input_size
+    blank = model.normalize(torch.full((1, model.channels, h, w), 0.5, device=model.device))
+    if objective == "class":
+        with torch.no_grad():
+            return int(model(blank).shape[1]), None
+    name = model.resolve_layer(layer or "auto")
+    with torch.no_grad(), model.capture(name) as cap:
+        model(blank)
+    acts = cap.activation
+    if acts.dim() not in (2, 4):
+        raise LayerError(f"layer '{name}' outputs shape {tuple(acts.shape)}; objective '{objective}' needs "
+                         "(B,K,h,w) or (B,D) activations")
+    return int(acts.shape[1]), name
+
+
+def check_targets(targets: list[int], count: int, objective: str, layer: str | None) -> list[int]:
+    """Validate target ids against the number of classes/channels; [] means all of them."""
+    if not targets:
+        return list(range(count))
+    bad = [t for t in targets if not 0 <= int(t) < count]
+    if bad:
+        what = "classes" if objective == "class" else f"channels at layer '{layer}'"
+        raise ConfigError(f"featviz targets {bad} out of range: the model has {count} {what} (valid 0..{count - 1})")
+    return [int(t) for t in targets]
