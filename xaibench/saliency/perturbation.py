@@ -1,0 +1,144 @@
+"""Perturbation explainers: occlusion (sliding window) and RISE (random masks). Forward passes
+only, all perturbed inputs of a batch in `chunk_size` pieces under `torch.inference_mode`.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..models.adapter import ModelAdapter
+from .base import EXPLAINERS, Explainer, chunks, target_scores
+from .baselines import make_baseline
+from .gradient import InputAttribution
+
+Score = Literal["logit", "softmax"]
+
+
+def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
+    """(B,) score of each image's target class: the logit or the softmax probability."""
+    if score == "softmax":
+        return logits.softmax(1).gather(1, target.view(-1, 1)).squeeze(1)
+    return target_scores(logits, target)
+
+
+def window_starts(size: int, window: int, stride: int) -> list[int]:
+    """Window origins along one axis: 0, stride, … until the window has covered the axis;
+    ceil((size − window) / stride) + 1 of them, the last clipped at the border (Captum's rule)."""
+    return [k * stride for k in range(math.ceil((size - window) / stride) + 1)]
+
+
+@EXPLAINERS.register("occlusion")
+@dataclass
+class Occlusion(InputAttribution):
+    """Occlusion (Zeiler & Fergus, ECCV 2014): a `window`×`window` patch over all channels is
+    replaced by the `baseline`, sliding with `stride`; each pixel gets the mean drop of the
+    target `score` over the windows that cover it (as Captum's Occlusion). Passes per image:
+    1 + n_windows forwards, n_windows = (ceil((H−w)/s)+1)·(ceil((W−w)/s)+1)."""
+
+    window: int = 16
+    stride: int = 8
+    baseline: Literal["zeros", "black", "blur"] = "zeros"
+    blur_kernel: int = 51
+    blur_sigma: float = 50.0
+    score: Score = "logit"
+    chunk_size: int = 64
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        if not 1 <= self.window <= min(h, w):
+            raise ConfigError(f"occlusion.window must be in [1, {min(h, w)}] for {h}×{w} inputs, got {self.window}")
+        if not 1 <= self.stride <= self.window:
+            raise ConfigError(f"occlusion.stride must be in [1, window={self.window}], got {self.stride}")
+        x = x.detach()
+        target = target.to(x.device)
+        base = make_baseline(model, x, self.baseline, self.blur_kernel, self.blur_sigma)
+        rows = torch.tensor(window_starts(h, self.window, self.stride), device=x.device)
+        cols = torch.tensor(window_starts(w, self.window, self.stride), device=x.device)
+        n_win = len(rows) * len(cols)
+        ar_h, ar_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
+        drops = torch.empty(b, n_win, device=x.device, dtype=x.dtype)
+        with torch.inference_mode():
+            ref = class_scores(model(x), target, self.score)
+            for piece in chunks(n_win * b, self.chunk_size):
+                idx = torch.arange(piece.start, piece.stop, device=x.device)
+                win, img = idx // b, idx % b
+                r0 = rows[win // len(cols)].view(-1, 1)
+                c0 = cols[win % len(cols)].view(-1, 1)
+                in_rows = (ar_h >= r0) & (ar_h < r0 + self.window)  # (k,H)
+                in_cols = (ar_w >= c0) & (ar_w < c0 + self.window)  # (k,W)
+                mask = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(x.dtype)
+                xs = x[img] * (1 - mask) + base[img] * mask
+                drops[img, win] = ref[img] - class_scores(model(xs), target[img], self.score)
+        # spread each window's drop over its pixels and average: a transposed conv with a box kernel
+        box = torch.ones(1, 1, self.window, self.window, device=x.device, dtype=x.dtype)
+        grid = drops.view(b, 1, len(rows), len(cols))
+        total = F.conv_transpose2d(grid, box, stride=self.stride)[..., :h, :w]
+        count = F.conv_transpose2d(torch.ones_like(grid[:1]), box, stride=self.stride)[..., :h, :w]
+        return (total / count).expand(b, c, h, w)
+
+
+@EXPLAINERS.register("rise")
+@dataclass
+class RISE(Explainer):
+    """RISE (Petsiuk et al., BMVC 2018): S = Σ_i f_c(x ⊙ M_i) M_i / (N·p) over `n_masks` random
+    masks: binary grids with cells of `cell_size` pixels kept with probability `p`, upsampled
+    bilinearly and randomly shifted by up to one cell (the paper's construction). Masked-out
+    pixels are 0 in model-input space (the reference implementation's choice). The grids and
+    shifts are drawn once per run from `seed` (on first use, per input size and device) and
+    reused for every batch; masks are built chunk by chunk. Passes per image: n_masks forwards."""
+
+    n_masks: int = 2000
+    cell_size: int = 16
+    p: float = 0.5
+    score: Score = "softmax"
+    seed: int = 0
+    chunk_size: int = 64
+    _draws: dict = field(default_factory=dict, init=False, repr=False)
+
+    def draws(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
+        """(grids (N,1,gh,gw) of 0/1, shifts (N,2)) for inputs of size h×w, drawn once."""
+        key = (h, w, str(device), self.n_masks, self.cell_size, self.p, self.seed)
+        if key not in self._draws:
+            gen = torch.Generator(device=device).manual_seed(self.seed)
+            gh, gw = math.ceil(h / self.cell_size), math.ceil(w / self.cell_size)
+            grids = (torch.rand(self.n_masks, 1, gh, gw, generator=gen, device=device) < self.p).float()
+            shifts = torch.randint(0, self.cell_size, (self.n_masks, 2), generator=gen, device=device)
+            self._draws = {key: (grids, shifts)}
+        return self._draws[key]
+
+    def masks(self, grids: Tensor, shifts: Tensor, h: int, w: int) -> Tensor:
+        """(k,1,h,w) masks: each grid upsampled to (g+1)·cell, cropped at its shift."""
+        k, _, gh, gw = grids.shape
+        up = F.interpolate(grids, size=((gh + 1) * self.cell_size, (gw + 1) * self.cell_size), mode="bilinear",
+                           align_corners=False)
+        rows = shifts[:, 0:1] + torch.arange(h, device=grids.device)  # (k,h)
+        cols = shifts[:, 1:2] + torch.arange(w, device=grids.device)  # (k,w)
+        return up[torch.arange(k, device=grids.device)[:, None, None], 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        if self.n_masks < 1 or self.cell_size < 1 or not 0 < self.p <= 1:
+            raise ConfigError(f"rise: need n_masks >= 1, cell_size >= 1, 0 < p <= 1; got {self.n_masks}, "
+                              f"{self.cell_size}, {self.p}")
+        b, _, h, w = x.shape
+        x = x.detach()
+        target = target.to(x.device)
+        grids, shifts = self.draws(h, w, x.device)
+        sal = torch.zeros(b, h * w, device=x.device, dtype=x.dtype)
+        # masks in the outer loop, so each is built once and shared by every image of the batch
+        per = max(1, self.chunk_size // b)
+        with torch.inference_mode():
+            for part in chunks(self.n_masks, per):
+                m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
+                k = m.shape[0]
+                xs = (x.unsqueeze(0) * m.unsqueeze(1)).flatten(0, 1)  # (k·B, C,h,w), mask-major
+                scores = class_scores(model(xs), target.repeat(k), self.score).view(k, b)
+                sal += scores.T @ m.view(k, h * w)
+        return (sal / (self.n_masks * self.p)).view(b, h, w)
+
