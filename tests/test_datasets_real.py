@@ -111,6 +111,8 @@ def test_imagenet_errors(tmp_path):
     xml.unlink()
     with pytest.raises(DataError, match="ILSVRC2012_val_00000001.xml"):
         DATASETS.build("imagenet", root=str(tmp_path))
+    with pytest.raises(DataError, match="split 'train'.*Valid: val, test"):
+        DATASETS.build("imagenet", root=str(tmp_path), split="train")
     (tmp_path / "LOC_synset_mapping.txt").unlink()
     with pytest.raises(DataError, match="synset mapping"):
         DATASETS.build("imagenet", root=str(tmp_path))

@@ -66,7 +66,8 @@ class ImageNetValDataset(Dataset):
     """ILSVRC-2012 validation set (Russakovsky et al., IJCV 2015) with localization boxes: label =
     the synset of the image's XML annotation (index in the synset mapping), boxes = every box of
     that synset. Folders are found in the common layouts or named by `images_dir`, `boxes_dir`,
-    `synset_file` (relative to root). Boxes are taken as given in pixels (xmin, ymin, xmax, ymax)."""
+    `synset_file` (relative to root). Boxes are taken as given in pixels (xmin, ymin, xmax, ymax).
+    `split` val or test (the config default) both read the validation set: ILSVRC test labels are not public."""
 
     root: str | None = None
     split: str = "val"
@@ -77,8 +78,11 @@ class ImageNetValDataset(Dataset):
     synset_file: str | None = None
 
     def __post_init__(self) -> None:
-        if self.split != "val":
-            raise DataError(f"imagenet: only the 'val' split has per-image boxes; got split '{self.split}'")
+        if self.split not in ("val", "test"):
+            raise DataError(
+                f"imagenet: split '{self.split}' has no per-image boxes. Valid: val, test (both read the "
+                "ILSVRC-2012 validation set: the test labels are not public)"
+            )
         base = require_root(self.root, "imagenet")
         self.synset_path = first_existing(base, SYNSET_FILES, self.synset_file, "synset mapping file", False)
         self.wnids, self.class_names = read_synsets(self.synset_path)
