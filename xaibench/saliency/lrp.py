@@ -1,0 +1,192 @@
+"""Layer-wise relevance propagation through Zennit: LRP, contrastive LRP and Relevance-CAM, plus
+the relevance at an intermediate layer that CF-CAM reuses. Zennit's composites and canonizers
+are applied and removed around each call; the model is never edited permanently.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ModelError
+from ..models.adapter import ModelAdapter
+from .base import EXPLAINERS, Explainer, Reduce, upsample
+from .gradient import InputAttribution
+
+CompositeName = Literal[
+    "epsilon_plus_flat", "epsilon_plus", "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon_gamma_box",
+    "epsilon",
+]
+CanonizerName = Literal["auto", "none", "merge_batchnorm", "resnet"]
+OutputRelevance = Literal["logit", "one"]
+
+
+def make_canonizers(model: ModelAdapter, kind: str) -> list:
+    """Zennit canonizers: `resnet` (BatchNorm merging + torchvision residual blocks),
+    `merge_batchnorm` (BatchNorm right after a linear layer merged into it), `none`; `auto`
+    picks `resnet` when the model has torchvision Bottleneck/BasicBlock modules."""
+    from torchvision.models.resnet import BasicBlock, Bottleneck
+    from zennit.canonizers import SequentialMergeBatchNorm
+    from zennit.torchvision import ResNetCanonizer
+
+    if kind == "auto":
+        kind = "resnet" if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.module.modules()) \
+            else "merge_batchnorm"
+    if kind == "resnet":
+        return [ResNetCanonizer()]
+    if kind == "merge_batchnorm":
+        return [SequentialMergeBatchNorm()]
+    if kind == "none":
+        return []
+    raise ConfigError(f"unknown canonizer '{kind}'. Valid: auto, none, merge_batchnorm, resnet")
+
+
+def make_composite(name: str, model: ModelAdapter, x: Tensor, epsilon: float, gamma: float, canonizer: str):
+    """A Zennit composite by name (Montavon et al. 2019, "Layer-wise relevance propagation: an
+    overview"): ε for dense layers and z⁺ / α2β1 / γ for convolutions, with the flat rule or
+    the z^B box rule (bounds: pixel values 0 and 1, normalized) for the first layer; `epsilon`
+    is the ε rule on every linear and convolutional layer."""
+    from zennit.composites import (
+        EpsilonAlpha2Beta1,
+        EpsilonAlpha2Beta1Flat,
+        EpsilonGammaBox,
+        EpsilonPlus,
+        EpsilonPlusFlat,
+        LayerMapComposite,
+        layer_map_base,
+    )
+    from zennit.rules import Epsilon
+    from zennit.types import Convolution
+
+    can = make_canonizers(model, canonizer)
+    if name == "epsilon_plus_flat":
+        return EpsilonPlusFlat(epsilon=epsilon, canonizers=can)
+    if name == "epsilon_plus":
+        return EpsilonPlus(epsilon=epsilon, canonizers=can)
+    if name == "epsilon_alpha2_beta1":
+        return EpsilonAlpha2Beta1(epsilon=epsilon, canonizers=can)
+    if name == "epsilon_alpha2_beta1_flat":
+        return EpsilonAlpha2Beta1Flat(epsilon=epsilon, canonizers=can)
+    if name == "epsilon_gamma_box":
+        low = model.normalize(torch.zeros_like(x[:1]))
+        high = model.normalize(torch.ones_like(x[:1]))
+        return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma, canonizers=can)
+    if name == "epsilon":
+        rule = Epsilon(epsilon=epsilon)
+        return LayerMapComposite(layer_map=layer_map_base() + [(Convolution, rule), (nn.Linear, rule)], canonizers=can)
+    raise ConfigError(f"unknown LRP composite '{name}'. Valid: {', '.join(CompositeName.__args__)}")
+
+
+def output_relevance(logits: Tensor, target: Tensor, contrastive: bool, scale: str) -> Tensor:
+    """(B,K) relevance put on the logits. Plain: the target's logit (`scale=logit`) or 1.
+    Contrastive (CLRP, Gu et al., ACCV 2018): target 1 minus the dual, all other classes
+    weighted equally (1/(K−1) each). LRP is linear in this vector (every rule's backward is), so
+    R_c − R_dual is one backward pass of their difference — exact."""
+    onehot = torch.zeros_like(logits).scatter_(1, target.view(-1, 1), 1.0)
+    if contrastive:
+        k = logits.shape[1]
+        if k < 2:
+            raise ModelError("contrastive LRP needs a model with at least two classes")
+        return onehot - (1 - onehot) / (k - 1)
+    return onehot * logits.detach() if scale == "logit" else onehot
+
+
+def relevance(
+    model: ModelAdapter,
+    x: Tensor,
+    target: Tensor,
+    composite,
+    contrastive: bool = False,
+    scale: str = "logit",
+    layer: str | None = None,
+) -> tuple[Tensor, Tensor | None]:
+    """One forward and one modified backward inside the composite's context: (relevance at the
+    input (B,C,H,W) — or at `layer`'s output when given — and the layer's activations or None).
+    With Zennit, the modified gradient arriving at a tensor *is* its relevance (each rule
+    returns a_i·Σ_j w_ij R_j / z_j as its input gradient)."""
+    target = target.to(x.device)
+    with contextlib.ExitStack() as stack:
+        stack.enter_context(torch.enable_grad())
+        stack.enter_context(composite.context(model.module))
+        cap = stack.enter_context(model.capture(layer)) if layer is not None else None
+        xg = x.detach().clone().requires_grad_(layer is None)
+        logits = model(xg)
+        wrt = cap.activation if cap is not None else xg
+        if not wrt.requires_grad:
+            raise ModelError(f"no gradient reaches layer '{layer}'")
+        (rel,) = torch.autograd.grad(logits, wrt, grad_outputs=output_relevance(logits, target, contrastive, scale))
+    return rel.detach(), (cap.activation.detach() if cap is not None else None)
+
+
+@dataclass
+class LRPBase(InputAttribution):
+    composite: CompositeName = "epsilon_plus_flat"
+    canonizer: CanonizerName = "auto"
+    epsilon: float = 1e-6
+    gamma: float = 0.25
+
+    def composite_for(self, model: ModelAdapter, x: Tensor):
+        return make_composite(self.composite, model, x, self.epsilon, self.gamma, self.canonizer)
+
+
+@EXPLAINERS.register("lrp")
+@dataclass
+class LRP(LRPBase):
+    """Layer-wise relevance propagation (Bach et al., PLoS ONE 2015) with a Zennit composite
+    (`epsilon_plus_flat` default; Montavon et al. 2019): relevance of the target logit
+    (`output: logit`; or 1) conserved down to the input pixels. 1 forward + 1 backward."""
+
+    reduce: Reduce = "sum"
+    output: OutputRelevance = "logit"
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        return relevance(model, x, target, self.composite_for(model, x), scale=self.output)[0]
+
+
+@EXPLAINERS.register("clrp")
+@dataclass
+class CLRP(LRPBase):
+    """Contrastive LRP (Gu, Yang & Tresp, ACCV 2018): R = ReLU(R_c − R_dual) at the input, the
+    dual being all other classes weighted equally. 1 forward + 1 backward (by linearity)."""
+
+    reduce: Reduce = "sum"
+
+    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        return torch.relu(relevance(model, x, target, self.composite_for(model, x), contrastive=True)[0])
+
+
+def layer_relevance(
+    model: ModelAdapter, x: Tensor, target: Tensor, layer: str, composite, contrastive: bool = True
+) -> tuple[Tensor, Tensor]:
+    """(activations A, relevance R) at `layer` (both (B,K,h,w)); R = ReLU(R_c − R_dual) when
+    `contrastive` (CLRP; specs/SEED_METHODS.md §2 step 3), else the target's relevance."""
+    rel, acts = relevance(model, x, target, composite, contrastive=contrastive, scale="one", layer=layer)
+    if acts.dim() != 4:
+        raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a relevance CAM needs (B,K,h,w)")
+    return acts, (torch.relu(rel) if contrastive else rel)
+
+
+@EXPLAINERS.register("relevancecam")
+@dataclass
+class RelevanceCAM(Explainer):
+    """Relevance-CAM (Lee et al., CVPR 2021): α_k = mean over (i,j) of the relevance R_k at
+    `layer`, map = ReLU(Σ_k α_k A_k) upsampled bilinearly. R is the contrastive relevance CF-CAM
+    uses (specs/SEED_METHODS.md §2: z⁺ for convolutions, ε for the final linear layer);
+    `contrastive: false` keeps the target's own relevance. 1 forward + 1 backward to the layer."""
+
+    layer: str = "auto"
+    composite: CompositeName = "epsilon_plus"
+    canonizer: CanonizerName = "auto"
+    contrastive: bool = True
+    epsilon: float = 1e-6
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        layer = model.resolve_layer(self.layer)
+        comp = make_composite(self.composite, model, x, self.epsilon, 0.25, self.canonizer)
+        acts, rel = layer_relevance(model, x, target, layer, comp, self.contrastive)
+        cam = torch.relu((rel.mean(dim=(2, 3), keepdim=True) * acts).sum(1))
+        return upsample(cam, x.shape[-2:])
