@@ -25,6 +25,7 @@ from . import __version__
 from .config import PluginSpec, RunConfig, load
 from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
+from .distributed import Ranks
 from .errors import ConfigError, DataError, OutputError
 from .metrics import METRICS, PROBES, ImageMetric
 from .models import ModelAdapter, load_model
@@ -118,13 +119,27 @@ def run(
 ) -> Path:
     """Run a benchmark config; return the run folder (DESIGN.md "The flow of data")."""
     cfg = config if isinstance(config, RunConfig) else load(config, overrides)
-    run_dir = prepare_run_dir(cfg, out, resume)
-    plan = build_plan(cfg, run_dir)
+    ranks = Ranks.from_env()
+    device = ranks.device(resolve_device(cfg.device))
+    ranks.start(device)
+    try:
+        run_dir = ranks.share(prepare_run_dir, cfg, out, resume)
+        run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
+        plan = build_plan(cfg, run_dir, device)
+        return execute(plan, ranks, progress)
+    finally:
+        ranks.stop()
+
+
+def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
+    """Compute this rank's batches, then (rank 0) probes, featviz, assembly, figures."""
+    cfg, run_dir = plan.cfg, plan.run_dir
     started = time.perf_counter()
-    write_run_json(plan, status="running", wall=0.0)
+    if ranks.is_main:
+        write_run_json(plan, status="running", wall=0.0)
     files = store.BatchFiles(run_dir)
     done = files.done()
-    todo = [k for k in range(plan.n_batches) if k not in done]
+    todo = ranks.shard([k for k in range(plan.n_batches) if k not in done])
     all_batches = plan.batches()
     loader = DataLoader(
         IndexedDataset(plan.dataset),
@@ -132,9 +147,10 @@ def run(
         num_workers=cfg.dataset.num_workers,
         collate_fn=collate,
     )
+    show = progress and ranks.is_main
     bars = {
-        spec.name: tqdm(total=plan.n_batches, initial=len(done), desc=f"{spec.name:>14}", position=i, unit="batch",
-                        disable=not progress, leave=True, dynamic_ncols=True)
+        spec.name: tqdm(total=len(todo), desc=f"{spec.name:>14}", position=i, unit="batch",
+                        disable=not show, leave=True, dynamic_ncols=True)
         for i, (spec, _) in enumerate(plan.explainers)
     }
     try:
@@ -143,6 +159,10 @@ def run(
     finally:
         for bar in bars.values():
             bar.close()
+    ranks.barrier()
+    ranks.gather_files(files, plan.n_batches)
+    if not ranks.is_main:
+        return run_dir
     run_probes(plan, progress)
     run_featviz(plan)
     metric_info = {
@@ -154,7 +174,7 @@ def run(
     store.assemble(run_dir, plan.n_batches, metric_info, h5_attrs(plan), cfg.seed)
     store.add_extras_to_h5(run_dir)
     write_errors(run_dir)
-    write_run_json(plan, status="complete", wall=time.perf_counter() - started)
+    write_run_json(plan, status="complete", wall=time.perf_counter() - started, world=ranks.world)
     if cfg.output.figures:
         from .results import report
 
@@ -189,9 +209,9 @@ def prepare_run_dir(cfg: RunConfig, out: str | Path | None, resume: bool) -> Pat
     return run_dir
 
 
-def build_plan(cfg: RunConfig, run_dir: Path) -> Plan:
+def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None) -> Plan:
     torch.manual_seed(cfg.seed)
-    device = resolve_device(cfg.device)
+    device = device or resolve_device(cfg.device)
     autocast(cfg, device)  # refuses bf16/fp16 off CUDA before any work
     model = load_model(cfg.model.name, cfg.model.weights).to(device)
     if cfg.model.layer != "auto":
@@ -421,7 +441,7 @@ def git_commit() -> str | None:
         return None
 
 
-def write_run_json(plan: Plan, status: str, wall: float) -> None:
+def write_run_json(plan: Plan, status: str, wall: float, world: int = 1) -> None:
     """run.json: resolved config, versions, commit, device, seed, timings and pass counters."""
     costs = _batch_costs(store.BatchFiles(plan.run_dir), plan) if status == "complete" else plan.costs
     meta = {
@@ -437,6 +457,7 @@ def write_run_json(plan: Plan, status: str, wall: float) -> None:
         "n_images": len(plan.indices),
         "n_batches": plan.n_batches,
         "wall_seconds": round(wall, 3),
+        "processes": world,
         "costs": {name: c.as_dict() for name, c in sorted(costs.items())},
         "protocols": {spec.name: m.protocol() for spec, m in plan.metrics},
     }
