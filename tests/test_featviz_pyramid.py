@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -90,3 +91,19 @@ def test_laplacian_normalization_lifts_low_frequencies_of_white_noise():
     assert before.mean().item() == pytest.approx(math.pi * 0.125**2, abs=0.01)
     assert (low_frequency_share(precondition(g, "laplacian", 4)) > 2 * before).all()
     assert (low_frequency_share(precondition(g, "gaussian", 4)) > 2 * before).all()
+
+
+def test_reduce_and_expand_match_scipy_filtering():
+    from scipy import ndimage
+
+    x = torch.randn(2, 3, 21, 26, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    k = np.array([1.0, 4, 6, 4, 1]) / 16
+    ref = ndimage.correlate1d(ndimage.correlate1d(x.numpy(), k, axis=-1, mode="mirror"), k, axis=-2, mode="mirror")
+    assert np.allclose(reduce(x).numpy(), ref[..., ::2, ::2], atol=1e-12)
+    small = reduce(x)
+    up = np.zeros((2, 3, 22, 26))
+    up[..., ::2, ::2] = small.numpy()
+    ref = ndimage.correlate1d(ndimage.correlate1d(up, 2 * k, axis=-1, mode="mirror"), 2 * k, axis=-2, mode="mirror")
+    got = expand(small, (21, 26)).numpy()
+    assert got.shape[-2:] == (21, 26)
+    assert np.allclose(got[..., 2:-2, 2:-2], ref[..., 2:19, 2:24], atol=1e-12)  # away from the borders
