@@ -177,3 +177,39 @@ def test_bad_layer_fails_before_any_work(tiny_config, tmp_path):
     with pytest.raises(LayerError, match="no layer 'featurez'. Did you mean 'features'"):
         runner.run(tiny_config, out=tmp_path / "run", progress=False)
     assert not (tmp_path / "run" / ".partial").exists()
+
+
+def test_half_precision_is_refused_on_cpu_unless_allowed(tiny_config, tmp_path):
+    from xaibench.errors import ConfigError
+
+    tiny_config["precision"] = "bf16"
+    with pytest.raises(ConfigError, match="precision: bf16 is for CUDA.*allow_cpu_autocast"):
+        runner.run(tiny_config, out=tmp_path / "a", progress=False)
+    tiny_config["allow_cpu_autocast"] = True
+    tiny_config["explainers"] = ["gradcam"]
+    run_dir = runner.run(tiny_config, out=tmp_path / "b", progress=False)
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        assert h5["scores/gradcam/deletion"].dtype == np.float32
+        assert np.isfinite(h5["scores/gradcam/deletion"][()]).all()
+
+
+def test_full_disk_is_a_clear_error_and_leaves_no_half_file(tiny_config, tmp_path, monkeypatch):
+    import errno
+
+    def disk_full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    ds = tiny_config["dataset"]
+    DATASETS.build("synthetic", root=ds["root"], split="test", image_size=32, **ds["params"])  # cache before
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OutputError, match="No space left on device"):
+        runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    leftovers = [p.name for p in (tmp_path / "run").rglob("*") if p.is_file()]
+    assert leftovers == ["run.json"]  # no partial batch file, no temporary file
+
+
+def test_unwritable_output_folder_is_a_clear_error(tiny_config, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    with pytest.raises(OutputError, match="cannot create run folder"):
+        runner.run(tiny_config, out=blocker / "run", progress=False)

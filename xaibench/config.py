@@ -59,6 +59,7 @@ class RunConfig:
     seed: int = 0
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+    allow_cpu_autocast: bool = False  # bf16/fp16 autocast is for CUDA; on CPU only when set
     target: Literal["label", "prediction"] = "label"
     on_error: Literal["skip", "fail"] = "skip"
     model: ModelConfig = field(default_factory=ModelConfig)

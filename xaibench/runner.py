@@ -49,13 +49,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def autocast(cfg: RunConfig, device: torch.device) -> contextlib.AbstractContextManager:
-    """Model forwards under autocast for bf16/fp16 on CUDA; maps and metrics stay fp32."""
+    """Model forwards under autocast for bf16/fp16 on CUDA (maps and metric arithmetic stay fp32);
+    on CPU only with `allow_cpu_autocast: true`."""
     if cfg.precision == "fp32":
         return contextlib.nullcontext()
-    if device.type != "cuda":
-        raise ConfigError(f"precision: {cfg.precision} needs CUDA (this run is on {device}); use fp32")
+    if device.type != "cuda" and not cfg.allow_cpu_autocast:
+        raise ConfigError(f"precision: {cfg.precision} is for CUDA (this run is on {device}); use fp32, "
+                          "or set allow_cpu_autocast: true to autocast on the CPU anyway")
     dtype = torch.bfloat16 if cfg.precision == "bf16" else torch.float16
-    return torch.autocast("cuda", dtype=dtype)
+    return torch.autocast(device.type, dtype=dtype)
 
 
 @dataclass
