@@ -1,0 +1,250 @@
+"""Neuron similarity (neuron-similarity thesis ch. 3–5; SEED_METHODS.md §4): guided-backprop
+visualizations of every channel from class-average images, their cosine similarity to the class,
+per-layer curves, top/bottom grids, and pruning validation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..models.adapter import ModelAdapter
+from ..saliency.base import chunks
+from ..saliency.rules import guided_relu
+from .base import PROBES, Probe
+from .class_average import AVERAGE_KINDS, class_average_images
+from .conv_blocks import BlockLayer, select_layers
+from .pruning import accuracy, pruned, ranked_channels
+
+Objective = Literal["sum", "mean", "max"]
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook once the deepest needed layer has run (exact: later layers
+    cannot change a gradient that starts at this layer)."""
+
+
+def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
+    """Run the model only up to `layer` and return its output (the rest is skipped)."""
+    box: dict[str, Tensor] = {}
+
+    def hook(mod, inp, out):
+        box["out"] = out
+        raise _StopForward
+
+    handle = model.module_of(layer).register_forward_hook(hook)
+    try:
+        model.module(x)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    model.counter.forward_images += x.shape[0]
+    model.counter.forward_calls += 1
+    return box["out"]
+
+
+def guided_gradients(model: ModelAdapter, x: Tensor, layer: str | None, units: Tensor,
+                     objective: str = "sum") -> Tensor:
+    """(P,3,H,W) guided-backprop gradients `ω = GBP(x_p, layer, unit_p)` (Springenberg et al.
+    2015; SEED_METHODS.md §4.2), one forward and ONE backward for all P copies: copy p's
+    objective is channel `units[p]` of `layer` reduced over (h,w) by `objective` (sum | mean |
+    max), or, with `layer=None`, the logit of class `units[p]`. Copies do not interact (eval
+    mode), so this equals P separate backward passes."""
+    units = units.to(x.device, torch.long)
+    rows = torch.arange(x.shape[0], device=x.device)
+    with torch.enable_grad(), guided_relu(model.module):
+        xg = x.detach().clone().requires_grad_(True)
+        if layer is None:
+            score = model(xg)[rows, units]
+        else:
+            acts = forward_to(model, xg, layer)[rows, units]
+            score = {"sum": lambda a: a.sum((1, 2)), "mean": lambda a: a.mean((1, 2)),
+                     "max": lambda a: a.flatten(1).amax(1)}[objective](acts)
+            model.counter.backward_images += x.shape[0]
+            model.counter.backward_calls += 1
+        (grad,) = torch.autograd.grad(score.sum(), xg)
+    return grad
+
+
+def cosine_and_dead(reference: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
+    """(P,) cosine similarity of flattened `reference` and `vis` (§4.3) and the dead flag: an
+    all-zero visualization has similarity 0 and is dead (a zero reference also gives 0)."""
+    a, b = reference.flatten(1).double(), vis.flatten(1).double()
+    dead = b.abs().amax(1) == 0
+    na, nb = a.norm(dim=1), b.norm(dim=1)
+    ok = (na > 0) & (nb > 0)
+    cos = torch.where(ok, (a * b).sum(1) / (na * nb).clamp_min(1e-300), torch.zeros_like(na))
+    return cos.float(), dead
+
+
+def render(vis: Tensor) -> np.ndarray:
+    """(P,3,H,W) signed gradients → (P,H,W,3) uint8, each scaled symmetrically around grey
+    (0 → 128, ±max|ω| → 0/255)."""
+    peak = vis.flatten(1).abs().amax(1).clamp_min(torch.finfo(vis.dtype).tiny).view(-1, 1, 1, 1)
+    img = (vis / (2 * peak) + 0.5).clamp(0, 1)
+    return (img * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+
+
+@PROBES.register("neuron_similarity")
+@dataclass
+class NeuronSimilarity(Probe):
+    """Neuron similarity from class-average images (the neuron-similarity thesis, ch. 3–5;
+    SEED_METHODS.md §4): for every class average `I_i` and every channel k of every selected
+    layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (`chunk_size` visualizations per
+    forward+backward, the forward stopped at layer j), similarity method 1 `cos(I_i, ω)` and
+    method 2 `cos(GBP(I_i, output, i), ω)`, dead channels flagged; then per-layer curves,
+    top/bottom-8 grids, and pruning validation (§4.5, thesis Table 5-1).
+    """
+
+    layers: str | list[str] = "auto"  # auto (every conv block) | stages | [names]
+    averages: list[str] = field(default_factory=lambda: list(AVERAGE_KINDS))
+    methods: list[int] = field(default_factory=lambda: [1, 2])
+    objective: Objective = "sum"
+    classes: list[int] = field(default_factory=list)  # [] = every class that has images
+    top_k: int = 50  # K of the data-max / data-min averages
+    network_steps: int = 128  # activation-maximization steps of the network average
+    chunk_size: int = 64  # visualizations per forward+backward
+    grid_classes: int = 4  # grids for the first N analysed classes
+    grid_average: str = "simple"
+    prune: bool = True
+    prune_fraction: float = 0.4  # p of §4.5
+    prune_average: str = "simple"
+    prune_method: int = 1
+    prune_mode: Literal["auto", "weights", "output"] = "auto"
+
+    def __post_init__(self) -> None:
+        bad = [a for a in self.averages if a not in AVERAGE_KINDS]
+        if bad or not self.averages:
+            raise ConfigError(f"neuron_similarity.averages: {bad or '[]'} not valid. Valid: {', '.join(AVERAGE_KINDS)}")
+        if not self.methods or any(m not in (1, 2) for m in self.methods):
+            raise ConfigError(f"neuron_similarity.methods: {self.methods} not valid. Valid: 1, 2")
+        for key in ("grid_average", "prune_average"):
+            if getattr(self, key) not in self.averages:
+                raise ConfigError(f"neuron_similarity.{key} = {getattr(self, key)!r} must be one of averages "
+                                  f"{self.averages}")
+        if self.prune_method not in self.methods:
+            raise ConfigError(f"neuron_similarity.prune_method = {self.prune_method} must be one of methods {self.methods}")
+        if not 0 < self.prune_fraction <= 1:
+            raise ConfigError(f"neuron_similarity.prune_fraction = {self.prune_fraction} must be in (0, 1]")
+        if self.chunk_size < 1 or self.top_k < 1 or self.network_steps < 1:
+            raise ConfigError("neuron_similarity: chunk_size, top_k and network_steps must be >= 1")
+
+    # ---------------------------------------------------------------------------------------------
+    def visualize_layer(self, model: ModelAdapter, x: Tensor, layer: BlockLayer, refs: dict[int, Tensor]):
+        """Similarities (method → (N,C)) and dead flags (N,C) for every image of `x` and channel."""
+        n, c = x.shape[0], layer.channels
+        img = torch.arange(n, device=x.device).repeat_interleave(c)
+        ch = torch.arange(c, device=x.device).repeat(n)
+        sims = {m: torch.empty(n * c, device=x.device) for m in refs}
+        dead = torch.empty(n * c, dtype=torch.bool, device=x.device)
+        for sl in chunks(n * c, self.chunk_size):
+            vis = guided_gradients(model, x[img[sl]], layer.name, ch[sl], self.objective)
+            for m, ref in refs.items():
+                sims[m][sl], dead[sl] = cosine_and_dead(ref[img[sl]], vis)
+        return {m: s.view(n, c) for m, s in sims.items()}, dead.view(n, c)
+
+    def __call__(self, model: ModelAdapter, data: Iterable) -> dict[str, pd.DataFrame | np.ndarray]:
+        if iter(data) is data:  # a one-shot iterator: keep it, every pass needs the same images
+            data = list(data)
+        layers = select_layers(model, self.layers)
+        kinds = list(self.averages)
+        avgs, classes, avg_table = class_average_images(model, data, kinds, self.classes or None, self.top_k,
+                                                        self.network_steps)
+        a, k = avgs.shape[:2]
+        x = model.normalize(avgs.flatten(0, 1))  # (A·K,3,H,W), image a·K + i is kind a, class i
+        cls_of = torch.tensor(classes, device=x.device).repeat(a)
+        refs: dict[int, Tensor] = {}
+        if 1 in self.methods:
+            refs[1] = x
+        if 2 in self.methods:
+            refs[2] = torch.cat([guided_gradients(model, x[sl], None, cls_of[sl]) for sl in chunks(len(x), self.chunk_size)])
+        frames, per_layer = [], {}
+        for order, layer in enumerate(layers):
+            sims, dead = self.visualize_layer(model, x, layer, refs)
+            per_layer[layer.name] = sims
+            for m, s in sims.items():
+                frames.append(pd.DataFrame({
+                    "class": np.repeat(np.tile(classes, a), layer.channels),
+                    "average": np.repeat(np.repeat(kinds, k), layer.channels),
+                    "method": m, "layer": layer.name, "order": order, "stage": layer.stage,
+                    "channel": np.tile(np.arange(layer.channels), a * k),
+                    "similarity": s.flatten().cpu().numpy(), "dead": dead.flatten().cpu().numpy(),
+                }))
+        table = pd.concat(frames, ignore_index=True)
+        out: dict[str, pd.DataFrame | np.ndarray] = {
+            "similarity": table, "curves": curves(table), "class_average_info": avg_table,
+            "class_averages": avgs.permute(0, 1, 3, 4, 2).cpu().numpy().astype(np.float32),  # (A,K,H,W,3)
+        }
+        grid_method = 1 if 1 in self.methods else self.methods[0]
+        out["grids"], out["grid_index"] = self.grids(model, x, kinds, classes, layers, per_layer, grid_method)
+        if self.prune:
+            out["pruning"] = self.pruning(model, data, kinds, layers, per_layer)
+        return out
+
+    # ---------------------------------------------------------------------------------------------
+    def grids(self, model, x, kinds, classes, layers, per_layer, method):
+        """(L,G,16,H,W,3) uint8 top-8 then bottom-8 channel visualizations of each layer for the
+        first G classes (ranked by that class's similarity), and their index table."""
+        k = len(classes)
+        g = min(self.grid_classes, k)
+        h, w = x.shape[-2:]
+        grid = np.full((len(layers), g, 16, h, w, 3), 128, dtype=np.uint8)
+        rows = []
+        base = kinds.index(self.grid_average) * k
+        for li, layer in enumerate(layers):
+            sims = per_layer[layer.name][method]
+            n = min(8, layer.channels)
+            for ci in range(g):
+                s = sims[base + ci]
+                top = torch.sort(s, descending=True, stable=True).indices[:n]
+                bottom = torch.sort(s, stable=True).indices[:n]
+                chosen = torch.cat([top, bottom])
+                vis = guided_gradients(model, x[base + ci].expand(len(chosen), -1, -1, -1), layer.name, chosen,
+                                       self.objective)
+                slots = list(range(n)) + list(range(8, 8 + n))
+                grid[li, ci, slots] = render(vis)
+                rows += [dict(layer=layer.name, **{"class": classes[ci]}, slot=slot, rank="top" if slot < 8 else "bottom",
+                              channel=int(chn), similarity=float(s[chn])) for slot, chn in zip(slots, chosen.tolist())]
+        return grid, pd.DataFrame(rows)
+
+    def pruning(self, model, data, kinds, layers, per_layer) -> pd.DataFrame:
+        """Thesis §5.2 / Table 5-1: accuracy with the top-p and the bottom-p channels of each layer
+        zeroed (ranked by similarity averaged over classes), the model restored after each."""
+        k = per_layer[layers[0].name][self.prune_method].shape[0] // len(kinds)
+        base = kinds.index(self.prune_average) * k
+        unpruned = accuracy(model, data)
+        rows = []
+        for layer in layers:
+            scores = per_layer[layer.name][self.prune_method][base:base + k].mean(0)
+            top, bottom = ranked_channels(scores, self.prune_fraction)
+            with pruned(model, layer.name, top, self.prune_mode) as mode:
+                acc_top = accuracy(model, data)
+            with pruned(model, layer.name, bottom, self.prune_mode):
+                acc_bottom = accuracy(model, data)
+            rows.append(dict(layer=layer.name, stage=layer.stage, channels=layer.channels, pruned=len(top), mode=mode,
+                             acc_unpruned=unpruned, acc_top=acc_top, acc_bottom=acc_bottom,
+                             top_minus_bottom=acc_top - acc_bottom,
+                             sim_top=float(scores[top].mean()), sim_bottom=float(scores[bottom].mean())))
+        return pd.DataFrame(rows)
+
+
+def curves(table: pd.DataFrame) -> pd.DataFrame:
+    """Per-layer mean/std of similarity over channels, per class (scope `class`) and averaged over
+    classes (scope `mean`, class −1: the mean of the per-class means and stds) (§4.4)."""
+    keys = ["average", "method", "order", "layer", "stage"]
+    per_class = (table.groupby(keys + ["class"], sort=True)
+                 .agg(mean=("similarity", "mean"), std=("similarity", lambda s: float(np.std(s))),
+                      dead_fraction=("dead", "mean")).reset_index())
+    per_class["scope"] = "class"
+    avg = per_class.groupby(keys, sort=True)[["mean", "std", "dead_fraction"]].mean().reset_index()
+    avg["class"] = -1
+    avg["scope"] = "mean"
+    return pd.concat([per_class, avg[per_class.columns]], ignore_index=True)
