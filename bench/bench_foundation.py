@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 import torch
-
 from common import forward_backward_floor, forward_floor, markdown, median_seconds
+
 from xaibench import evaluate, explain, load_model
 
 
