@@ -190,3 +190,11 @@ def test_jitter_gradient_lands_on_the_pixel_the_objective_read(small):
         assert len(changed) == 1
         i, j = changed[0].tolist()
         assert r.history[0, 0].item() == pytest.approx(small.normalize(start)[0, 0, i, j].item(), abs=1e-6)
+
+
+def test_arrays_for_the_run_store(small):
+    r = visualize(small, [1, 2], steps=3, levels=3)
+    arrays = r.arrays()
+    assert arrays["images"].shape == (2, 3, SIZE, SIZE) and arrays["images"].dtype == np.uint8
+    assert list(arrays["summary"].target) == [1, 2] and len(arrays["history"]) == 6
+    assert np.allclose(arrays["summary"].final_prob, r.final_prob.numpy())

@@ -37,6 +37,14 @@ class VizResult:
     params: FeatvizParams
     names: list[str] = field(default_factory=list)  # a label per target (class name or layer:channel)
 
+    def arrays(self) -> dict:
+        """For a run store: `summary` and `history` DataFrames (as in summary.csv/history.csv) and
+        `images` as a (T,3,H,W) uint8 array."""
+        from .output import history_table, summary_table, to_uint8
+
+        return {"summary": summary_table(self), "history": history_table(self),
+                "images": to_uint8(self.images).transpose(0, 3, 1, 2)}
+
 
 def penalty_gradient(pixels: Tensor, centre: Tensor, params: FeatvizParams) -> Tensor:
     """∂/∂x of λ_p·R_p + λ_tv·R_TV, both summed over pixels (HW × the paper's averages eqs. 5–6,
