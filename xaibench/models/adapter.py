@@ -177,9 +177,11 @@ class ModelAdapter(nn.Module):
     @contextlib.contextmanager
     def capture(self, layers: str | Sequence[str] = "auto") -> Iterator[Capture]:
         """Record the output of each layer during the forwards inside the block, and its
-        gradient after a backward. When autograd is on and the output does not require grad
-        (frozen parameters, input without grad), it is made a graph leaf, so gradients can stop
-        at the layer without any parameter gradient. Hooks are always removed."""
+        gradient after a backward (the model continues with a copy of the recorded output, so
+        in-place ops after the layer leave the record intact). When autograd is on and the
+        output does not require grad (frozen parameters, input without grad), it is made a graph
+        leaf, so gradients can stop at the layer without any parameter gradient. Hooks are
+        always removed."""
         names = [layers] if isinstance(layers, str) else list(layers)
         names = [self.resolve_layer(n) for n in names]
         cap = Capture(names)
@@ -194,7 +196,9 @@ class ModelAdapter(nn.Module):
                 cap.activations[n] = out
                 if out.requires_grad:
                     out.register_hook(lambda g, n=n: cap.gradients.__setitem__(n, g))
-                return out
+                # the model goes on with a copy: an in-place op after the layer (DenseNet's
+                # relu(features, inplace=True)) neither alters the record nor hits a grad leaf
+                return out.clone()
             handles.append(modules[n].register_forward_hook(hook))
         try:
             yield cap

@@ -102,23 +102,51 @@ def layer_activations_and_gradients(model: ModelAdapter, x: Tensor, target: Tens
     return acts.detach(), grads.detach(), logits.detach()
 
 
+def layer_activations(model: ModelAdapter, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
+    """One forward without autograd: (activations of `layer`, logits)."""
+    with torch.no_grad(), model.capture(layer) as cap:
+        logits = model(x)
+        acts = cap.activation
+    return acts, logits
+
+
+def assemble_cam(weights: Tensor, acts: Tensor, size: tuple[int, int], relu: bool = True) -> Tensor:
+    """Σ_k w_k ⊙ A_k over channels (weights (B,K,1,1) or element-wise (B,K,h,w)), an optional
+    ReLU, then bilinear upsampling to `size`: the map assembly shared by every CAM."""
+    cam = (weights * acts).sum(1)
+    return upsample(torch.relu(cam) if relu else cam, size)
+
+
 @dataclass
 class CAMExplainer(Explainer):
     """Shared CAM core: map = ReLU(Σ_k w_k ⊙ A_k), upsampled bilinearly to the input size.
 
     A variant overrides `weights(acts, grads, logits, target)` returning (B,K,1,1) channel
-    weights or (B,K,h,w) element weights.
+    weights or (B,K,h,w) element weights. Variants whose weights need the model again
+    (perturbation scores) override `model_weights` and set `uses_gradients = False`;
+    `relu = False` for variants whose paper keeps the sign (CAM).
     """
 
     layer: str = "auto"
+    uses_gradients: ClassVar[bool] = True
+    relu: ClassVar[bool] = True
 
     def weights(self, acts: Tensor, grads: Tensor, logits: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
 
+    def model_weights(
+        self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor, grads: Tensor | None, logits: Tensor
+    ) -> Tensor:
+        """The weights, for variants that need the model and input again; default `weights`."""
+        return self.weights(acts, grads, logits, target)
+
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)
-        acts, grads, logits = layer_activations_and_gradients(model, x, target, layer)
+        if self.uses_gradients:
+            acts, grads, logits = layer_activations_and_gradients(model, x, target, layer)
+        else:
+            (acts, logits), grads = layer_activations(model, x, layer), None
         if acts.dim() != 4:
             raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w)")
-        cam = torch.relu((self.weights(acts, grads, logits, target) * acts).sum(1))
-        return upsample(cam, x.shape[-2:])
+        weights = self.model_weights(model, x, target, acts, grads, logits)
+        return assemble_cam(weights, acts, x.shape[-2:], relu=self.relu)
