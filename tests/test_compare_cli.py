@@ -109,3 +109,19 @@ def test_cli_run_then_compare_and_report(tiny_config, tmp_path):
     (tmp_path / "r" / "figures" / "curves.png").unlink()
     res = cli.invoke(app, ["report", str(tmp_path / "r")])
     assert res.exit_code == 0 and (tmp_path / "r" / "figures" / "curves.png").is_file()
+
+
+def test_cli_explain_writes_overlay_and_rejects_corrupt_files(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    good = tmp_path / "good.png"
+    Image.fromarray((np.random.default_rng(0).random((40, 50, 3)) * 255).astype("uint8")).save(good)
+    res = cli.invoke(app, ["explain", str(good), "--model", "testnet:tiny", "-e", "gradcam", "-e", "saliency",
+                           "--out", str(tmp_path / "ex.png")])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "ex.png").stat().st_size > 1000 and "explaining class" in res.output
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"not a jpeg at all")
+    res = cli.invoke(app, ["explain", str(bad), "--model", "testnet:tiny"])
+    assert res.exit_code == 2 and "bad.jpg" in res.output

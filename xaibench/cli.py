@@ -171,6 +171,48 @@ def visualize(
             typer.echo(f"  target {t}: final probability {p:.3f}")
 
 
+@app.command()
+@user_errors
+def explain(
+    images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
+    model: Annotated[str, typer.Option(help="Zoo name (xai list models).")] = "builtin:synthetic-cnn",
+    weights: Annotated[str, typer.Option(help="default | none | path/to/file.pt | torchvision enum name.")] = "default",
+    explainer: Annotated[list[str] | None, typer.Option("--explainer", "-e", help="Explainer name; repeat for several.")] = None,
+    target: Annotated[int | None, typer.Option(help="Class to explain (default: the top-1 prediction).")] = None,
+    out: Annotated[Path, typer.Option(help="Overlay figure to write.")] = Path("explain.png"),
+) -> None:
+    """Explain a few image files with one or more explainers; write an overlay figure."""
+    import torch
+
+    from . import api
+    from .datasets.imagefiles import read_rgb, resize_crop
+    from .errors import DataError
+    from .results.report import overlay_grid
+
+    names = explainer or ["gradcam"]
+    m = api.load_model(model, weights)
+    pixels = []
+    for path in images:
+        if not path.is_file():
+            raise DataError(f"image not found: {path}")
+        im, err = read_rgb(path)
+        if im is None:
+            raise DataError(err)
+        pixels.append(resize_crop(im, m.input_size[0])[0])
+    x = m.normalize(torch.stack(pixels))
+    with torch.no_grad():
+        probs = m(x).softmax(1)
+    t = torch.full((len(images),), target) if target is not None else probs.argmax(1)
+    maps = {name: api.explain(m, x, t, name).numpy() for name in names}
+    for i, path in enumerate(images):
+        cls = int(t[i])
+        label = m.class_names[cls] if m.class_names else str(cls)
+        typer.echo(f"{path}: explaining class {cls} ({label}), p = {probs[i, cls]:.3f}")
+    overlay_grid((torch.stack(pixels).permute(0, 2, 3, 1).numpy() * 255).astype("uint8"), maps,
+                 [str(int(c)) for c in t], out)
+    typer.echo(f"wrote {out}")
+
+
 def main() -> None:
     app()
 

@@ -54,21 +54,28 @@ def _display(m: np.ndarray) -> np.ndarray:
 
 
 def overlays(h5: h5py.File, path: Path, rows: int = 6) -> Path:
-    """Grid: sample images × explainers, maps over the image, ground truth outlined."""
-    plt = _plt()
+    """Grid: the run's first images × explainers, maps over the image, ground truth outlined."""
     images = h5["preview/images"][:rows]
-    explainers = list(h5["maps"].keys())
+    maps = {e: h5["maps"][e][: len(images)] for e in h5["maps"]}
     boxes = h5["preview/boxes"][:rows] if "preview/boxes" in h5 else None
     masks = h5["preview/masks"][:rows] if "preview/masks" in h5 else None
-    labels = h5["samples/target"][: len(images)]
-    n, m = len(images), len(explainers) + 1
+    labels = [f"target {t}" for t in h5["samples/target"][: len(images)]]
+    return overlay_grid(images, maps, labels, path, boxes, masks)
+
+
+def overlay_grid(images: np.ndarray, maps: dict[str, np.ndarray], labels: list[str], path: Path,
+                 boxes: np.ndarray | None = None, masks: np.ndarray | None = None) -> Path:
+    """Images (N,H,W,3 uint8) × explainers: each map scaled for display over its image."""
+    plt = _plt()
+    n, m = len(images), len(maps) + 1
+    names = list(maps)
     fig, axes = plt.subplots(n, m, figsize=(1.7 * m, 1.7 * n + 0.3), squeeze=False)
     for i in range(n):
         for j in range(m):
             ax = axes[i, j]
             ax.imshow(images[i])
             if j > 0:
-                sal = h5["maps"][explainers[j - 1]][i]
+                sal = maps[names[j - 1]][i]
                 if np.isfinite(sal).any():
                     ax.imshow(_display(sal), cmap="jet", alpha=0.5, vmin=0, vmax=1)
             if masks is not None:
@@ -80,12 +87,12 @@ def overlays(h5: h5py.File, path: Path, rows: int = 6) -> Path:
             ax.set_xticks([])
             ax.set_yticks([])
             if i == 0:
-                ax.set_title("image" if j == 0 else explainers[j - 1], fontsize=8)
-        axes[i, 0].set_ylabel(f"target {labels[i]}", fontsize=7)
+                ax.set_title("image" if j == 0 else names[j - 1], fontsize=8)
+        axes[i, 0].set_ylabel(labels[i], fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-    return path
+    return Path(path)
 
 
 def curves(h5: h5py.File, path: Path) -> Path | None:
