@@ -125,3 +125,43 @@ def test_relevancecam_formula_with_zennit_layer_relevance():
     expected = torch.nn.functional.interpolate(cam, size=(16, 16), mode="bilinear", align_corners=False)[:, 0]
     assert torch.allclose(ours, expected, rtol=1e-4, atol=1e-7)
     assert ours.max() > 0
+
+
+class DenseLike(nn.Module):
+    """Module order conv_a, bn_b — but bn_b reads cat([x, conv_a(x)]) (the DenseNet trap for
+    module-order BatchNorm merging); bn_a really follows conv_a."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv_a = nn.Conv2d(3, 4, 3, padding=1)
+        self.bn_a = nn.BatchNorm2d(4)
+        self.conv_c = nn.Conv2d(4, 4, 3, padding=1)
+        self.bn_b = nn.BatchNorm2d(7)
+        self.conv_b = nn.Conv2d(7, 5, 3, padding=1)
+        self.fc = nn.Linear(5, 3)
+
+    def forward(self, x):
+        a = torch.relu(self.bn_a(self.conv_a(x)))
+        h = torch.relu(self.bn_b(torch.cat([x, self.conv_c(a)], 1)))
+        return self.fc(torch.relu(self.conv_b(h)).mean((2, 3)))
+
+
+def test_batchnorm_merging_follows_the_data_flow_not_module_order():
+    from xaibench.saliency.lrp import batchnorm_pairs
+
+    torch.manual_seed(0)
+    net = DenseLike().eval()
+    for bn in (net.bn_a, net.bn_b):
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    model = ModelAdapter.wrap(net, input_size=8)
+    x = torch.randn(2, 3, 8, 8)
+    assert batchnorm_pairs(model, x) == [(("conv_a",), "bn_a")]
+    t = torch.tensor([0, 2])
+    ours = EXPLAINERS.build("lrp", canonizer="merge_batchnorm").attribute(model, x, t)
+    from zennit.canonizers import NamedMergeBatchNorm
+    ref = zennit_direct(model, x, t, EpsilonPlusFlat(canonizers=[NamedMergeBatchNorm([(("conv_a",), "bn_a")])]),
+                        onehot_logit)
+    assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-7) and torch.isfinite(ours).all()
+    with torch.no_grad():
+        assert torch.allclose(model(x), net(x))  # forward unchanged after the canonizer is removed

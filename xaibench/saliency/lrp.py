@@ -6,6 +6,7 @@ are applied and removed around each call; the model is never edited permanently.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -25,24 +26,67 @@ CanonizerName = Literal["auto", "none", "merge_batchnorm", "resnet"]
 OutputRelevance = Literal["logit", "one"]
 
 
-def make_canonizers(model: ModelAdapter, kind: str) -> list:
-    """Zennit canonizers: `resnet` (BatchNorm merging + torchvision residual blocks),
-    `merge_batchnorm` (BatchNorm right after a linear layer merged into it), `none`; `auto`
-    picks `resnet` when the model has torchvision Bottleneck/BasicBlock modules."""
+_TRACED_PAIRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def batchnorm_pairs(model: ModelAdapter, x: Tensor) -> list[tuple[tuple[str], str]]:
+    """(linear layer, BatchNorm) name pairs where the BatchNorm's input *is* the linear layer's
+    output tensor, found by tracing one forward of one image (cached per model). Zennit's
+    SequentialMergeBatchNorm pairs by module order instead, which is wrong for DenseNet (a
+    dense layer's conv is followed in module order by the next layer's BatchNorm, which reads
+    the concatenation); tracing the data flow is exact for any model."""
+    from zennit.types import BatchNorm as BatchNormTypes
+    from zennit.types import Linear as LinearTypes
+
+    net = model.module
+    if net in _TRACED_PAIRS:
+        return _TRACED_PAIRS[net]
+    names = {m: n for n, m in net.named_modules()}
+    produced: dict[int, tuple[str, Tensor]] = {}
+    pairs: list[tuple[tuple[str], str]] = []
+
+    def linear_hook(mod, inp, out):
+        produced[id(out)] = (names[mod], out)  # the tensor is kept, so its id is not reused
+
+    def batchnorm_hook(mod, inp, out):
+        hit = produced.get(id(inp[0]))
+        if hit is not None and hit[1] is inp[0]:
+            pairs.append(((hit[0],), names[mod]))
+
+    handles = []
+    for m in net.modules():
+        if isinstance(m, LinearTypes):
+            handles.append(m.register_forward_hook(linear_hook))
+        elif isinstance(m, BatchNormTypes):
+            handles.append(m.register_forward_hook(batchnorm_hook))
+    try:
+        with torch.no_grad():
+            net(x[:1].detach())
+    finally:
+        for h in handles:
+            h.remove()
+    _TRACED_PAIRS[net] = pairs
+    return pairs
+
+
+def make_canonizers(model: ModelAdapter, kind: str, x: Tensor) -> list:
+    """Zennit canonizers: `merge_batchnorm` (every BatchNorm that reads a linear/conv layer's
+    output merged into it, pairs found by tracing), `resnet` (that plus torchvision's residual
+    blocks, whose addition gets its own relevance rule), `none`; `auto` picks `resnet` when
+    the model has torchvision Bottleneck/BasicBlock modules, else `merge_batchnorm`."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
-    from zennit.canonizers import SequentialMergeBatchNorm
-    from zennit.torchvision import ResNetCanonizer
+    from zennit.canonizers import NamedMergeBatchNorm
+    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
     if kind == "auto":
         kind = "resnet" if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.module.modules()) \
             else "merge_batchnorm"
-    if kind == "resnet":
-        return [ResNetCanonizer()]
-    if kind == "merge_batchnorm":
-        return [SequentialMergeBatchNorm()]
     if kind == "none":
         return []
-    raise ConfigError(f"unknown canonizer '{kind}'. Valid: auto, none, merge_batchnorm, resnet")
+    if kind not in ("resnet", "merge_batchnorm"):
+        raise ConfigError(f"unknown canonizer '{kind}'. Valid: auto, none, merge_batchnorm, resnet")
+    merge = [NamedMergeBatchNorm(batchnorm_pairs(model, x))]
+    return merge + [ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()] if kind == "resnet" else merge
 
 
 def make_composite(name: str, model: ModelAdapter, x: Tensor, epsilon: float, gamma: float, canonizer: str):
@@ -62,7 +106,7 @@ def make_composite(name: str, model: ModelAdapter, x: Tensor, epsilon: float, ga
     from zennit.rules import Epsilon
     from zennit.types import Convolution
 
-    can = make_canonizers(model, canonizer)
+    can = make_canonizers(model, canonizer, x)
     if name == "epsilon_plus_flat":
         return EpsilonPlusFlat(epsilon=epsilon, canonizers=can)
     if name == "epsilon_plus":
