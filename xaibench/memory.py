@@ -1,0 +1,67 @@
+"""`chunk_size: auto`: size the inner batches of explainers and metrics from a memory budget —
+the free device memory on CUDA, a configurable RAM budget on CPU — and the model's measured
+activation memory per image, so a run's peak memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import torch
+from torch import Tensor, nn
+
+from .models.adapter import ModelAdapter
+
+ChunkSize = int | Literal["auto"]
+DEFAULT_CPU_BUDGET_GB = 2.0
+CUDA_FREE_SHARE = 0.5  # of the free device memory, leaving room for the caching allocator
+BACKWARD_FACTOR = 3.0  # activations kept for backward + their gradients + temporaries
+FORWARD_FACTOR = 1.5  # inference: live activations of two consecutive layers + temporaries
+MAX_CHUNK = 4096
+
+
+def activation_bytes_per_image(model: ModelAdapter, shape: tuple[int, ...]) -> int:
+    """Bytes of every leaf module's output for one image of `shape` (C,H,W), measured once per
+    shape with forward hooks and cached on the adapter."""
+    cache: dict[tuple[int, ...], int] = model.__dict__.setdefault("_activation_bytes", {})
+    if shape in cache:
+        return cache[shape]
+    total = 0
+
+    def hook(mod: nn.Module, inp: Any, out: Any) -> None:
+        nonlocal total
+        if isinstance(out, Tensor):
+            total += out.numel() * out.element_size()
+
+    handles = [m.register_forward_hook(hook) for m in model.module.modules() if not list(m.children())]
+    try:
+        with torch.no_grad():
+            model.module(torch.zeros(1, *shape, device=model.device))
+    finally:
+        for h in handles:
+            h.remove()
+    cache[shape] = max(total, int(torch.tensor(shape).prod()) * 4)
+    return cache[shape]
+
+
+def budget_bytes(model: ModelAdapter) -> int:
+    """The memory one chunk may use: a share of the free CUDA memory, else the CPU budget."""
+    device = model.device
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free * CUDA_FREE_SHARE)
+    gb = getattr(model, "memory_budget_gb", None) or DEFAULT_CPU_BUDGET_GB
+    return int(gb * 2**30)
+
+
+def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool) -> int:
+    """How many images of `shape` fit one forward (or forward+backward) within the budget."""
+    per = activation_bytes_per_image(model, shape) * (BACKWARD_FACTOR if backward else FORWARD_FACTOR)
+    return int(max(1, min(MAX_CHUNK, budget_bytes(model) // max(per, 1))))
+
+
+def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool) -> dict[str, Any]:
+    """`params` with `chunk_size: auto` replaced by the number that fits the budget."""
+    if params.get("chunk_size") != "auto":
+        return params
+    return {**params, "chunk_size": auto_chunk(model, shape, backward)}
