@@ -58,3 +58,28 @@ def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 
 def module_named(mod: torch.nn.Module, name: str) -> torch.nn.Module:
     return dict(mod.named_modules())[name]
+
+
+class Tiny(torch.nn.Module):
+    """conv-relu-conv-relu ("features", 16 channels at 1/4 resolution) → GAP → linear; channels
+    12-15 have a -100 bias, so their post-ReLU maps are all zero (constant)."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.features = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 8, 3, stride=2, padding=1), torch.nn.ReLU(),
+            torch.nn.Conv2d(8, 16, 3, stride=2, padding=1), torch.nn.ReLU(),
+        )
+        with torch.no_grad():
+            self.features[2].bias[12:] = -100.0
+        self.pool = torch.nn.AdaptiveAvgPool2d(1)
+        self.fc = torch.nn.Linear(16, 10)
+
+    def forward(self, x):
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+@cache
+def tiny() -> ModelAdapter:
+    return ModelAdapter.wrap(Tiny(), input_size=32, name="tiny")

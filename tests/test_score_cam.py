@@ -1,0 +1,146 @@
+"""Score-CAM, SS-CAM, Ablation-CAM and Smooth Grad-CAM++ against pytorch-grad-cam and torchcam
+as oracles (same random-weight model, layer, images, targets), exact skipping, batch independence."""
+
+import pytest
+import torch
+from cam_models import grad_module, images, module_named, pearson, tiny, top1
+from pytorch_grad_cam import AblationCAM, ScoreCAM
+from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+from torchcam.methods import SSCAM, SmoothGradCAMpp
+
+from xaibench.errors import ConfigError
+from xaibench.saliency import EXPLAINERS
+from xaibench.saliency.base import upsample
+
+SIZE = 32
+
+
+def grad_cam_reference(cls, m, layer, x, target, **kw):
+    mod = grad_module(m)
+    with cls(mod, [module_named(mod, layer)], **kw) as ref:
+        ref.batch_size = 64
+        return torch.from_numpy(ref(x, [ClassifierOutputTarget(int(t)) for t in target]))
+
+
+class FixedNoise:
+    """Serves consecutive slices of one precomputed noise tensor, to both implementations."""
+
+    def __init__(self, noise):
+        self.flat, self.pos = noise.flatten(0, -3), 0
+
+    def take(self, shape):
+        n = shape[0] if len(shape) == 3 else shape[0] * shape[1]
+        out = self.flat[self.pos:self.pos + n]
+        self.pos += n
+        return out.reshape(shape)
+
+
+def test_scorecam_agrees_with_pytorch_grad_cam_and_skips_constant_channels():
+    m, x = tiny(), images(2, size=SIZE)
+    target = top1(m, x)
+    explainer = EXPLAINERS.build("scorecam", chunk_size=100)
+    before = m.counter.snapshot()
+    ours = explainer(m, x, target)
+    passes = m.counter.since(before)["forward_images"]
+    skipped = explainer.diagnostics["skipped_channels"]
+    with torch.no_grad(), m.capture("features") as cap:
+        m(x)
+    acts = cap.activation
+    const = (acts.amax((2, 3)) == acts.amin((2, 3))).sum(1).float()
+    torch.testing.assert_close(skipped, const)
+    assert skipped.sum() > 0  # channels 12-15 are all zero by construction
+    assert passes == 2 + 1 + 2 * 16 - int(skipped.sum())  # clean + zero image + non-constant masks
+    # pytorch-grad-cam normalizes masks upsampled with align_corners=True; ours (the paper's
+    # bilinear up, align_corners=False) differs by interpolation only
+    ref = grad_cam_reference(ScoreCAM, m, "features", x, target)
+    assert (pearson(ours, ref) >= 0.99).all(), pearson(ours, ref)
+
+
+def test_ablationcam_agrees_with_pytorch_grad_cam_and_runs_the_tail_only():
+    m, x = tiny(), images(2, size=SIZE)
+    target = top1(m, x)
+    explainer = EXPLAINERS.build("ablationcam", chunk_size=128)
+    ours = explainer(m, x, target)
+    assert explainer.diagnostics["tail_only"].tolist() == [1.0, 1.0]
+    ref = grad_cam_reference(AblationCAM, m, "features", x, target)
+    assert (pearson(ours, ref) >= 0.99).all(), pearson(ours, ref)
+
+
+def test_ablationcam_full_forward_path_gives_the_same_maps(monkeypatch):
+    m, x = tiny(), images(2, size=SIZE)
+    target = torch.tensor([1, 4])
+    fast = EXPLAINERS.build("ablationcam")(m, x, target)
+    import xaibench.saliency.score as score
+
+    monkeypatch.setattr(score.torch, "allclose", lambda *a, **k: False)  # refuse the tail-only path
+    slow = EXPLAINERS.build("ablationcam")(m, x, target)
+    torch.testing.assert_close(slow, fast, rtol=1e-4, atol=1e-6)
+
+
+def test_sscam_agrees_with_torchcam_given_the_same_noise():
+    m, x = tiny(), images(2, size=SIZE)
+    target = top1(m, x)
+    samples, std = 2, 2.0
+    noise = torch.randn(samples, 2, 16, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * std
+    ours_noise = FixedNoise(noise)
+    explainer = EXPLAINERS.build("sscam", num_samples=samples, std=std, chunk_size=256)
+    explainer.noise = lambda shape, gen, device: ours_noise.take(shape)
+    ours = explainer(m, x, target)
+    assert ours_noise.pos == noise[..., 0, 0].numel()
+
+    ref_noise = FixedNoise(noise)
+    mod = grad_module(m)
+    with SSCAM(mod, "features", batch_size=256, num_samples=samples, std=std, input_shape=(3, SIZE, SIZE)) as cam:
+        cam._distrib = type("D", (), {"sample": staticmethod(lambda size: ref_noise.take(tuple(size)))})()
+        with torch.no_grad():
+            mod(x)
+        ref = upsample(cam(class_idx=target.tolist())[0], (SIZE, SIZE))
+    # torchcam min-max normalizes A before upsampling, the paper after: interpolation-level difference
+    assert (pearson(ours, ref) >= 0.99).all(), pearson(ours, ref)
+
+
+def test_smoothgradcampp_weights_agree_with_torchcam_for_one_sample_and_reduce_to_gradcampp():
+    m, x = tiny(), images(2, size=SIZE)
+    target = top1(m, x)
+    noise = torch.randn(1, 2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)) * 0.3
+    ours_noise = FixedNoise(noise)
+    explainer = EXPLAINERS.build("smoothgradcampp", num_samples=1)
+    explainer.noise = lambda shape, gen, device: ours_noise.take(shape)
+    with torch.no_grad(), m.capture("features") as cap:
+        m(x)
+    ours_w = explainer.model_weights(m, x, target, cap.activation, None, None).flatten(1)
+
+    ref_noise = FixedNoise(noise)
+    mod = grad_module(m)
+    with SmoothGradCAMpp(mod, "features", num_samples=1, std=0.3, input_shape=(3, SIZE, SIZE)) as cam:
+        cam._distrib = type("D", (), {"sample": staticmethod(lambda size: ref_noise.take(tuple(size)))})()
+        mod(x)
+        ref_w = cam._get_weights(target.tolist(), None, eps=1e-30)[0]  # its eps 1e-8 ~ g² here
+    # torchcam deviates from the paper twice: its ReLU(∂y/∂A) is the last noisy sample's gradient, not
+    # the average D_1, and its final map uses the last noisy sample's activations, not the clean
+    # image's. With one sample the weights coincide.
+    torch.testing.assert_close(ours_w, ref_w, rtol=1e-4, atol=1e-5 * float(ref_w.abs().max()))
+    # with no noise every sample is the clean image: Smooth Grad-CAM++ = Grad-CAM++ exactly
+    smooth = EXPLAINERS.build("smoothgradcampp", std=0.0, num_samples=3, chunk_size=4)(m, x, target)
+    torch.testing.assert_close(smooth, EXPLAINERS.build("gradcampp")(m, x, target), rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("name,params", [("scorecam", {"chunk_size": 300}), ("ablationcam", {"chunk_size": 300}),
+                                         ("sscam", {"num_samples": 1, "chunk_size": 300}),
+                                         ("smoothgradcampp", {"chunk_size": 3})])
+def test_batch_independence(name, params):
+    m, x = tiny(), images(2, size=SIZE)
+    target = torch.tensor([3, 8])
+    both = EXPLAINERS.build(name, **params)(m, x, target)
+    if name in ("sscam", "smoothgradcampp"):  # the noise stream depends on the batch: compare equal batches
+        again = EXPLAINERS.build(name, **params)(m, x, target)
+        torch.testing.assert_close(both, again)
+        return
+    one = EXPLAINERS.build(name, **params)(m, x[1:], target[1:])
+    assert both.shape == (2, SIZE, SIZE) and torch.isfinite(both).all()
+    torch.testing.assert_close(both[1:], one, rtol=1e-3, atol=1e-4 * float(both.abs().max()))
+
+
+def test_bad_chunk_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="chunk_size"):
+        EXPLAINERS.build("scorecam", chunk_size=0)(tiny(), images(1, size=SIZE), torch.tensor([0]))

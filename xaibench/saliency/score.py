@@ -1,0 +1,182 @@
+"""CAMs whose channel weights come from perturbed forwards (Score-CAM, SS-CAM, Ablation-CAM) or
+from noisy gradient passes (Smooth Grad-CAM++): the inner work is one flat batch, in chunks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..models.adapter import ModelAdapter
+from .base import EXPLAINERS, CAMExplainer, chunks, minmax, target_scores, upsample
+from .cam import safe_divide
+
+
+def check_positive(name: str, **values: float) -> None:
+    for key, value in values.items():
+        if not value > 0:
+            raise ConfigError(f"{name}.{key} must be > 0, got {value}")
+
+
+def channel_masks(acts: Tensor, pairs: Tensor, size: tuple[int, int]) -> Tensor:
+    """s(Up(A_k)) for (image, channel) `pairs` (n,2): upsampled to `size`, then min-max
+    normalized to [0,1] per map (Wang et al. 2020, Score-CAM Alg. 1)."""
+    return minmax(upsample(acts[pairs[:, 0], pairs[:, 1]], size))
+
+
+def constant_channels(acts: Tensor) -> Tensor:
+    """(B,K) bool: channels whose activation map is constant (then so is its upsampling)."""
+    return acts.amax(dim=(2, 3)) == acts.amin(dim=(2, 3))
+
+
+@EXPLAINERS.register("scorecam")
+@dataclass
+class ScoreCAM(CAMExplainer):
+    """Score-CAM (Wang et al., CVPR-W 2020, Alg. 1): w = softmax_k(f_c(X ⊙ s(Up(A_k))) − f_c(X_b)),
+    map = ReLU(Σ_k w_k A_k). The B·K masked inputs run as one flat batch in `chunk_size` pieces.
+    A constant channel has the all-zero mask, whose input X ⊙ 0 is the same for every such
+    channel: its logit comes from one forward of a zero image instead of one per channel (exact)."""
+
+    chunk_size: int = 64
+    uses_gradients: ClassVar[bool] = False
+
+    def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
+        """(B,K) logits f_c(X ⊙ s(Up(A_k)))."""
+        check_positive(self.name, chunk_size=self.chunk_size)
+        b, k = acts.shape[:2]
+        const = constant_channels(acts)
+        with torch.no_grad():
+            zero_logits = model(torch.zeros_like(x[:1]))[0]
+            scores = zero_logits[target.to(x.device)].view(b, 1).expand(b, k).clone()
+            pairs = (~const).nonzero()
+            for sl in chunks(len(pairs), self.chunk_size):
+                p = pairs[sl]
+                masks = channel_masks(acts, p, x.shape[-2:])
+                logits = model(x[p[:, 0]] * masks[:, None])
+                scores[p[:, 0], p[:, 1]] = target_scores(logits, target[p[:, 0]])
+        self.diagnostics["skipped_channels"] = const.sum(1).float()
+        return scores
+
+    def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
+        return torch.softmax(self.channel_scores(model, x, target, acts), dim=1)[:, :, None, None]
+
+
+@EXPLAINERS.register("sscam")
+@dataclass
+class SSCAM(ScoreCAM):
+    """SS-CAM (Wang et al., 2020, arXiv:2006.14255, SS-CAM(1)): Score-CAM whose channel score is
+    the mean over `num_samples` noisy masks s(Up(A_k)) + N(0, std²) (noise per input pixel).
+    The B·K·num_samples noisy inputs run as one flat batch in `chunk_size` pieces; noise comes
+    from a generator seeded with `seed`. No channel is skipped (noise makes every mask vary)."""
+
+    num_samples: int = 35
+    std: float = 2.0
+    seed: int = 0
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+        return torch.randn(shape, generator=generator, device=device) * self.std
+
+    def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
+        check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
+        b, k = acts.shape[:2]
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        # flat order (sample, image, channel)
+        idx = torch.arange(self.num_samples * b * k, device=x.device)
+        image, channel = (idx // k) % b, idx % k
+        total = torch.zeros(b * k, device=x.device, dtype=acts.dtype)
+        with torch.no_grad():
+            for sl in chunks(len(idx), self.chunk_size):
+                p = torch.stack([image[sl], channel[sl]], 1)
+                masks = channel_masks(acts, p, x.shape[-2:])
+                masks = masks + self.noise(tuple(masks.shape), gen, x.device)
+                logits = model(x[p[:, 0]] * masks[:, None])
+                total.index_add_(0, p[:, 0] * k + p[:, 1], target_scores(logits, target[p[:, 0]]))
+        return (total / self.num_samples).view(b, k)
+
+
+@EXPLAINERS.register("ablationcam")
+@dataclass
+class AblationCAM(CAMExplainer):
+    """Ablation-CAM (Ramaswamy & Desai, WACV 2020, eq. 4): w_k = (y_c − y_c^k) / y_c with y_c^k
+    the logit when channel k of the layer is set to zero; map = ReLU(Σ_k w_k A_k).
+
+    The B·K ablated activations run in `chunk_size` pieces through the part of the model after
+    the layer only: the layer's output is replaced by a hook while the part before it sees a
+    single image (the real logits are checked to come back from the recorded activations, else
+    every ablation runs the whole model). An all-zero channel is unchanged by its ablation, so
+    its weight is exactly 0 and it is skipped. A zero logit y_c gives weights 0."""
+
+    chunk_size: int = 64
+    uses_gradients: ClassVar[bool] = False
+
+    def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
+        check_positive(self.name, chunk_size=self.chunk_size)
+        b, k = acts.shape[:2]
+        layer = model.resolve_layer(self.layer)
+        y = target_scores(logits, target)
+        ablated = y.view(b, 1).expand(b, k).clone()
+        pairs = (acts != 0).flatten(2).any(2).nonzero()
+        with torch.no_grad():
+            tail_only = torch.allclose(
+                replaced_forward(model, layer, x[:1], acts), logits, rtol=1e-4, atol=1e-5 * float(logits.abs().max())
+            )
+            for sl in chunks(len(pairs), self.chunk_size):
+                p = pairs[sl]
+                chunk = acts[p[:, 0]].clone()
+                chunk[torch.arange(len(p), device=x.device), p[:, 1]] = 0
+                probe = x[:1] if tail_only else x[p[:, 0]]
+                ablated[p[:, 0], p[:, 1]] = target_scores(replaced_forward(model, layer, probe, chunk), target[p[:, 0]])
+        self.diagnostics["tail_only"] = torch.full((b,), float(tail_only), device=x.device)
+        return safe_divide(y.view(b, 1) - ablated, y.view(b, 1).expand(b, k))[:, :, None, None]
+
+
+def replaced_forward(model: ModelAdapter, layer: str, x: Tensor, acts: Tensor) -> Tensor:
+    """Logits of the model with `layer`'s output replaced by `acts` (whose batch may be larger
+    than x's: the layers after it only see `acts`)."""
+    handle = model.layers()[layer].register_forward_hook(lambda mod, inp, out: acts)
+    try:
+        return model(x)
+    finally:
+        handle.remove()
+
+
+@EXPLAINERS.register("smoothgradcampp")
+@dataclass
+class SmoothGradCAMPlusPlus(CAMExplainer):
+    """Smooth Grad-CAM++ (Omeiza et al., 2019, arXiv:1908.01224): Grad-CAM++ with the gradient
+    powers averaged over `num_samples` noisy copies x + N(0, std²) (SmoothGrad):
+    D_n = mean_s (∂y_c/∂A(x_s))^n, α = D_2 / (2 D_2 + Σ_ab A_ab D_3), w_k = Σ_ij α·ReLU(D_1),
+    with A the clean image's activations. The B·num_samples noisy passes (forward + backward
+    stopped at the layer) run in `chunk_size` pieces; noise from a generator seeded with `seed`."""
+
+    num_samples: int = 4
+    std: float = 0.3
+    chunk_size: int = 16
+    seed: int = 0
+    uses_gradients: ClassVar[bool] = False
+
+    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+        return torch.randn(shape, generator=generator, device=device) * self.std
+
+    def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
+        check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
+        layer = model.resolve_layer(self.layer)
+        b = x.shape[0]
+        gen = torch.Generator(device=x.device).manual_seed(self.seed)
+        owner = torch.arange(self.num_samples * b, device=x.device) % b  # flat order (sample, image)
+        moments = torch.zeros((3, *acts.shape), device=x.device, dtype=acts.dtype)
+        for sl in chunks(len(owner), self.chunk_size):
+            o = owner[sl]
+            noisy = x[o] + self.noise((len(o), *x.shape[1:]), gen, x.device)
+            with torch.enable_grad(), model.capture(layer) as cap:
+                score = target_scores(model(noisy), target[o]).sum()
+                (g,) = torch.autograd.grad(score, cap.activation)
+            for n in range(3):
+                moments[n].index_add_(0, o, g.pow(n + 1))
+        d1, d2, d3 = moments / self.num_samples
+        alpha = safe_divide(d2, 2 * d2 + acts.sum(dim=(2, 3), keepdim=True) * d3)
+        return (alpha * torch.relu(d1)).sum(dim=(2, 3), keepdim=True)
