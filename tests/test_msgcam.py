@@ -1,0 +1,153 @@
+"""MSG-CAM (specs/SEED_METHODS.md §1) on hand-built models with known answers, against a literal
+per-channel, per-image implementation of the spec, with the fallback and batch independence."""
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from xaibench.errors import ConfigError
+from xaibench.imageops import gaussian_blur
+from xaibench.models.adapter import ModelAdapter
+from xaibench.saliency import EXPLAINERS
+from xaibench.saliency.msgcam import scale_sizes
+
+
+class RegionMass(nn.Module):
+    """features = ReLU(1×1 conv) picking colour channels; logit 0 = activation mass inside the
+    top-left quadrant of the feature map (at any input size); logit 1 = a constant below it."""
+
+    def __init__(self, k=5):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, k, 1), nn.ReLU())
+        with torch.no_grad():
+            w = torch.zeros(k, 3, 1, 1)
+            for i in range(k):
+                w[i, i % 3] = 1.0 + 0.1 * i
+            self.features[0].weight.copy_(w)
+            self.features[0].bias.fill_(-0.05)
+
+    def forward(self, x):
+        a = self.features(x)
+        h, w = a.shape[-2:]
+        inside = a[:, :, : h // 2, : w // 2].sum((1, 2, 3)) / (h * w)
+        return torch.stack([inside, torch.full_like(inside, -1.0)], 1)
+
+
+def two_patches(n=1, size=32):
+    """A red patch inside the scored quadrant, a green one outside it, on black."""
+    x = torch.zeros(n, 3, size, size)
+    x[:, 0, 4:12, 4:12] = 1.0
+    x[:, 1, 20:28, 20:28] = 1.0
+    return x
+
+
+def model(k=5):
+    torch.manual_seed(0)
+    return ModelAdapter.wrap(RegionMass(k), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=32, name="region")
+
+
+def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma):
+    """SEED_METHODS.md §1 read literally for one image: full-resolution ΣA, ΣG, per-channel masks."""
+    h0, w0 = x0.shape[-2:]
+    xb = gaussian_blur(x0[None], kernel, sigma)
+    sum_a = sum_g = 0
+    t_max = 0
+    records = []
+    for zeta in scale_sizes((h0, w0), scales, max_size):
+        xt = F.interpolate(x0[None], size=zeta, mode="bilinear", align_corners=False)
+        with torch.enable_grad(), m.capture("features") as cap:
+            logits = m(xt)
+            (g_t,) = torch.autograd.grad(logits[0, c], cap.activation)
+        up = [F.interpolate(t, size=(h0, w0), mode="bilinear", align_corners=False) for t in (cap.activation, g_t)]
+        records.append(up)
+        if logits.argmax(1).item() == c:
+            sum_a, sum_g, t_max = sum_a + up[0], sum_g + up[1], t_max + 1
+    if t_max == 0:
+        sum_a, sum_g, t_max = records[0][0], records[0][1], 1
+    a_bar, g_bar = sum_a[0] / t_max, sum_g[0] / t_max
+    m_k = g_bar.mean((1, 2))[:, None, None] * a_bar
+    out = torch.zeros(h0, w0)
+    with torch.no_grad():
+        base = m(xb)[0, c]
+        for r in range(math.ceil(m_k.shape[0] / g)):
+            mr = torch.relu(m_k[r * g:(r + 1) * g].sum(0))
+            span = mr.max() - mr.min()
+            mr = (mr - mr.min()) / span if span > 0 else torch.zeros_like(mr)
+            xr = x0 * mr + xb[0] * (1 - mr)
+            out += (m(xr[None])[0, c] - base) * mr
+    return torch.relu(out)
+
+
+PARAMS = dict(scales=3, max_size=48, group_size=2, blur_kernel=11, blur_sigma=5.0)
+
+
+def test_map_peaks_in_the_scored_region():
+    m, x = model(), two_patches()
+    explainer = EXPLAINERS.build("msgcam", **dict(PARAMS, group_size=1))  # one colour per group
+    maps = explainer(m, x, torch.tensor([0]))
+    peak = divmod(int(maps[0].argmax()), 32)
+    assert 4 <= peak[0] < 12 and 4 <= peak[1] < 12
+    assert maps[0, 20:28, 20:28].max() == 0  # the green group's input equals x_b inside the quadrant: α = 0
+    assert explainer.diagnostics["fallback"].tolist() == [0.0]
+    assert explainer.diagnostics["valid_scales"].tolist() == [3.0]
+
+
+@pytest.mark.parametrize("k,g", [(5, 2), (7, 3), (4, 16)])
+def test_equals_the_literal_spec_with_k_not_divisible_by_g(k, g):
+    m = model(k)
+    x = two_patches(2) + 0.3 * torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    params = dict(PARAMS, group_size=g)
+    ours = EXPLAINERS.build("msgcam", **params)(m, x, torch.tensor([0, 0]))
+    for i in range(2):
+        ref = spec_msgcam(m, x[i], 0, params["scales"], params["max_size"], g, params["blur_kernel"],
+                          params["blur_sigma"])
+        torch.testing.assert_close(ours[i], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_class_top1_at_no_scale_takes_the_single_scale_fallback():
+    m, x = model(), two_patches(2)
+    target = torch.tensor([1, 0])  # class 1 is never top-1
+    explainer = EXPLAINERS.build("msgcam", **PARAMS)
+    maps = explainer(m, x, target)
+    assert explainer.diagnostics["fallback"].tolist() == [1.0, 0.0]
+    assert explainer.diagnostics["valid_scales"].tolist() == [1.0, 3.0]
+    one_scale = EXPLAINERS.build("msgcam", **dict(PARAMS, scales=1))(m, x[:1], target[:1])
+    torch.testing.assert_close(maps[:1], one_scale)
+    ref = spec_msgcam(m, x[0], 1, 3, 48, 2, 11, 5.0)
+    torch.testing.assert_close(maps[0], ref, rtol=1e-4, atol=1e-6)
+
+
+def test_batch_gives_the_maps_of_its_images_one_by_one():
+    m = model()
+    x = two_patches(3) + 0.2 * torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 1, 0])
+    explainer = EXPLAINERS.build("msgcam", **PARAMS, chunk_size=3, scale_batch=2)
+    both = explainer(m, x, target)
+    for i in range(3):
+        torch.testing.assert_close(both[i:i + 1], explainer(m, x[i:i + 1], target[i:i + 1]), rtol=1e-5, atol=1e-7)
+
+
+def test_pass_count_matches_the_spec_formula():
+    m, x = model(k=6), two_patches(2) + 0.1
+    before = m.counter.snapshot()
+    explainer = EXPLAINERS.build("msgcam", **PARAMS)
+    explainer(m, x, torch.tensor([0, 0]))
+    used = m.counter.since(before)
+    assert used["backward_images"] == 2 * 3  # N forward+backward per image
+    assert used["forward_images"] <= 2 * (3 + math.ceil(6 / 2) + 1)  # + ceil(K/g) + 1 forwards (fewer if skipped)
+
+
+def test_defaults_are_the_spec_and_bad_values_are_config_errors():
+    p = EXPLAINERS.get("msgcam").params
+    assert {k: p[k][1] for k in ("scales", "max_size", "group_size", "blur_kernel", "blur_sigma", "score",
+                                 "denoise_sigma", "layer")} == dict(
+        scales=5, max_size=500, group_size=16, blur_kernel=51, blur_sigma=50.0, score="logit", denoise_sigma=0.0,
+        layer="auto")
+    assert scale_sizes((224, 224), 5, 500) == [(224, 224), (324, 324), (424, 424), (524, 524), (624, 624)]
+    with pytest.raises(ConfigError, match="group_size"):
+        EXPLAINERS.build("msgcam", group_size=0)(model(), two_patches(), torch.tensor([0]))
+    with pytest.raises(ConfigError, match="score"):
+        EXPLAINERS.build("msgcam", score="prob")

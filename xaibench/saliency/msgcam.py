@@ -1,0 +1,141 @@
+"""MSG-CAM: multi-scale gradient CAM with grouped score masks (specs/SEED_METHODS.md §1).
+
+Gradient passes at growing input sizes build per-channel masks; groups of them are scored by
+perturbation against a blurred baseline, all perturbed inputs in one chunked flat batch.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..imageops import gaussian_blur
+from ..models.adapter import ModelAdapter
+from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, minmax, upsample
+
+
+def upsample_adjoint_ones(shape: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
+    """c (h,w) with Σ_ij up(G)(i,j) = Σ_ab G(a,b)·c(a,b) for bilinear `up` from `shape` to `size`:
+    the exact mean of an upsampled map without materializing it."""
+    g = torch.zeros(1, 1, *shape, device=device, requires_grad=True)
+    with torch.enable_grad():
+        (c,) = torch.autograd.grad(upsample(g, size).sum(), g)
+    return c[0, 0]
+
+
+def scale_sizes(size: tuple[int, int], scales: int, max_size: int) -> list[tuple[int, int]]:
+    """ζ_t = ζ_0 + Δ·(t−1) per side, Δ = floor(max_size / N) (§1, thesis eq. 3-2)."""
+    step = max_size // scales
+    return [(size[0] + step * t, size[1] + step * t) for t in range(scales)]
+
+
+def group_sums(values: Tensor, group_size: int) -> Tensor:
+    """(B,K,...) → (B,ceil(K/g),...): sums over consecutive channel groups (last one shorter)."""
+    b, k = values.shape[:2]
+    groups = math.ceil(k / group_size)
+    pad = values.new_zeros((b, groups * group_size - k, *values.shape[2:]))
+    return torch.cat([values, pad], 1).view(b, groups, group_size, *values.shape[2:]).sum(2)
+
+
+@EXPLAINERS.register("msgcam")
+@dataclass
+class MSGCAM(Explainer):
+    """MSG-CAM (SEED_METHODS.md §1, thesis ch. 3, Algorithm 1).
+
+    1. x_b = blur(x0, blur_kernel, blur_sigma). 2. For t = 1..scales, x_t = up(x0, ζ_t); the
+    scale is valid when argmax F(x_t) = c; valid scales contribute up(A_t), up(G_t) (G = ∂F_c/∂A).
+    No valid scale: scale 1 alone (diagnostics `fallback` = 1; `valid_scales` counts).
+    3. w_k = mean_ij Ḡ_k; M_k = w_k·Ā_k. 4. Groups of `group_size` consecutive channels:
+    M'_r = minmax(ReLU(Σ_{k∈r} M_k)) (after an optional Gaussian `denoise_sigma` smoothing, 0 =
+    off), x_r = x0 ⊙ M'_r + x_b ⊙ (1 − M'_r), α_r = F_c(x_r) − F_c(x_b) (`score` logit or
+    softmax). 5. L = ReLU(Σ_r α_r M'_r).
+
+    Exact reorganizations: the grouped masks are Σ_t up(Σ_{k∈r} w_k A_t,k)/t_max (bilinear `up`
+    is linear), so no K×H0×W0 tensor is built, and mean_ij up(G_t) comes from the adjoint of
+    `up`. A constant group mask is all zeros after minmax, so x_r = x_b and α_r = 0: skipped.
+    Gradient passes run `scale_batch` images at a time, perturbed forwards `chunk_size` at a time.
+    """
+
+    layer: str = "auto"
+    scales: int = 5
+    max_size: int = 500
+    group_size: int = 16
+    blur_kernel: int = 51
+    blur_sigma: float = 50.0
+    score: Literal["logit", "softmax"] = "logit"
+    denoise_sigma: float = 0.0
+    chunk_size: int = 64
+    scale_batch: int = 8
+
+    def check(self) -> None:
+        for key in ("scales", "max_size", "group_size", "chunk_size", "scale_batch"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"msgcam.{key} must be ≥ 1, got {getattr(self, key)}")
+        if self.denoise_sigma < 0:
+            raise ConfigError(f"msgcam.denoise_sigma must be ≥ 0 (0 = off), got {self.denoise_sigma}")
+
+    def class_score(self, logits: Tensor, target: Tensor) -> Tensor:
+        scores = logits.softmax(1) if self.score == "softmax" else logits
+        return scores.gather(1, target.view(-1, 1)).squeeze(1)
+
+    def scale_passes(self, model: ModelAdapter, x: Tensor, target: Tensor, layer: str):
+        """Per scale: activations (B,K,h_t,w_t), exact channel means of up(G_t) (B,K), validity (B,)."""
+        size = tuple(x.shape[-2:])
+        acts, gmeans, valid = [], [], []
+        for zeta in scale_sizes(size, self.scales, self.max_size):
+            xt = upsample(x, zeta)
+            parts = [layer_activations_and_gradients(model, xt[sl], target[sl], layer)
+                     for sl in chunks(x.shape[0], self.scale_batch)]
+            a = torch.cat([p[0] for p in parts])
+            g = torch.cat([p[1] for p in parts])
+            logits = torch.cat([p[2] for p in parts])
+            if a.dim() != 4:
+                raise ConfigError(f"msgcam: layer '{layer}' outputs shape {tuple(a.shape)}; it needs (B,K,h,w)")
+            c = upsample_adjoint_ones(tuple(a.shape[-2:]), size, x.device)
+            acts.append(a)
+            gmeans.append((g * c).sum(dim=(2, 3)) / (size[0] * size[1]))
+            valid.append(logits.argmax(1) == target)
+        return acts, gmeans, torch.stack(valid, 1)
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        self.check()
+        layer = model.resolve_layer(self.layer)
+        target = target.to(x.device)
+        size = tuple(x.shape[-2:])
+        acts, gmeans, valid = self.scale_passes(model, x, target, layer)
+        fallback = ~valid.any(1)
+        valid[:, 0] |= fallback
+        share = valid.to(x.dtype) / valid.sum(1, keepdim=True)  # (B,N): 1/t_max on valid scales
+        weights = sum(share[:, t, None] * gmeans[t] for t in range(self.scales))  # (B,K)
+        masks = sum(
+            share[:, t, None, None, None] * upsample(group_sums(weights[:, :, None, None] * acts[t], self.group_size), size)
+            for t in range(self.scales)
+        )
+        masks = torch.relu(masks)
+        if self.denoise_sigma > 0:
+            kernel = 2 * math.ceil(3 * self.denoise_sigma) + 1
+            masks = gaussian_blur(masks, kernel, self.denoise_sigma)
+        masks = minmax(masks)  # (B,R,H,W)
+        alpha = self.group_scores(model, x, target, masks)
+        self.diagnostics["fallback"] = fallback.float()
+        self.diagnostics["valid_scales"] = valid.sum(1).float()
+        return torch.relu((alpha[:, :, None, None] * masks).sum(1))
+
+    def group_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, masks: Tensor) -> Tensor:
+        """α_r = F_c(x_r) − F_c(x_b) for every (image, group), constant masks skipped (α = 0)."""
+        xb = gaussian_blur(x, self.blur_kernel, self.blur_sigma)
+        alpha = torch.zeros(masks.shape[:2], device=x.device, dtype=x.dtype)
+        pairs = (masks.flatten(2).amax(2) > 0).nonzero()
+        with torch.no_grad():
+            base = self.class_score(model(xb), target)
+            for sl in chunks(len(pairs), self.chunk_size):
+                b, r = pairs[sl, 0], pairs[sl, 1]
+                m = masks[b, r][:, None]
+                xr = x[b] * m + xb[b] * (1 - m)
+                alpha[b, r] = self.class_score(model(xr), target[b]) - base[b]
+        return alpha
