@@ -1,0 +1,72 @@
+"""CAMERAS: high-resolution CAMs from activations and gradients fused over upsampled inputs.
+
+Forward+backward passes at growing input sizes; the fused maps are multiplied at input size.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..models.adapter import ModelAdapter
+from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, upsample
+
+
+def cameras_sizes(size: tuple[int, int], step: int, max_size: int) -> list[tuple[int, int]]:
+    """The input sizes: the original, then each side grown by `step` while below `max_size`
+    (the official code's `range(224, 1000, 100)` for a 224 input)."""
+    return [(size[0] + d, size[1] + d) for d in range(0, max(max_size - size[0], 1), step)]
+
+
+@EXPLAINERS.register("cameras")
+@dataclass
+class CAMERAS(Explainer):
+    """CAMERAS (Jalwana et al., CVPR 2021, eq. 4–6): the input is resized (`resize`, bicubic as in
+    the authors' code) to each size of `cameras_sizes`; a size whose top-1 class is the
+    original size's top-1 or the target is kept; activations A_t and gradients G_t = ∂y_c/∂A_t
+    are upsampled (bilinear) to the input size and averaged over kept sizes:
+    map = ReLU(Σ_k Ā_k ⊙ Ḡ_k). (The authors' final min-max normalization is display only and
+    is left to metrics and figures.) Gradient passes take `scale_batch` images at a time; the
+    fusion runs over `channel_chunk` channels at a time. Diagnostics: `valid_scales`."""
+
+    layer: str = "auto"
+    step: int = 100
+    max_size: int = 1000
+    resize: Literal["bicubic", "bilinear"] = "bicubic"
+    scale_batch: int = 8
+    channel_chunk: int = 128
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        for key in ("step", "max_size", "scale_batch", "channel_chunk"):
+            if getattr(self, key) < 1:
+                raise ConfigError(f"cameras.{key} must be ≥ 1, got {getattr(self, key)}")
+        layer = model.resolve_layer(self.layer)
+        target = target.to(x.device)
+        size = tuple(x.shape[-2:])
+        acts, grads, keep = [], [], []
+        base_class = None
+        for t, zeta in enumerate(cameras_sizes(size, self.step, self.max_size)):
+            xt = x if t == 0 else F.interpolate(x, size=zeta, mode=self.resize, align_corners=False)
+            parts = [layer_activations_and_gradients(model, xt[sl], target[sl], layer)
+                     for sl in chunks(x.shape[0], self.scale_batch)]
+            acts.append(torch.cat([p[0] for p in parts]))
+            grads.append(torch.cat([p[1] for p in parts]))
+            top1 = torch.cat([p[2] for p in parts]).argmax(1)
+            base_class = top1 if t == 0 else base_class
+            keep.append((top1 == base_class) | (top1 == target))
+        if acts[0].dim() != 4:
+            raise ConfigError(f"cameras: layer '{layer}' outputs shape {tuple(acts[0].shape)}; it needs (B,K,h,w)")
+        keep = torch.stack(keep, 1)
+        share = keep.to(x.dtype) / keep.sum(1, keepdim=True)
+        saliency = x.new_zeros((x.shape[0], *size))
+        for ch in chunks(acts[0].shape[1], self.channel_chunk):
+            mean_a = sum(share[:, t, None, None, None] * upsample(a[:, ch], size) for t, a in enumerate(acts))
+            mean_g = sum(share[:, t, None, None, None] * upsample(g[:, ch], size) for t, g in enumerate(grads))
+            saliency += (mean_a * mean_g).sum(1)
+        self.diagnostics["valid_scales"] = keep.sum(1).float()
+        return torch.relu(saliency)
