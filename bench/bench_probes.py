@@ -78,27 +78,27 @@ def main() -> None:
 
         def loop_full_forward():  # the textbook loop: a whole forward and a backward per channel
             acts = {}
-            h = model.module_of(layer).register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
-            try:
-                with torch.enable_grad(), guided_relu(model.module):
+            with torch.enable_grad(), guided_relu(model.module):  # hook after the rule's own hooks
+                h = model.module_of(layer).register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+                try:
                     for k in range(c):
                         xg = x[:1].clone().requires_grad_(True)
                         model(xg)
                         torch.autograd.grad(acts["a"][:, k].sum(), xg)
-            finally:
-                h.remove()
+                finally:
+                    h.remove()
 
         def retained():  # one forward, one backward per channel on the retained graph
             acts = {}
-            h = model.module_of(layer).register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
-            try:
-                with torch.enable_grad(), guided_relu(model.module):
+            with torch.enable_grad(), guided_relu(model.module):
+                h = model.module_of(layer).register_forward_hook(lambda m, i, o: acts.__setitem__("a", o))
+                try:
                     xg = x[:1].clone().requires_grad_(True)
                     model(xg)
                     for k in range(c):
                         torch.autograd.grad(acts["a"][:, k].sum(), xg, retain_graph=True)
-            finally:
-                h.remove()
+                finally:
+                    h.remove()
 
         reps = max(1, args.repeats - 1)
         t_loop = best_of(loop, reps)

@@ -7,8 +7,8 @@ import math
 import numpy as np
 import pytest
 import torch
-import torchvision.models as tvm
 from torch import nn
+from torchvision.models.vgg import cfgs, make_layers
 
 from xaibench.datasets.base import Batch
 from xaibench.errors import ConfigError, LayerError
@@ -16,6 +16,8 @@ from xaibench.metrics.base import PROBES
 from xaibench.metrics.conv_blocks import conv_block_layers, select_layers
 from xaibench.metrics.purity import FeaturePurity, normalize_activations, purity_from_counts
 from xaibench.models.adapter import ModelAdapter
+from xaibench.models.builtin.net import SyntheticCNN
+from xaibench.results.probe_figures import plot
 
 C = 4
 
@@ -114,9 +116,9 @@ def test_normalize_option_changes_which_channels_fire():
     assert counts("none", 0.009) == [12, 12, 12, 12]
 
 
-def test_all_layers_in_one_pass_match_one_layer_at_a_time_and_cost_one_backward_per_batch():
+def test_all_layers_in_one_pass_match_one_layer_at_a_time_and_cost_one_backward_per_batch(tmp_path):
     torch.manual_seed(0)
-    model = ModelAdapter.wrap(tvm.resnet18(weights=None, num_classes=5), input_size=32)
+    model = ModelAdapter.wrap(SyntheticCNN(num_classes=5), input_size=32)  # the built-in residual architecture
     images = torch.rand(4, 3, 32, 32)
     data = [Batch(images[s:s + 2], torch.zeros(2, dtype=torch.long), ["a"] * 2, torch.arange(2), [None] * 2, None,
                   [None] * 2) for s in (0, 2)]
@@ -126,8 +128,9 @@ def test_all_layers_in_one_pass_match_one_layer_at_a_time_and_cost_one_backward_
     assert cost["forward_calls"] == 2 and cost["backward_calls"] == 2  # one forward+backward per batch
     table = out["purity"]
     assert list(table.layer) == [b.name for b in conv_block_layers(model)]
-    assert list(table.stage[table.stage != ""]) == ["C1", "C2", "C3", "C4", "C5"]
-    for name in ("relu", "layer4.1"):
+    assert list(table.layer) == ["stem.2", "stage1.0", "stage2.0", "stage3.0", "stage4.0"]
+    assert list(table.stage) == ["C1", "C2", "C3", "", "C4"]  # stage3 and stage4 share the 2×2 resolution
+    for name in ("stem.2", "stage3.0"):
         alone = FeaturePurity(layers=[name])(model, data)
         assert alone["histogram"]["count"].tolist() == out["histogram"].query("layer == @name")["count"].tolist()
     sweep = out["sweep"]
@@ -135,14 +138,24 @@ def test_all_layers_in_one_pass_match_one_layer_at_a_time_and_cost_one_backward_
     summary = out["summary"].set_index("summary")
     assert summary.loc["last_layer", "purity"] == pytest.approx(table.purity.iloc[-1])
     assert summary.loc["stage_mean", "purity"] == pytest.approx(table[table.stage != ""].purity.mean())
+    assert {p.name for p in plot("feature_purity", out, tmp_path)} == {"purity_layers.png", "purity_sweep.png"}
 
 
 def test_stage_marks_on_vgg_and_bad_layer_names():
-    model = ModelAdapter.wrap(tvm.vgg11(weights=None), input_size=32)
+    class VGG11Features(nn.Module):  # torchvision's VGG-11 feature stack (names features.N), a small head
+        def __init__(self):
+            super().__init__()
+            self.features = make_layers(cfgs["A"])
+            self.head = nn.Sequential(nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 3))
+
+        def forward(self, x):
+            return self.head(self.features(x))
+
+    model = ModelAdapter.wrap(VGG11Features(), input_size=32)
     stages = select_layers(model, "stages")
     assert [b.name for b in stages] == ["features.1", "features.4", "features.9", "features.14", "features.19"]
     assert [b.channels for b in stages] == [64, 128, 256, 512, 512]
     with pytest.raises(LayerError, match="no layer"):
         select_layers(model, ["features.99"])
     with pytest.raises(LayerError, match="feature map"):
-        select_layers(model, ["classifier.0"])
+        select_layers(model, ["head.1"])  # Flatten: (B,512), no feature map

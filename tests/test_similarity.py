@@ -13,6 +13,7 @@ from xaibench.metrics.base import PROBES
 from xaibench.metrics.class_average import class_average_images, momentum_ascent, rescale_like
 from xaibench.metrics.similarity import cosine_and_dead, guided_gradients
 from xaibench.models.adapter import ModelAdapter
+from xaibench.results.probe_figures import plot
 
 N_CLASSES = 3
 
@@ -135,25 +136,26 @@ def test_momentum_ascent_fallback_raises_the_class_logit():
     assert (res.history[-1] > res.history[0]).all()
 
 
-def test_probe_tables_dead_channel_grids_and_pruning():
+def test_probe_tables_dead_channel_grids_pruning_and_figures(tmp_path):
     net = small_cnn()
     with torch.no_grad():  # channel 3 of the second conv never fires: its visualization is all zero
         net[4].weight[3] = 0
         net[4].bias[3] = -1
     model = wrap(net)
     data, _, _ = batches()
-    probe = PROBES.build("neuron_similarity", network_steps=3, top_k=2, chunk_size=7, grid_classes=2)
+    probe = PROBES.build("neuron_similarity", averages=["simple", "network"], network_steps=3, chunk_size=50,
+                         grid_classes=2)
     out = probe(model, data)
     sim = out["similarity"]
     assert list(sim.layer.unique()) == ["2", "5"]
-    assert len(sim) == 4 * N_CLASSES * 2 * (6 + 8)  # averages × classes × methods × channels
+    assert len(sim) == 2 * N_CLASSES * 2 * (6 + 8)  # averages × classes × methods × channels
     deadrows = sim[sim.dead]
     assert set(zip(deadrows.layer, deadrows.channel)) == {("5", 3)} and (deadrows.similarity == 0).all()
     assert sim.similarity.between(-1, 1).all()
     curves = out["curves"]
     mean_rows = curves[curves.scope == "mean"]
-    assert len(mean_rows) == 4 * 2 * 2  # averages × methods × layers
-    assert out["class_averages"].shape == (4, N_CLASSES, 16, 16, 3)
+    assert len(mean_rows) == 2 * 2 * 2  # averages × methods × layers
+    assert out["class_averages"].shape == (2, N_CLASSES, 16, 16, 3)
     assert out["grids"].shape == (2, 2, 16, 16, 16, 3) and out["grids"].dtype.name == "uint8"
     idx = out["grid_index"]
     top = idx[(idx.layer == "5") & (idx["class"] == 0) & (idx["rank"] == "top")]
@@ -163,6 +165,10 @@ def test_probe_tables_dead_channel_grids_and_pruning():
     assert list(prune["mode"]) == ["weights", "weights"]
     assert prune.loc["5", "pruned"] == round(0.4 * 8) and (prune.sim_top >= prune.sim_bottom).all()
     assert prune.acc_unpruned.nunique() == 1
+    written = {p.name for p in plot("neuron_similarity", out, tmp_path)}
+    assert {"class_averages.png", "pruning.png", "grid_2.png", "grid_5.png", "similarity_curves_simple_m1.png",
+            "similarity_curves_network_m2.png"} <= written
+    assert all((tmp_path / n).stat().st_size > 1000 for n in written)
 
 
 def test_bad_parameters_raise_config_errors():
