@@ -60,6 +60,7 @@ class RunConfig:
     device: str = "auto"
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
     allow_cpu_autocast: bool = False  # bf16/fp16 autocast is for CUDA; on CPU only when set
+    memory_budget_gb: float = 2.0  # CPU memory one inner chunk may use when chunk_size: auto
     target: Literal["label", "prediction"] = "label"
     on_error: Literal["skip", "fail"] = "skip"
     model: ModelConfig = field(default_factory=ModelConfig)

@@ -27,6 +27,7 @@ from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
 from .distributed import Ranks
 from .errors import ConfigError, DataError, OutputError
+from .memory import resolve_params
 from .metrics import METRICS, PROBES, ImageMetric
 from .models import ModelAdapter, load_model
 from .results import store
@@ -224,8 +225,11 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     n = len(dataset) if cfg.dataset.limit is None else min(cfg.dataset.limit, len(dataset))
     if n == 0:
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
-    explainers = [(s, EXPLAINERS.build(s.name, **s.params)) for s in cfg.explainers]
-    metrics = [(s, METRICS.build(s.name, **s.params)) for s in cfg.metrics]
+    model.memory_budget_gb = cfg.memory_budget_gb
+    shape = (model.channels, size, size)
+    explainers = [(s, EXPLAINERS.build(s.name, **resolve_params(s.params, model, shape, backward=True)))
+                  for s in cfg.explainers]
+    metrics = [(s, METRICS.build(s.name, **resolve_params(s.params, model, shape, backward=False))) for s in cfg.metrics]
     for spec, explainer in explainers:
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
@@ -391,7 +395,9 @@ def run_probes(plan: Plan, progress: bool) -> None:
         marker = plan.run_dir / store.PARTIAL / f"probe_{spec.name}.npz"
         if marker.exists():
             continue
-        probe = PROBES.build(spec.name, **spec.params)
+        size = plan.cfg.dataset.image_size or plan.model.input_size[0]
+        params = resolve_params(spec.params, plan.model, (plan.model.channels, size, size), backward=True)
+        probe = PROBES.build(spec.name, **params)
         torch.manual_seed(_seed_for(plan.cfg, 0, 50_000 + slot))
         t0 = time.perf_counter()
         before = plan.model.counter.snapshot()
