@@ -213,6 +213,6 @@ def check_plugins(cfg: RunConfig) -> None:
             spec.params = registry.check(spec.name, spec.params, key)
     if cfg.featviz is not None:
         from .featviz import FeatvizParams
-        from .registry import coerce_params
 
-        cfg.featviz = coerce_params(param_fields(FeatvizParams), cfg.featviz, "featviz")
+        checked = FeatvizParams.from_dict(cfg.featviz)  # names, types and ranges
+        cfg.featviz = {k: getattr(checked, k) for k in cfg.featviz}
