@@ -157,7 +157,7 @@ class CausalCurve(ImageMetric):
         return gaussian_blur(x, self.blur_kernel, self.blur_sigma)
 
     def curves(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        """(B,T) curve of class scores and (T,) x-coordinates of the AUC."""
+        """(B,T) curve of class scores and (T,) float64 CPU x-coordinates of the AUC."""
         p = self.resolved_protocol()
         b, c, h, w = x.shape
         n_pixels = h * w
@@ -189,11 +189,11 @@ class CausalCurve(ImageMetric):
                 else:
                     batch = torch.where(perturbed, x[img], base[img])
                 curve[img, pt] = class_scores(model(batch), target[img], p["score"])
-        return curve, xs.to(device=x.device, dtype=torch.float64)
+        return curve, xs
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         curve, xs = self.curves(model, x, maps, target)
-        auc = torch.trapezoid(curve.double(), xs, dim=1).float()
+        auc = torch.trapezoid(curve.double().cpu(), xs, dim=1).float().to(curve.device)  # fp64: on CPU (MPS)
         return MetricResult(values=auc, curves=curve)
 
 
@@ -252,7 +252,7 @@ class ConfidenceChange(ImageMetric):
             for start in range(0, both.shape[0], self.chunk_size):
                 sl = slice(start, start + self.chunk_size)
                 out[sl] = class_scores(model(both[sl]), tgt[sl], self.score)
-        return out[: x.shape[0]].double(), out[x.shape[0] :].double()
+        return out[: x.shape[0]].double().cpu(), out[x.shape[0] :].double().cpu()
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         y, o = self.scores(model, x, maps, target)
@@ -261,7 +261,7 @@ class ConfidenceChange(ImageMetric):
             "increase_in_confidence": 100 * (o > y).double(),
             "average_gain": 100 * torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0),
         }
-        figures = {k: v.float() for k, v in figures.items()}
+        figures = {k: v.float().to(x.device) for k, v in figures.items()}
         values = figures.pop(self.key)
         return MetricResult(values=values, extras=figures)
 
