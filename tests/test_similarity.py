@@ -169,6 +169,7 @@ def test_probe_tables_dead_channel_grids_pruning_and_figures(tmp_path):
     assert {"class_averages.png", "pruning.png", "grid_2.png", "grid_5.png", "similarity_curves_simple_m1.png",
             "similarity_curves_network_m2.png"} <= written
     assert all((tmp_path / n).stat().st_size > 1000 for n in written)
+    assert (tmp_path / "class_averages" / "network_class2.png").is_file()
 
 
 def test_bad_parameters_raise_config_errors():

@@ -140,10 +140,15 @@ def grid_figures(grids: np.ndarray, index: pd.DataFrame, outdir: Path) -> list[P
 
 
 def class_average_figure(images: np.ndarray, info: pd.DataFrame, outdir: Path) -> Path:
-    """class_averages.png: a row per average kind, a column per class (pixel space)."""
+    """class_averages.png: a row per average kind, a column per class (pixel space); and each
+    image at full resolution as class_averages/<kind>_class<c>.png."""
     plt = _plt()
     kinds = list(dict.fromkeys(info.average))
     classes = list(dict.fromkeys(info["class"]))
+    (outdir / "class_averages").mkdir(exist_ok=True)
+    for a, kind in enumerate(kinds):
+        for c, cls in enumerate(classes):
+            plt.imsave(outdir / "class_averages" / f"{_slug(kind)}_class{cls}.png", np.clip(images[a, c], 0, 1))
     fig, axes = plt.subplots(len(kinds), len(classes), figsize=(1.2 * len(classes), 1.3 * len(kinds) + 0.3),
                              squeeze=False)
     for a, kind in enumerate(kinds):
