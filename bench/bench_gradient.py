@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import statistics
 
 import torch
 from common import forward_backward_floor, forward_floor, markdown, median_seconds
@@ -101,38 +102,62 @@ def main() -> None:
         target = model(x).argmax(1)
     xc = model.normalize(torch.rand(args.chunk, 3, size, size))
     tc = torch.zeros(args.chunk, dtype=torch.long)
-    fb_b = median_seconds(forward_backward_floor(model, x, target), args.repeats) / b
-    fb_c = median_seconds(forward_backward_floor(model, xc, tc), args.repeats) / args.chunk
-    fw_c = median_seconds(forward_floor(model, xc), args.repeats) / args.chunk
+    floors = {  # seconds per image of the model's own passes
+        "fb_b": (forward_backward_floor(model, x, target), b),
+        "fb_c": (forward_backward_floor(model, xc, tc), args.chunk),
+        "fw_c": (forward_floor(model, xc), args.chunk),
+    }
+    seen = {k: [] for k in floors}
+    for fn, _ in floors.values():
+        fn()  # warm-up
 
     rows = []
     for name in args.methods.split(","):
         explainer = EXPLAINERS.build(name, **params_for(name, args))
         before = model.counter.snapshot()
-        explainer(model, x, target)
+        explainer(model, x, target)  # also the warm-up
         used = model.counter.since(before)
         fwd_pi, bwd_pi = used["forward_images"] / b, used["backward_images"] / b
-        seconds = median_seconds(lambda: explainer(model, x, target), args.repeats, warmup=0) / b
         if name in ("integrated_gradients", "smoothgrad", "vargrad"):
             n = args.steps if name == "integrated_gradients" else args.samples
-            floor, floor_what = n * fb_c, f"{n}× fwd+bwd @{args.chunk}"
+            parts, floor_what = {"fb_c": n}, f"{n}× fwd+bwd @{args.chunk}"
         elif name in ("occlusion", "rise"):
-            floor, floor_what = fwd_pi * fw_c, f"{fwd_pi:g}× fwd @{args.chunk}"
+            parts, floor_what = {"fw_c": fwd_pi}, f"{fwd_pi:g}× fwd @{args.chunk}"
         elif name == "cfcam":
-            floor, floor_what = fb_b + (fwd_pi - 1) * fw_c, f"fwd+bwd @{b} + {fwd_pi - 1:g}× fwd @{args.chunk}"
+            parts, floor_what = {"fb_b": 1, "fw_c": fwd_pi - 1}, f"fwd+bwd @{b} + {fwd_pi - 1:g}× fwd @{args.chunk}"
         else:
-            floor, floor_what = bwd_pi * fb_b, f"{bwd_pi:g}× fwd+bwd @{b}"
-        row = dict(method=name, fwd_per_image=fwd_pi, bwd_per_image=bwd_pi, s_per_image=seconds,
-                   floor=floor_what, ratio_to_floor=seconds / floor, captum_s_per_image="-", speedup_vs_captum="-")
+            parts, floor_what = {"fb_b": bwd_pi}, f"{bwd_pi:g}× fwd+bwd @{b}"
         run = None if args.no_captum else captum_runner(name, model, x, target, args)
         if run is not None:
-            cap = median_seconds(run, args.repeats, warmup=1) / b
-            row.update(captum_s_per_image=cap, speedup_vs_captum=cap / seconds)
+            run()  # warm-up
+        # rounds: the floor, ours and Captum's back to back, so a changing machine load hits all alike
+        ours_t, ratios, speedups, captum_t = [], [], [], []
+        for _ in range(args.repeats):
+            floor = 0.0
+            for key, times in parts.items():
+                fn, per = floors[key]
+                t = median_seconds(fn, 1, warmup=0) / per
+                seen[key].append(t)
+                floor += times * t
+            t_ours = median_seconds(lambda: explainer(model, x, target), 1, warmup=0) / b
+            ours_t.append(t_ours)
+            ratios.append(t_ours / floor)
+            if run is not None:
+                t_cap = median_seconds(run, 1, warmup=0) / b
+                captum_t.append(t_cap)
+                speedups.append(t_cap / t_ours)
+        row = dict(method=name, fwd_per_image=fwd_pi, bwd_per_image=bwd_pi, s_per_image=statistics.median(ours_t),
+                   floor=floor_what, ratio_to_floor=statistics.median(ratios), captum_s_per_image="-",
+                   speedup_vs_captum="-")
+        if run is not None:
+            row.update(captum_s_per_image=statistics.median(captum_t), speedup_vs_captum=statistics.median(speedups))
         rows.append(row)
-        print(f"{name}: {seconds:.4g} s/image", flush=True)
+        print(f"{name}: {row['s_per_image']:.4g} s/image, ratio {row['ratio_to_floor']:.3g}", flush=True)
+    fb_b, fb_c, fw_c = (statistics.median(seen[k]) if seen[k] else float("nan") for k in ("fb_b", "fb_c", "fw_c"))
 
     n_win = (math.ceil((size - args.window) / args.stride) + 1) ** 2
-    print(f"\nmodel {args.model} at {size}x{size}, batch {b}, chunk {args.chunk}, median of {args.repeats}, "
+    print(f"\nmodel {args.model} at {size}x{size}, batch {b}, chunk {args.chunk}, medians of {args.repeats} rounds "
+          "(floor, ours, Captum back to back; ratios taken per round), "
           f"torch threads {torch.get_num_threads()}; floors per image: fwd+bwd@{b} {fb_b:.4g}s, "
           f"fwd+bwd@{args.chunk} {fb_c:.4g}s, fwd@{args.chunk} {fw_c:.4g}s")
     print(f"formulas: occlusion 1 + {n_win} windows = {1 + n_win} forwards/image; RISE {args.rise_masks} forwards/image; "
