@@ -113,29 +113,51 @@ def curve_figures(curves: pd.DataFrame, outdir: Path) -> list[Path]:
     return paths
 
 
-def grid_figures(grids: np.ndarray, index: pd.DataFrame, outdir: Path) -> list[Path]:
-    """One PNG per layer: a row per class, top-8 then bottom-8 channel visualizations."""
+def mosaic(tiles: np.ndarray, pad: int = 2) -> np.ndarray:
+    """(R,C,H,W,3) images → one (R·(H+pad)−pad, C·(W+pad)−pad, 3) image with white gutters."""
+    r, c, h, w = tiles.shape[:4]
+    out = np.ones((r * (h + pad) - pad, c * (w + pad) - pad, 3), dtype=np.float32)
+    for i in range(r):
+        for j in range(c):
+            out[i * (h + pad):i * (h + pad) + h, j * (w + pad):j * (w + pad) + w] = tiles[i, j]
+    return out
+
+
+def _mosaic_figure(tiles: np.ndarray, row_labels: list[str], col_labels: list[str], title: str, path: Path,
+                   tile_titles: dict[tuple[int, int], str] | None = None) -> Path:
+    """One imshow of the tile mosaic (fast for hundreds of tiles), labelled rows and columns."""
     plt = _plt()
+    r, c, h, w = tiles.shape[:4]
+    fig, ax = plt.subplots(figsize=(max(4.0, 0.85 * c + 1), max(2.0, 0.9 * r + 0.8)))
+    ax.imshow(mosaic(tiles))
+    ax.set_xticks([j * (w + 2) + w / 2 for j in range(c)])
+    ax.set_xticklabels(col_labels, fontsize=6)
+    ax.set_yticks([i * (h + 2) + h / 2 for i in range(r)])
+    ax.set_yticklabels(row_labels, fontsize=6)
+    ax.tick_params(length=0)
+    for (i, j), text in (tile_titles or {}).items():
+        ax.text(j * (w + 2) + w / 2, i * (h + 2) + 2, text, fontsize=4.5, ha="center", va="top", color="k",
+                bbox=dict(facecolor="white", alpha=0.6, lw=0, pad=0.5))
+    ax.set_title(title, fontsize=8)
+    return _save(fig, path)
+
+
+def grid_figures(grids: np.ndarray, index: pd.DataFrame, outdir: Path) -> list[Path]:
+    """One PNG per layer: a row per class, top-8 then bottom-8 channel visualizations, each
+    labelled with its channel and similarity."""
     paths = []
     layers = list(dict.fromkeys(index.layer))
+    cols = [f"top {i + 1}" for i in range(8)] + [f"bottom {i + 1}" for i in range(8)]
     for li, layer in enumerate(layers):
-        g = grids.shape[1]
-        fig, axes = plt.subplots(g, 16, figsize=(16 * 0.9, g * 1.05 + 0.4), squeeze=False)
         rows = index[index.layer == layer]
-        classes = list(dict.fromkeys(rows["class"]))
-        for ci in range(g):
-            for slot in range(16):
-                ax = axes[ci, slot]
-                ax.imshow(grids[li, ci, slot])
-                ax.set_xticks([])
-                ax.set_yticks([])
-                hit = rows[(rows["class"] == classes[ci]) & (rows.slot == slot)] if ci < len(classes) else rows[:0]
-                if len(hit):
-                    ax.set_title(f"ch{int(hit.channel.iloc[0])} {hit.similarity.iloc[0]:.2f}", fontsize=5)
-                if slot == 0 and ci < len(classes):
-                    ax.set_ylabel(f"class {classes[ci]}", fontsize=6)
-        fig.suptitle(f"{layer}: top-8 (left) and bottom-8 (right) channels by similarity", fontsize=8)
-        paths.append(_save(fig, outdir / f"grid_{_slug(layer)}.png"))
+        classes = list(dict.fromkeys(rows["class"]))[: grids.shape[1]]
+        where = {cls: i for i, cls in enumerate(classes)}
+        titles = {(where[cl], int(sl)): f"ch{int(ch)} {sim:.2f}"
+                  for cl, sl, ch, sim in zip(rows["class"], rows.slot, rows.channel, rows.similarity) if cl in where}
+        tiles = grids[li, : len(classes)].astype(np.float32) / 255.0
+        paths.append(_mosaic_figure(tiles, [f"class {c}" for c in classes], cols,
+                                    f"{layer}: top-8 (left) and bottom-8 (right) channels by similarity",
+                                    outdir / f"grid_{_slug(layer)}.png", titles))
     return paths
 
 
@@ -149,19 +171,8 @@ def class_average_figure(images: np.ndarray, info: pd.DataFrame, outdir: Path) -
     for a, kind in enumerate(kinds):
         for c, cls in enumerate(classes):
             plt.imsave(outdir / "class_averages" / f"{_slug(kind)}_class{cls}.png", np.clip(images[a, c], 0, 1))
-    fig, axes = plt.subplots(len(kinds), len(classes), figsize=(1.2 * len(classes), 1.3 * len(kinds) + 0.3),
-                             squeeze=False)
-    for a, kind in enumerate(kinds):
-        for c, cls in enumerate(classes):
-            ax = axes[a, c]
-            ax.imshow(np.clip(images[a, c], 0, 1))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if a == 0:
-                ax.set_title(f"class {cls}", fontsize=7)
-            if c == 0:
-                ax.set_ylabel(kind, fontsize=7)
-    return _save(fig, outdir / "class_averages.png")
+    return _mosaic_figure(np.clip(images, 0, 1), kinds, [f"class {c}" for c in classes], "Class-average images",
+                          outdir / "class_averages.png")
 
 
 def pruning_figure(table: pd.DataFrame, outdir: Path) -> Path:
