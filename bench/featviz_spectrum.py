@@ -3,7 +3,7 @@ steps, the share of each visualization's power below a quarter of Nyquist, the o
 the final class probability, and the time per step as a ratio to the model's forward+backward.
 
     .venv/bin/python bench/featviz_spectrum.py [--model builtin:synthetic-cnn] [--targets 0 1 2 ...]
-                                               [--steps 256] [--seed 0] [--threads 1]
+                                               [--steps 256] [--seed 0] [--lr A] [--threads 1]
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import torch
 from common import forward_backward_floor, markdown, median_seconds
 
 from xaibench import load_model
-from xaibench.featviz import visualize
+from xaibench.featviz import FeatvizParams, visualize
 from xaibench.featviz.pyramid import PYRAMID_MODES
 
 
@@ -25,6 +25,7 @@ def main() -> None:
     ap.add_argument("--targets", type=int, nargs="*", default=[])
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--lr", type=float, default=None, help="step size α (default: FeatvizParams.lr)")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -32,7 +33,8 @@ def main() -> None:
     rows = []
     for mode in PYRAMID_MODES:
         t0 = time.perf_counter()
-        r = visualize(model, args.targets, steps=args.steps, pyramid=mode, seed=args.seed)
+        extra = {} if args.lr is None else {"lr": args.lr}
+        r = visualize(model, args.targets, steps=args.steps, pyramid=mode, seed=args.seed, **extra)
         seconds = time.perf_counter() - t0
         rows.append(dict(
             pyramid=mode,
@@ -51,7 +53,7 @@ def main() -> None:
     for row in rows:
         row["step_over_fwd_bwd"] = row["seconds"] / args.steps / floor
     print(f"model {args.model}, {len(r.targets)} class targets, {args.steps} steps, seed {args.seed}, "
-          f"{args.threads} thread(s); share = power below 1/4 Nyquist (DC excluded), mean [min, max] over targets")
+          f"lr {args.lr or FeatvizParams.lr}, {args.threads} thread(s); share = power below 1/4 Nyquist (DC excluded), mean [min, max] over targets")
     print(markdown(rows, ["pyramid", "low_freq_share", "share_min", "share_max", "final_logit", "final_prob",
                           "prob_min", "top1_is_target", "seconds", "step_over_fwd_bwd"]))
 

@@ -92,7 +92,7 @@ def test_objectives_read_the_right_numbers(small):
 
 def test_channel_objective_drives_its_own_colour(small):
     # maximizing the mean of input channel k (identity layer) must raise colour k and nothing forces the others up
-    r = visualize(small, [0, 2], objective="channel", layer="ident", steps=12, p_norm_weight=0.0, tv_weight=0.0)
+    r = visualize(small, [0, 2], objective="channel", layer="ident", steps=12, lr=0.05, p_norm_weight=0.0, tv_weight=0.0)
     means = r.images.mean((2, 3))
     assert means[0, 0] > 0.9 and means[1, 2] > 0.9
     assert (r.history[-1] > r.history[0]).all()

