@@ -24,14 +24,20 @@ from xaibench.models.builtin.net import SyntheticCNN
 
 def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--train-images", type=int, default=8000)
+    p.add_argument("--train-images", type=int, default=10000)
     p.add_argument("--val-images", type=int, default=500)
-    p.add_argument("--epochs", type=int, default=8)
+    p.add_argument(
+        "--low-res-epochs", type=int, default=16, help="first epochs at --low-res pixels (progressive resizing)"
+    )
+    p.add_argument("--low-res", type=int, default=64)
+    p.add_argument("--epochs", type=int, default=3, help="then epochs at the full 128x128")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=4e-3)
+    p.add_argument("--lr", type=float, default=3e-3)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (≤ 2 on a shared machine)")
     p.add_argument("--out", type=Path, default=HERE, help="folder for synthetic-cnn.pt/.json")
+    p.add_argument("--init", type=Path, default=None, help="start from this state dict (fine-tuning) instead of random")
+    p.add_argument("--no-augment", action="store_true", help="no flips, 90° rotations or channel permutations")
     return p.parse_args()
 
 
@@ -67,6 +73,15 @@ def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return correct / len(images)
 
 
+def downsample(images: torch.Tensor, size: int) -> torch.Tensor:
+    """uint8 (N,3,H,W) → uint8 (N,3,size,size), antialiased bilinear, in chunks."""
+    out = [
+        F.interpolate(c.float(), size=(size, size), mode="bilinear", antialias=True).round().clamp(0, 255).byte()
+        for c in images.split(500)
+    ]
+    return torch.cat(out)
+
+
 def as_tensors(ds: SyntheticShapes) -> tuple[torch.Tensor, torch.Tensor]:
     return ds.images.permute(0, 3, 1, 2).contiguous(), ds.labels
 
@@ -89,20 +104,35 @@ def main() -> None:
     del pixels
 
     model = SyntheticCNN(num_classes=SyntheticShapes.num_classes)
+    this_command = "python " + " ".join(shlex.quote(a) for a in ["scripts/train_builtin.py", *sys.argv[1:]])
+    commands, earlier_seconds = [this_command], 0
+    if args.init is not None:
+        model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
+        previous = args.init.with_suffix(".json")  # the stage that produced the init checkpoint
+        if previous.is_file():
+            prev = json.loads(previous.read_text())
+            commands = prev.get("commands", [prev["command"]]) + commands
+            earlier_seconds = prev.get("training_seconds_total", prev.get("training_seconds", 0))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
-    steps = args.epochs * (len(train_x) // args.batch_size)
+    steps = (args.low_res_epochs + args.epochs) * (len(train_x) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
     g = torch.Generator().manual_seed(args.seed)
     args.out.mkdir(parents=True, exist_ok=True)
     ckpt = args.out / "synthetic-cnn.pt"
     val_acc = 0.0
-    for epoch in range(args.epochs):
+    low_x, low_val = (
+        (downsample(train_x, args.low_res), downsample(val_x, args.low_res)) if args.low_res_epochs else (None, None)
+    )
+    total_epochs = args.low_res_epochs + args.epochs
+    for epoch in range(total_epochs):
         model.train()
+        images, val_images = (low_x, low_val) if epoch < args.low_res_epochs else (train_x, val_x)
         order = torch.randperm(len(train_x), generator=g)
         total, correct, loss_sum = 0, 0, 0.0
         for i in range(0, len(order) - args.batch_size + 1, args.batch_size):
             idx = order[i : i + args.batch_size]
-            x = augment(train_x[idx].float() / 255, g)
+            x = images[idx].float() / 255
+            x = x if args.no_augment else augment(x, g)
             x, y = (x - mean) / std, train_y[idx]
             logits = model(x)
             loss = F.cross_entropy(logits, y, label_smoothing=0.05)
@@ -113,10 +143,10 @@ def main() -> None:
             total += len(y)
             correct += int((logits.argmax(1) == y).sum())
             loss_sum += float(loss.detach()) * len(y)
-        val_acc = accuracy(model, val_x, val_y, mean, std)
+        val_acc = accuracy(model, val_images, val_y, mean, std)
         torch.save(model.state_dict(), ckpt)
         print(
-            f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / total:.4f} train acc {correct / total:.4f} "
+            f"epoch {epoch + 1}/{total_epochs} ({images.shape[-1]}px): loss {loss_sum / total:.4f} train acc {correct / total:.4f} "
             f"val acc {val_acc:.4f} ({time.time() - start:.0f}s)",
             flush=True,
         )
@@ -139,14 +169,19 @@ def main() -> None:
         test_images=len(test_x),
         val_accuracy=round(val_acc, 4),
         train_images=len(train_x),
+        low_res_epochs=args.low_res_epochs,
+        low_res=args.low_res,
         epochs=args.epochs,
         seed=args.seed,
+        init=None if args.init is None else args.init.name,
         dataset_version=VERSION,
         training_seconds=round(train_seconds),
+        training_seconds_total=round(train_seconds + earlier_seconds),
         threads=args.threads,
         torch=torch.__version__,
         machine=platform.machine(),
-        command="python " + " ".join(shlex.quote(a) for a in ["scripts/train_builtin.py", *sys.argv[1:]]),
+        command=" && ".join(commands),
+        commands=commands,
     )
     (args.out / "synthetic-cnn.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB) and {args.out / 'synthetic-cnn.json'}")
