@@ -3,7 +3,7 @@
 import math
 
 import numpy as np
-import quantus
+import pytest
 import torch
 
 from xaibench.metrics.base import METRICS
@@ -33,7 +33,10 @@ def test_nan_maps_are_defined():
     assert torch.isfinite(run("sparseness", maps)).all() and torch.isfinite(run("complexity", maps)).all()
 
 
+@pytest.mark.slow
 def test_agreement_with_quantus():
+    import quantus  # slow to import: only in the slow tests
+
     g = torch.Generator().manual_seed(0)
     maps = torch.randn(6, 12, 12, generator=g) * torch.rand(6, 1, 1, generator=g)
     maps[0] = maps[0].clamp_min(0) ** 4  # a sparse one

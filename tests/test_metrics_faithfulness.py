@@ -188,8 +188,9 @@ def test_torchcam_preset_matches_torchcam_deletion_insertion():
         assert ins == pytest.approx(out["insertion_auc"], abs=1e-6)
 
 
+@pytest.mark.slow
 def test_quantus_preset_matches_pixel_flipping():
-    import quantus
+    import quantus  # slow to import (over a minute on a loaded machine)
 
     cnn = small_cnn()
     model = ModelAdapter(cnn, input_size=12)

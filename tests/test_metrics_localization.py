@@ -3,7 +3,6 @@ and agreement with Quantus (PointingGame, RelevanceMassAccuracy, RelevanceRankAc
 
 import numpy as np
 import pytest
-import quantus
 import torch
 
 from xaibench.errors import DataError
@@ -15,6 +14,12 @@ gen = torch.Generator().manual_seed(0)
 
 def run(name, maps, annotation, **params):
     return METRICS.build(name, **params)(None, None, maps, torch.zeros(maps.shape[0]).long(), annotation=annotation)
+
+
+def quantus_metric(name, **kw):
+    import quantus  # slow to import (over a minute on a loaded machine): only in the slow tests
+
+    return getattr(quantus, name)(disable_warnings=True, **kw)
 
 
 def quantus_scores(metric, maps, masks):
@@ -58,14 +63,16 @@ def test_pointing_game_tolerance_scales_with_image_size(size, dist, tolerance, h
     assert res.extras["hit_strict"].item() == 0
 
 
+@pytest.mark.slow
 def test_pointing_game_agrees_with_quantus_strict():
     maps = torch.rand(16, 12, 12, generator=gen)
     masks = torch.rand(16, 12, 12, generator=gen) > 0.6
     ours = run("pointing_game", maps, {"mask": masks}, tolerance=0).values.numpy()
-    assert np.array_equal(ours, quantus_scores(quantus.PointingGame(disable_warnings=True), maps, masks))
+    assert np.array_equal(ours, quantus_scores(quantus_metric("PointingGame"), maps, masks))
     assert 0 < ours.mean() < 1
 
 
+@pytest.mark.slow
 def test_pointing_game_ties_documented_difference_from_quantus():
     # Quantus counts a hit when ANY pixel tied at the maximum is inside: a flat map always "hits".
     # Here ties are broken by the seeded permutation: one point, inside with chance 20/99.
@@ -73,27 +80,29 @@ def test_pointing_game_ties_documented_difference_from_quantus():
     maps[:, 9, 9] = 0.1  # a plateau of 99 tied maxima (Quantus refuses fully constant maps)
     masks = torch.zeros(64, 10, 10, dtype=torch.bool)
     masks[:, :, :2] = True  # 20 % of the image
-    theirs = quantus_scores(quantus.PointingGame(disable_warnings=True), maps, masks)
+    theirs = quantus_scores(quantus_metric("PointingGame"), maps, masks)
     ours = run("pointing_game", maps, {"mask": masks}, tolerance=0).values
     assert theirs.mean() == 1.0
     assert ours.mean().item() < 0.5
 
 
+@pytest.mark.slow
 def test_relevance_mass_and_rank_agree_with_quantus():
     maps = torch.rand(8, 12, 12, generator=gen)  # non-negative and tie-free
     masks = torch.rand(8, 12, 12, generator=gen) > 0.5
-    for name, cls in [("relevance_mass_accuracy", quantus.RelevanceMassAccuracy),
-                      ("relevance_rank_accuracy", quantus.RelevanceRankAccuracy)]:
+    for name, cls in [("relevance_mass_accuracy", "RelevanceMassAccuracy"),
+                      ("relevance_rank_accuracy", "RelevanceRankAccuracy")]:
         ours = run(name, maps, {"mask": masks}).values.numpy()
-        assert np.allclose(ours, quantus_scores(cls(disable_warnings=True), maps, masks), atol=1e-6), name
+        assert np.allclose(ours, quantus_scores(quantus_metric(cls), maps, masks), atol=1e-6), name
 
 
+@pytest.mark.slow
 def test_relevance_mass_counts_positive_relevance_only_unlike_quantus():
     # Arras et al. 2022 define the mass accuracy on positive relevance; Quantus sums signed values
     maps = torch.tensor([[[2.0, -1.0], [1.0, 0.0]]])
     mask = torch.tensor([[[True, True], [False, False]]])
     assert run("relevance_mass_accuracy", maps, {"mask": mask}).values.item() == pytest.approx(2 / 3)
-    signed = quantus_scores(quantus.RelevanceMassAccuracy(normalise=False, disable_warnings=True), maps, mask)
+    signed = quantus_scores(quantus_metric("RelevanceMassAccuracy", normalise=False), maps, mask)
     assert signed[0] == pytest.approx(1 / 2)
 
 
