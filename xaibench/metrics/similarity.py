@@ -101,7 +101,9 @@ class NeuronSimilarity(Probe):
     layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (`chunk_size` visualizations per
     forward+backward, the forward stopped at layer j), similarity method 1 `cos(I_i, ω)` and
     method 2 `cos(GBP(I_i, output, i), ω)`, dead channels flagged; then per-layer curves,
-    top/bottom-8 grids, and pruning validation (§4.5, thesis Table 5-1).
+    top/bottom-8 grids, and pruning validation (§4.5, thesis Table 5-1). The data is read
+    several times (class averages, then one forward pass per pruned model); a one-shot iterator
+    is first kept as a list.
     """
 
     layers: str | list[str] = "auto"  # auto (every conv block) | stages | [names]
