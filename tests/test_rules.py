@@ -142,6 +142,7 @@ def test_rules_are_removed_on_error_and_do_not_nest():
             pass
 
 
+@pytest.mark.slow
 def test_guided_matches_captum_on_resnet18():
     captum_attr = pytest.importorskip("captum.attr")
     import torchvision

@@ -121,3 +121,14 @@ def test_cfcam_peaks_where_the_logit_looks_and_ignores_irrelevant_channels():
     x2 = x.clone()
     x2[:, 2] = torch.rand(16, 16)
     assert torch.allclose(cf(model, x2, torch.tensor([0])), cam)
+
+
+def test_cfcam_refuses_a_layer_with_1x1_maps():
+    import pytest
+
+    from xaibench.errors import LayerError
+
+    model = small_cnn()
+    with pytest.raises(LayerError, match="1×1"):
+        EXPLAINERS.build("cfcam", layer="relu3", blur_kernel=3, blur_sigma=1.0)(model, torch.randn(1, 3, 2, 2),
+                                                                               torch.tensor([0]))

@@ -10,6 +10,7 @@ from typing import Literal
 import torch
 from torch import Tensor
 
+from ..errors import LayerError
 from ..imageops import gaussian_blur
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, minmax, upsample
@@ -53,6 +54,9 @@ class CFCAM(Explainer):
         xb = gaussian_blur(x, self.blur_kernel, self.blur_sigma)
         composite = make_composite(self.composite, model, x, self.epsilon, 0.25, self.canonizer)
         acts, rel = layer_relevance(model, x, target, layer, composite, contrastive=True)
+        if acts.shape[-1] * acts.shape[-2] == 1:
+            raise LayerError(f"layer '{layer}' outputs 1×1 maps at this input size, so every CF-CAM mask is "
+                             "constant; choose an earlier layer or a larger input")
         weighted = rel * acts  # R_k ⊙ A_k, (B,K,h',w')
         spatial = weighted.flatten(2)
         live = spatial.amax(2) > spatial.amin(2)  # non-constant maps only
