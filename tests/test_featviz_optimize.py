@@ -84,6 +84,8 @@ def test_objectives_read_the_right_numbers(small):
     t = torch.tensor([1, 2, 0])
     phi, logits = objective_values(small, x, t, "class", None)
     assert torch.allclose(phi, small(x)[[0, 1, 2], [1, 2, 0]])
+    phi, _ = objective_values(small, x, t, "class", None, class_score="log_softmax")
+    assert torch.allclose(phi, small(x).log_softmax(1)[[0, 1, 2], [1, 2, 0]], atol=1e-6)
     phi, _ = objective_values(small, x, t, "channel", "ident")  # identity layer: channel mean of x
     assert torch.allclose(phi, x[[0, 1, 2], [1, 2, 0]].mean((1, 2)), atol=1e-6)
     phi, _ = objective_values(small, x, t, "unit", "ident")

@@ -33,12 +33,14 @@ def select_units(acts: Tensor, targets: Tensor, objective: str) -> Tensor:
 
 
 def objective_values(model: ModelAdapter, x: Tensor, targets: Tensor, objective: str,
-                     layer: str | None) -> tuple[Tensor, Tensor]:
+                     layer: str | None, class_score: str = "logit") -> tuple[Tensor, Tensor]:
     """One forward of the model-input batch `x`: ((B,) objective values φ_b(x_b), (B,N) logits).
-    `class` is the pre-softmax logit F_c (Simonyan et al. 2014); `channel`/`unit` read `layer`."""
+    `class` is the pre-softmax logit F_c (Simonyan et al. 2014), or with `class_score="log_softmax"`
+    log P_c, which also pushes the other classes down; `channel`/`unit` read `layer`."""
     if objective == "class":
         logits = model(x)
-        return logits.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1), logits
+        scores = logits.log_softmax(1) if class_score == "log_softmax" else logits
+        return scores.gather(1, targets.view(-1, 1).to(logits.device)).squeeze(1), logits
     if objective not in OBJECTIVES:
         raise ConfigError(f"unknown objective '{objective}'. Valid: {', '.join(OBJECTIVES)}")
     with model.capture(layer) as cap:

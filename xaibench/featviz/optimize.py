@@ -115,7 +115,7 @@ def ascend(model: ModelAdapter, x: Tensor, targets: Tensor, params: FeatvizParam
         dy, dx = (int(s) for s in shifts[t])
         with torch.enable_grad():
             rolled = torch.roll(x, (dy, dx), dims).requires_grad_(True)
-            phi, _ = objective_values(model, model.normalize(rolled), targets, p.objective, layer)
+            phi, _ = objective_values(model, model.normalize(rolled), targets, p.objective, layer, p.class_score)
             (grad,) = torch.autograd.grad(phi.sum(), rolled)
         history[t] = phi.detach().float().cpu()
         grad = torch.roll(grad, (-dy, -dx), dims)
@@ -153,7 +153,7 @@ def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | N
         mask = cam_masks(model, x0, tb, cam_layer) if cam_layer else None
         x, hist = ascend(model, x0, tb, params, layer, shifts, mask)
         with torch.no_grad():
-            phi, logits = objective_values(model, model.normalize(x), tb, params.objective, layer)
+            phi, logits = objective_values(model, model.normalize(x), tb, params.objective, layer, params.class_score)
         prob = logits.float().softmax(1).gather(1, tb.view(-1, 1)).squeeze(1)
         probs.append(prob if params.objective == "class" else torch.full_like(prob, float("nan")))
         images.append(x.detach().float().cpu())

@@ -26,6 +26,7 @@ class FeatvizParams:
     """
 
     objective: Literal["class", "channel", "unit"] = "class"
+    class_score: Literal["logit", "log_softmax"] = "logit"  # φ of `class`: F_c (spec) or log P_c (opt-in)
     targets: list[int] = field(default_factory=list)  # class ids or channel ids; [] = all of them
     layer: str = "auto"  # layer of `channel`/`unit` objectives
     steps: int = 256
