@@ -34,7 +34,8 @@ def main() -> None:
     params = FeatvizParams.from_dict(dict(steps=args.steps, pyramid=args.pyramid, seed=args.seed))
     result = run_visualize(model, params, args.outdir)
     args.figure.parent.mkdir(parents=True, exist_ok=True)
-    image_grid(result.images, captions_of(result), columns=5).save(args.figure, optimize=True)
+    grid = image_grid(result.images, captions_of(result), columns=5)
+    grid.quantize(colors=256).save(args.figure, optimize=True)  # a palette PNG keeps the committed file small
     for name, prob, share in zip(result.names, result.final_prob.tolist(), result.low_freq_share.tolist()):
         print(f"{name:>10}: p={prob:.3f} low-frequency share={share:.3f}")
     print(f"grid: {args.figure}\noutputs: {args.outdir}")
