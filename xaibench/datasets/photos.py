@@ -60,7 +60,9 @@ def read_annotations(path: str | Path) -> list[dict[str, Any]]:
     return entries
 
 
-def resize_crop_boxes(boxes: Tensor, scale_xy: tuple[float, float], offset_xy: tuple[float, float], size: int) -> Tensor:
+def resize_crop_boxes(
+    boxes: Tensor, scale_xy: tuple[float, float], offset_xy: tuple[float, float], size: int
+) -> Tensor:
     """Map xyxy boxes through a resize (scale) then a crop (offset), clipped to the (size×size) image;
     boxes left with no area are dropped."""
     sx, sy = scale_xy
@@ -124,7 +126,7 @@ class Photos(Dataset):
         if "region" in e:
             x0, y0, x1, y1 = (int(v) for v in e["region"])
             image = image[:, y0:y1, x0:x1]
-            boxes = (boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32))
+            boxes = boxes - torch.tensor([x0, y0, x0, y0], dtype=torch.float32)
             boxes = torch.minimum(boxes.clamp(min=0), torch.tensor([x1 - x0, y1 - y0] * 2, dtype=torch.float32))
         return image, boxes
 
