@@ -213,3 +213,14 @@ def test_unwritable_output_folder_is_a_clear_error(tiny_config, tmp_path):
     blocker.write_text("not a folder")
     with pytest.raises(OutputError, match="cannot create run folder"):
         runner.run(tiny_config, out=blocker / "run", progress=False)
+
+
+def test_featviz_and_probe_tables_go_into_results_h5(tiny_config, tmp_path):
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["metrics"] = []
+    tiny_config["featviz"] = {"targets": [0, 1], "steps": 4}
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    assert (run_dir / "featviz" / "summary.csv").is_file()
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        assert h5["featviz/images"].shape == (2, 3, 32, 32)
+        assert len(h5["featviz/summary"]) == 2

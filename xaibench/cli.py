@@ -164,10 +164,10 @@ def visualize(
     if folder.exists() and any(folder.iterdir()):
         raise OutputError(f"{folder} already exists and is not empty; choose another --out")
     model = load_model(cfg.model.name, cfg.model.weights).to(resolve_device(cfg.device))
-    result = run_visualize(model, FeatvizParams(**cfg.featviz), folder)
+    result = run_visualize(model, FeatvizParams.from_dict(cfg.featviz), folder)
     typer.echo(f"wrote {folder}")
     if getattr(result, "final_prob", None) is not None:
-        for t, p in zip(FeatvizParams(**cfg.featviz).targets, result.final_prob.tolist()):
+        for t, p in zip(result.targets, result.final_prob.tolist()):
             typer.echo(f"  target {t}: final probability {p:.3f}")
 
 

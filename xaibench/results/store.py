@@ -5,6 +5,7 @@ loses at most the batch in flight and resumes exactly), then assembled into `res
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import tempfile
@@ -273,7 +274,7 @@ def add_extras_to_h5(run_dir: Path) -> None:
                     if table in group:
                         del group[table]
                     if kind == "table":
-                        df = pd.read_json(bytes(z[key]).decode(), orient="split")
+                        df = pd.read_json(io.StringIO(bytes(z[key]).decode()), orient="split")
                         group.create_dataset(table, data=to_records(df))
                     else:
                         group.create_dataset(table, data=z[key], compression="gzip")
