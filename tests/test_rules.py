@@ -157,3 +157,26 @@ def test_guided_matches_captum_on_resnet18():
             (g,) = torch.autograd.grad(model(xg).gather(1, target[:, None]).sum(), xg)
         expected = ref(model).attribute(x.clone(), target=target)
         assert torch.allclose(g, expected, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_relu6_modules_follow_the_rules(inplace):
+    """ReLU6 (EfficientNet-Lite, MobileNet): guided passes where 0 < x < 6 and grad > 0."""
+    from torch import nn
+
+    from xaibench.saliency.rules import deconvnet_relu, guided_relu
+
+    lin = nn.Linear(4, 4, bias=False)
+    with torch.no_grad():
+        lin.weight.copy_(torch.eye(4))
+    model = nn.Sequential(lin, nn.ReLU6(inplace=inplace))
+    x = torch.tensor([[-1.0, 3.0, 7.0, 2.0]], requires_grad=True)
+    upstream = torch.tensor([[1.0, 1.0, 1.0, -1.0]])
+    with guided_relu(model):
+        (g,) = torch.autograd.grad(model(x), x, upstream)
+    torch.testing.assert_close(g, torch.tensor([[0.0, 1.0, 0.0, 0.0]]))
+    with deconvnet_relu(model):
+        y = model(x)
+        (g,) = torch.autograd.grad(y, x, upstream)
+    torch.testing.assert_close(y, torch.tensor([[0.0, 3.0, 6.0, 2.0]]))
+    torch.testing.assert_close(g, torch.tensor([[1.0, 1.0, 1.0, 0.0]]))

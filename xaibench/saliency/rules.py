@@ -79,6 +79,35 @@ class _DeconvReLUInplace(torch.autograd.Function):
         return grad.clamp(min=0)
 
 
+class _GuidedReLU6(torch.autograd.Function):
+    """ReLU6 forward; guided backward: the gradient passes where 0 < input < 6 and gradient > 0."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        y = x.clamp(0, 6)
+        ctx.save_for_backward(y)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        (y,) = ctx.saved_tensors
+        return grad.clamp(min=0) * ((y > 0) & (y < 6)).to(grad.dtype)
+
+
+class _DeconvReLU6(torch.autograd.Function):
+    """ReLU6 forward; deconvnet backward: only the positive gradient, whatever the input."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor) -> Tensor:
+        return x.clamp(0, 6)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> Tensor:
+        return grad.clamp(min=0)
+
+
+_RULES6 = {"guided": _GuidedReLU6, "deconvnet": _DeconvReLU6}
+
 _RULES = {
     "guided": (_GuidedReLU, _GuidedReLUInplace),
     "deconvnet": (_DeconvReLU, _DeconvReLUInplace),
@@ -126,8 +155,9 @@ def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
     rule, rule_inplace = _RULES[kind]
     handles = []
     for module in root.modules():
-        if not isinstance(module, nn.ReLU):
+        if not isinstance(module, (nn.ReLU, nn.ReLU6)):
             continue
+        six = isinstance(module, nn.ReLU6)
         stash: list[Tensor] = []
 
         def pre_hook(mod, args, stash=stash):
@@ -135,8 +165,10 @@ def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
             stash.append(args[0])
             return (args[0].detach(),) + tuple(args[1:])
 
-        def post_hook(mod, args, out, stash=stash):
+        def post_hook(mod, args, out, stash=stash, six=six):
             x = stash.pop()
+            if six:  # ReLU6 is idempotent on its own output, so an in-place alias needs no special case
+                return _RULES6[kind].apply(x)
             if getattr(mod, "inplace", False):
                 return rule_inplace.apply(x)  # values already clamped through the alias; history rebased
             return rule.apply(x)
