@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast lint bench train clean
+.PHONY: install quickstart test test-fast lint bench train train-fashion clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -29,8 +29,13 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/run_all.py
 
+# Retrain the built-in model (two stages; see xaibench/models/builtin/synthetic-cnn.json)
 train: $(STAMP)
 	$(BIN)/python scripts/train_builtin.py
+	$(BIN)/python scripts/train_builtin.py --init xaibench/models/builtin/synthetic-cnn.pt --low-res-epochs 0 --epochs 6 --lr 2e-3 --no-augment
+
+train-fashion: $(STAMP)
+	$(BIN)/python scripts/train_fashion_mnist.py
 
 clean:
 	rm -rf $(VENV) results .pytest_cache
