@@ -1,0 +1,55 @@
+"""Every gradient, perturbation and relevance explainer runs on the built-in model and on
+torchvision ResNet, VGG and DenseNet (random weights): finite (B,H,W) maps, not all zero,
+hooks removed and forward outputs unchanged afterwards."""
+
+import pytest
+import torch
+
+from xaibench.models.zoo import load_model
+from xaibench.saliency.base import EXPLAINERS
+
+FAST_PARAMS = {
+    "saliency": {}, "inputxgrad": {}, "guided_backprop": {}, "deconvnet": {}, "guided_gradcam": {},
+    "integrated_gradients": {"steps": 2}, "smoothgrad": {"n_samples": 2}, "vargrad": {"n_samples": 2},
+    "occlusion": {"window": 16, "stride": 16}, "rise": {"n_masks": 4, "cell_size": 16},
+    "lrp": {}, "clrp": {}, "relevancecam": {}, "cfcam": {"blur_kernel": 11, "blur_sigma": 5.0, "chunk_size": 256},
+}
+
+RELU_OUTPUT = {"guided_gradcam", "relevancecam", "cfcam"}
+
+
+def explainer_used_channels(model, x, target):
+    cf = EXPLAINERS.build("cfcam", **FAST_PARAMS["cfcam"])
+    cf(model, x, target)
+    return int(cf.diagnostics["channels_scored"].sum())
+
+
+MODELS = {
+    "builtin:synthetic-cnn": 64,
+    "torchvision:resnet18": 32,
+    "torchvision:vgg11_bn": 32,
+    "torchvision:densenet121": 32,
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_name", list(MODELS))
+def test_every_explainer_runs_on_the_model_families(model_name):
+    torch.manual_seed(0)
+    model = load_model(model_name, weights="none", **({"num_classes": 10} if "torchvision" in model_name else {}))
+    size = MODELS[model_name]
+    model.input_size = (size, size)  # `auto` layers resolve at this size (a block with spatial output > 1)
+    x = torch.randn(1, 3, size, size)
+    with torch.no_grad():
+        before = model(x)
+    target = before.argmax(1)
+    for name, params in FAST_PARAMS.items():
+        maps = EXPLAINERS.build(name, **params)(model, x, target)
+        assert maps.shape == (1, size, size), name
+        assert torch.isfinite(maps).all(), name
+        if name not in RELU_OUTPUT:  # a ReLU-ed map of an untrained net may be all zero
+            assert maps.abs().sum() > 0, name
+    assert explainer_used_channels(model, x, target) > 0
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.module.modules())
+    with torch.no_grad():
+        assert torch.allclose(model(x), before, atol=1e-5)
