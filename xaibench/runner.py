@@ -169,7 +169,7 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     run_probes(plan, progress)
     run_featviz(plan)
     metric_info = {
-        spec.name: {"higher_is_better": metric.higher_is_better, "protocol": metric.protocol()}
+        spec.name: {"higher_is_better": metric.higher_is_better, "protocol": metric.resolved_protocol()}
         for spec, metric in plan.metrics
     }
     if any(spec.name == "deletion" for spec, _ in plan.metrics) and any(s.name == "insertion" for s, _ in plan.metrics):
@@ -467,7 +467,7 @@ def write_run_json(plan: Plan, status: str, wall: float, world: int = 1) -> None
         "wall_seconds": round(wall, 3),
         "processes": world,
         "costs": {name: c.as_dict() for name, c in sorted(costs.items())},
-        "protocols": {spec.name: m.protocol() for spec, m in plan.metrics},
+        "protocols": {spec.name: m.resolved_protocol() for spec, m in plan.metrics},
     }
     store.atomic_write(plan.run_dir / "run.json", json.dumps(meta, indent=2, default=str))
 

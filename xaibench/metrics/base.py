@@ -41,7 +41,7 @@ class ImageMetric:
     def name(self) -> str:
         return self.registry_name
 
-    def protocol(self) -> dict[str, Any]:
+    def resolved_protocol(self) -> dict[str, Any]:
         """The resolved protocol parameters recorded in run.json and summary.csv."""
         import dataclasses
 

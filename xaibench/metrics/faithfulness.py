@@ -43,21 +43,6 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-class ProtocolName(str):
-    """The configured preset name (a str) that, called, returns the metric's resolved protocol: the
-    METRICS.md parameter `protocol: rise` shares its name with `ImageMetric.protocol()`."""
-
-    metric: Any = None
-
-    def __new__(cls, name: str, metric: Any = None) -> ProtocolName:
-        obj = super().__new__(cls, name)
-        obj.metric = metric
-        return obj
-
-    def __call__(self) -> dict[str, Any]:
-        return self.metric.resolved_protocol()
-
-
 def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
     """The RISE reference substrate (Petsiuk et al. 2018, `gkern` + `conv2d(padding=k//2)`): a
     kernel made by `scipy.ndimage.gaussian_filter` of a centred delta (reflect-folded tails),
@@ -126,7 +111,6 @@ class CausalCurve(ImageMetric):
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
         if self.steps is not None and self.steps < 1:
             raise ConfigError(f"steps must be a positive count of steps, got {self.steps}")
-        self.protocol = ProtocolName(str(self.protocol), self)
 
     def resolved_protocol(self) -> dict[str, Any]:
         """The preset's values with the explicit parameters applied (recorded in run.json)."""

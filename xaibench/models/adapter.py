@@ -88,6 +88,7 @@ class ModelAdapter(nn.Module):
         self.channels = channels
         self.counter = PassCounter()
         self._auto_layer: str | None = None
+        self.eval()  # an explained classifier is in inference mode (BatchNorm statistics, dropout off)
 
     @classmethod
     def wrap(cls, module: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs) -> ModelAdapter:

@@ -239,6 +239,13 @@ def summarize(
                 protocol=json.dumps(info.get("protocol", {}), sort_keys=True, default=str),
             )
         )
+    for explainer, grp in scores[scores.metric == "pointing_game"].groupby("explainer", sort=False):
+        per_class = grp.groupby("target")["value"].mean()  # TorchRay's convention: mean of class accuracies
+        rows.append(dict(explainer=explainer, metric="pointing_game:class_mean", mean=float(per_class.mean()),
+                         std=float(per_class.std(ddof=1)) if len(per_class) > 1 else 0.0, n=int(len(grp)),
+                         n_skipped=int((skipped or {}).get((explainer, "pointing_game"), 0)),
+                         ci_low=float("nan"), ci_high=float("nan"), higher_is_better=True,
+                         protocol=json.dumps({"aggregation": "mean of per-class hit rates"}, sort_keys=True)))
     return pd.DataFrame(rows)
 
 
