@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..imageops import gaussian_blur
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
@@ -101,7 +102,7 @@ class CausalCurve(ImageMetric):
     steps: int | None = None
     blur_kernel: int = 11
     blur_sigma: float = 5.0
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -220,7 +221,7 @@ class ConfidenceChange(ImageMetric):
     key: ClassVar[str] = "average_drop"
     score: Score = "softmax"
     masking: Literal["pixel", "input"] = "pixel"
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
 
     def __post_init__(self) -> None:
         if self.chunk_size < 1:

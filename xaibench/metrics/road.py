@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .faithfulness import class_scores
 from .ordering import saliency_rank
@@ -88,7 +89,7 @@ class ROADBase(ImageMetric):
     percentages: list[float] = field(default_factory=lambda: [10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0])
     noise: float = 0.01
     score: Literal["softmax", "logit"] = "softmax"
-    chunk_size: int = 16
+    chunk_size: ChunkSize = 16
     seed: int = 0
 
     def __post_init__(self) -> None:

@@ -12,6 +12,7 @@ from torch import Tensor
 
 from ..errors import LayerError
 from ..imageops import gaussian_blur
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, minmax, upsample
 from .lrp import CanonizerName, CompositeName, layer_relevance, make_composite
@@ -44,7 +45,7 @@ class CFCAM(Explainer):
     composite: CompositeName = "epsilon_plus"
     canonizer: CanonizerName = "auto"
     epsilon: float = 1e-6
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)

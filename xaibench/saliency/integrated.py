@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Reduce, chunks, target_scores
 from .baselines import BaselineKind, make_baseline
@@ -57,7 +58,7 @@ class IntegratedGradients(InputAttribution):
     blur_kernel: int = 51
     blur_sigma: float = 50.0
     seed: int = 0
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         if self.steps < 1:

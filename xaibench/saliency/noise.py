@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, chunks, reduce_channels
 from .gradient import InputAttribution, gradient_method
@@ -34,7 +35,7 @@ class NoiseTunnel(InputAttribution):
     n_samples: int = 25
     noise_level: float = 0.15
     seed: int = 0
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     standard_noise: Tensor | None = field(default=None, init=False, repr=False)
 
     def moments(self, model: ModelAdapter, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:

@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, target_scores
 from .baselines import make_baseline
@@ -48,7 +49,7 @@ class Occlusion(InputAttribution):
     blur_kernel: int = 51
     blur_sigma: float = 50.0
     score: Score = "logit"
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         b, c, h, w = x.shape
@@ -99,7 +100,7 @@ class RISE(Explainer):
     p: float = 0.5
     score: Score = "softmax"
     seed: int = 0
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     _draws: dict = field(default_factory=dict, init=False, repr=False)
 
     def draws(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
