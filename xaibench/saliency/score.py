@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, CAMExplainer, chunks, minmax, target_scores, upsample
 from .cam import safe_divide
@@ -41,7 +42,7 @@ class ScoreCAM(CAMExplainer):
     A constant channel has the all-zero mask, whose input X ⊙ 0 is the same for every such
     channel: its logit comes from one forward of a zero image instead of one per channel (exact)."""
 
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     uses_gradients: ClassVar[bool] = False
 
     def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
@@ -110,7 +111,7 @@ class AblationCAM(CAMExplainer):
     every ablation runs the whole model). An all-zero channel is unchanged by its ablation, so
     its weight is exactly 0 and it is skipped. A zero logit y_c gives weights 0."""
 
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     uses_gradients: ClassVar[bool] = False
 
     def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
@@ -155,7 +156,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
 
     num_samples: int = 4
     std: float = 0.3
-    chunk_size: int = 16
+    chunk_size: ChunkSize = 16
     seed: int = 0
     uses_gradients: ClassVar[bool] = False
 
