@@ -34,3 +34,21 @@ def test_auto_in_config_and_api_gives_the_same_maps():
     auto = xb.explain(model, x, t, "integrated_gradients", steps=8, chunk_size="auto")
     fixed = xb.explain(model, x, t, "integrated_gradients", steps=8, chunk_size=5)
     torch.testing.assert_close(auto, fixed, rtol=1e-5, atol=1e-6)
+
+
+def test_every_chunked_plugin_accepts_auto_in_config():
+    """Every registered explainer, metric and probe with a `chunk_size` accepts `auto`."""
+    from xaibench.metrics import METRICS, PROBES
+    from xaibench.saliency import EXPLAINERS
+
+    model = xb.load_model("testnet:tiny")
+    chunked = 0
+    for registry in (EXPLAINERS, METRICS, PROBES):
+        for name in registry.names():
+            if "chunk_size" not in registry.get(name).params:
+                continue
+            chunked += 1
+            assert registry.check(name, {"chunk_size": "auto"}) == {"chunk_size": "auto"}, name
+            params = resolve_params({"chunk_size": "auto"}, model, (3, 32, 32), backward=True)
+            assert registry.build(name, **params).chunk_size >= 1, name
+    assert chunked >= 10

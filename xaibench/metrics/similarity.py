@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from ..saliency.base import chunks
 from ..saliency.rules import guided_relu
@@ -113,7 +114,7 @@ class NeuronSimilarity(Probe):
     classes: list[int] = field(default_factory=list)  # [] = every class that has images
     top_k: int = 50  # K of the data-max / data-min averages
     network_steps: int = 128  # activation-maximization steps of the network average
-    chunk_size: int = 64  # visualizations per forward+backward
+    chunk_size: ChunkSize = 64  # visualizations per forward+backward (auto: from the memory budget)
     grid_classes: int = 4  # grids for the first N analysed classes
     grid_average: str = "simple"
     prune: bool = True

@@ -15,6 +15,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..imageops import gaussian_blur
+from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, minmax, upsample
 
@@ -69,7 +70,7 @@ class MSGCAM(Explainer):
     blur_sigma: float = 50.0
     score: Literal["logit", "softmax"] = "logit"
     denoise_sigma: float = 0.0
-    chunk_size: int = 64
+    chunk_size: ChunkSize = 64
     scale_batch: int = 8
 
     def check(self) -> None:
