@@ -49,9 +49,10 @@ def test_two_gloo_ranks_equal_one_process(tmp_path):
     cfg = config(tmp_path)
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     base = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-            "-m", "xaibench", "run", str(cfg), "-q"]
+            "-m", "xaibench", "run", str(cfg)]
     res = subprocess.run([*base, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stdout.count("run folder:") == 1  # only rank 0, which holds the merged files, prints the leaderboard
     res = subprocess.run([sys.executable, "-m", "xaibench", "run", str(cfg), "--out", str(tmp_path / "one"), "-q"],
                          env=env, capture_output=True, text=True, timeout=600)
     assert res.returncode == 0, res.stderr[-3000:]

@@ -45,10 +45,11 @@ def run(
 ) -> None:
     """Run a benchmark: explain and score the dataset, write HDF5 + CSV, print the leaderboard."""
     from . import api
+    from .distributed import Ranks
     from .results.compare import leaderboard, render
 
     run_dir = api.run(config, set_ or [], out=out, resume=resume, progress=not quiet)
-    if not quiet:
+    if not quiet and Ranks.from_env().is_main:  # under torchrun only rank 0 holds the merged files
         typer.echo(f"\nrun folder: {run_dir}")
         typer.echo(render(leaderboard([run_dir]), "table"))
 
