@@ -225,13 +225,15 @@ def test_average_drop_closed_form_on_region_mean_model():
     res = METRICS.build("average_drop")(model, x, maps, t)
     y, o = sig(1.0), sig(0.5)
     assert res.values.item() == pytest.approx(100 * (y - o) / y, abs=1e-4)
-    assert res.extras["increase_in_confidence"].item() == 0 and res.extras["average_gain"].item() == 0
+    assert METRICS.build("increase_in_confidence")(model, x, maps, t).values.item() == 0
+    assert METRICS.build("average_gain")(model, x, maps, t).values.item() == 0
+    assert res.extras == {}  # each metric reports its own figure (no sub-scores with a wrong direction)
     assert METRICS.build("average_drop", score="logit")(model, x, maps, t).values.item() == pytest.approx(50, abs=1e-4)
     # x = -1: masking raises the score from -1 to -0.5
     res = METRICS.build("average_gain")(model, -x, maps, t)
     y, o = sig(-1.0), sig(-0.5)
     assert res.values.item() == pytest.approx(100 * (o - y) / (1 - y), abs=1e-4)
-    assert res.extras["increase_in_confidence"].item() == 100 and res.extras["average_drop"].item() == 0
+    assert METRICS.build("average_drop")(model, -x, maps, t).values.item() == 0
     assert METRICS.build("increase_in_confidence")(model, -x, maps, t).values.item() == 100
 
 
@@ -276,4 +278,5 @@ def test_average_drop_input_masking_matches_torchcam_classification_metric():
     top1 = cnn(x).argmax(1)
     res = METRICS.build("average_drop", masking="input")(model, x, maps, top1)
     assert res.values.mean().item() / 100 == pytest.approx(out["avg_drop"], abs=1e-5)
-    assert res.extras["increase_in_confidence"].mean().item() / 100 == pytest.approx(out["conf_increase"], abs=1e-6)
+    inc = METRICS.build("increase_in_confidence", masking="input")(model, x, maps, top1)
+    assert inc.values.mean().item() / 100 == pytest.approx(out["conf_increase"], abs=1e-6)

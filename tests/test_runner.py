@@ -224,3 +224,16 @@ def test_featviz_and_probe_tables_go_into_results_h5(tiny_config, tmp_path):
     with h5py.File(run_dir / "results.h5", "r") as h5:
         assert h5["featviz/images"].shape == (2, 3, 32, 32)
         assert len(h5["featviz/summary"]) == 2
+
+
+def test_sub_scores_carry_their_own_direction(tiny_config, tmp_path):
+    """road_combined is higher-better, its MoRF sub-score lower-better: summary.csv and compare
+    --check must know (a sub-score used to inherit its metric's direction)."""
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["dataset"]["limit"] = 4
+    tiny_config["metrics"] = [{"name": "road_combined", "params": {"percentages": [20, 80]}}, "average_drop"]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")["higher_is_better"]
+    assert summary["road_combined"] and summary["road_combined:lerf"]
+    assert not summary["road_combined:morf"] and not summary["average_drop"]
+    assert not any(m.startswith("average_drop:") for m in summary.index)

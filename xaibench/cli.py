@@ -46,12 +46,14 @@ def run(
     """Run a benchmark: explain and score the dataset, write HDF5 + CSV, print the leaderboard."""
     from . import api
     from .distributed import Ranks
-    from .results.compare import leaderboard, render
+    from .results.compare import headline, leaderboard, render
 
     run_dir = api.run(config, set_ or [], out=out, resume=resume, progress=not quiet)
     if not quiet and Ranks.from_env().is_main:  # under torchrun only rank 0 holds the merged files
+        board = headline(leaderboard([run_dir]))
         typer.echo(f"\nrun folder: {run_dir}")
-        typer.echo(render(leaderboard([run_dir]), "table"))
+        typer.echo(render(board, "table", sort="overall" if (board["metric"] == "overall").any() else None))
+        typer.echo(f"sub-scores, n and protocols: {run_dir / 'summary.csv'}; figures: {run_dir / 'figures'}")
 
 
 @app.command()

@@ -151,17 +151,13 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
         collate_fn=collate,
     )
     show = progress and ranks.is_main
-    bars = {
-        spec.name: tqdm(total=len(todo), desc=f"{spec.name:>14}", position=i, unit="batch",
-                        disable=not show, leave=True, dynamic_ncols=True)
-        for i, (spec, _) in enumerate(plan.explainers)
-    }
+    bar = tqdm(total=len(todo) * len(plan.explainers), desc=cfg.name, unit="explainer·batch",
+               disable=not show, dynamic_ncols=True)
     try:
         for k, batch in zip(todo, loader, strict=True):
-            files.write(k, process_batch(plan, k, batch, bars))
+            files.write(k, process_batch(plan, k, batch, bar))
     finally:
-        for bar in bars.values():
-            bar.close()
+        bar.close()
     ranks.barrier()
     ranks.gather_files(files, plan.n_batches)
     if not ranks.is_main:
@@ -172,6 +168,9 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
         spec.name: {"higher_is_better": metric.higher_is_better, "protocol": metric.resolved_protocol()}
         for spec, metric in plan.metrics
     }
+    for spec, metric in plan.metrics:  # sub-scores (road_combined:morf, …) whose direction differs
+        for extra, hib in metric.extra_directions.items():
+            metric_info[f"{spec.name}:{extra}"] = {**metric_info[spec.name], "higher_is_better": hib}
     if any(spec.name == "deletion" for spec, _ in plan.metrics) and any(s.name == "insertion" for s, _ in plan.metrics):
         metric_info["overall"] = {"higher_is_better": True, "protocol": {"definition": "insertion - deletion"}}
     store.assemble(run_dir, plan.n_batches, metric_info, h5_attrs(plan), cfg.seed)
@@ -240,7 +239,7 @@ def _seed_for(cfg: RunConfig, k: int, slot: int) -> int:
     return (cfg.seed * 1_000_003 + k * 997 + slot) % (2**31)
 
 
-def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
+def process_batch(plan: Plan, k: int, batch: Batch, bar: tqdm) -> dict[str, np.ndarray]:
     """Explain and score one batch; return its arrays for the batch file."""
     cfg, model = plan.cfg, plan.model
     before = {name: c.totals() for name, c in plan.costs.items()}
@@ -270,6 +269,7 @@ def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> di
     if k == 0:
         arrays.update(preview(batch))
     for slot, (spec, explainer) in enumerate(plan.explainers):
+        bar.set_postfix_str(f"batch {k + 1}/{plan.n_batches} {spec.name}", refresh=True)
         sel = valid & (index < spec.limit if spec.limit is not None else True)
         if sel.any():
             rows = torch.from_numpy(np.flatnonzero(sel)).to(plan.device)
@@ -286,7 +286,7 @@ def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> di
                 arrays[f"diagnostics/{spec.name}/{key}"] = diag
             for mslot, (mspec, metric) in enumerate(plan.metrics):
                 arrays.update(score(plan, k, slot * 100 + mslot, spec, explainer, mspec, metric, b, xs, ts, maps, sel))
-        bars[spec.name].update(1)
+        bar.update(1)
     for name, cost in plan.costs.items():
         arrays[f"cost/{name}"] = cost.totals() - before.get(name, 0.0)  # this batch's share
     return arrays

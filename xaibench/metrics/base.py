@@ -35,6 +35,7 @@ class ImageMetric:
 
     registry_name: ClassVar[str] = "metric"
     higher_is_better: ClassVar[bool] = True
+    extra_directions: ClassVar[dict[str, bool]] = {}  # extras whose direction differs from the metric's
     needs: ClassVar[frozenset[str]] = frozenset()
 
     @property

@@ -215,8 +215,8 @@ class ConfidenceChange(ImageMetric):
     """Y = P_c(x) against O = P_c(x ⊙ Ŝ), Ŝ the min-max normalized map broadcast over channels
     (METRICS.md "Average Drop / Increase in Confidence"). `masking: pixel` multiplies the image in
     pixel space (black means black), `input` multiplies the model input (torchcam's convention).
-    One forward of x and one of the masked image per image; the three figures come from the same
-    pair of scores, so each metric also returns the other two as extras."""
+    One forward of x and one of the masked image per image; each of the three metrics reports its
+    own figure only (configure the others to get them, with their own directions)."""
 
     key: ClassVar[str] = "average_drop"
     score: Score = "softmax"
@@ -246,9 +246,7 @@ class ConfidenceChange(ImageMetric):
             "increase_in_confidence": 100 * (o > y).double(),
             "average_gain": 100 * torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0),
         }
-        figures = {k: v.float().to(x.device) for k, v in figures.items()}
-        values = figures.pop(self.key)
-        return MetricResult(values=values, extras=figures)
+        return MetricResult(values=figures[self.key].float().to(x.device))
 
 
 @METRICS.register("average_drop")

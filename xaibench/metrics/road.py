@@ -155,6 +155,7 @@ class RoadCombined(ROADBase):
 
     orders: ClassVar[tuple[str, ...]] = ("morf", "lerf")
     higher_is_better: ClassVar[bool] = True
+    extra_directions: ClassVar[dict[str, bool]] = {"morf": False, "lerf": True}
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         cur = self.curves(model, x, maps, target)

@@ -5,6 +5,7 @@ Reads only each run's `summary.csv`; explainers are rows, metrics columns (mean 
 
 from __future__ import annotations
 
+import shutil
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -85,7 +86,7 @@ def wide(df: pd.DataFrame, sort: str | None = None) -> pd.DataFrame:
     df = df.copy()
     df["row"] = df["run"] + "/" + df["explainer"] if multi else df["explainer"]
     half = (df["ci_high"] - df["ci_low"]) / 2 if "ci_low" in df else 0.0
-    df["cell"] = [f"{m:.4f} ± {h:.4f}{'*' if t else ''}" if pd.notna(m) else "—"
+    df["cell"] = [f"{m:.4g} ± {h:.2g}{'*' if t else ''}" if pd.notna(m) else "—"
                   for m, h, t in zip(df["mean"], half, df["tie"])]
     table = df.pivot_table(index="row", columns="metric", values="cell", aggfunc="first")
     if sort is not None:
@@ -97,8 +98,13 @@ def wide(df: pd.DataFrame, sort: str | None = None) -> pd.DataFrame:
     return table.fillna("—")
 
 
+def headline(df: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard without sub-scores (`box_iou:hit`, `road_combined:morf`, …)."""
+    return df[~df["metric"].str.contains(":", regex=False)]
+
+
 def render(df: pd.DataFrame, fmt: str, sort: str | None = None) -> str:
-    """The leaderboard as `table`, `markdown`, `csv` or `json`."""
+    """The leaderboard as `table` (wrapped to the terminal width), `markdown`, `csv` or `json`."""
     if fmt == "csv":
         return df.drop(columns=["row", "cell"], errors="ignore").to_csv(index=False)
     if fmt == "json":
@@ -112,7 +118,8 @@ def render(df: pd.DataFrame, fmt: str, sort: str | None = None) -> str:
     if fmt == "table":
         arrows = {m: ("↑" if hib else "↓") for m, hib in df.groupby("metric")["higher_is_better"].first().items()}
         table.columns = [f"{c} {arrows.get(c, '')}" for c in table.columns]
-        return table.to_string() + "\n(mean ± 95 % CI half-width; ↑/↓ better; * = CI overlaps the leader's)"
+        width = shutil.get_terminal_size((120, 24)).columns
+        return table.to_string(line_width=width) + "\n(mean ± 95 % CI half-width; ↑/↓ better; * = CI overlaps the leader's)"
     raise ConfigError(f"--format: unknown '{fmt}'. Valid: table, csv, markdown, json")
 
 

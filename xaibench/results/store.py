@@ -222,7 +222,7 @@ def summarize(
                                      "higher_is_better", "protocol"])
     for (explainer, metric), grp in scores.groupby(["explainer", "metric"], sort=False):
         base = metric.split(":")[0]
-        info = metric_info.get(base, {"higher_is_better": True, "protocol": {}})
+        info = metric_info.get(metric) or metric_info.get(base, {"higher_is_better": True, "protocol": {}})
         v = grp["value"].to_numpy(dtype=np.float64)
         lo, hi = bootstrap_ci(v, seed=seed)
         rows.append(
