@@ -125,3 +125,14 @@ def test_cli_explain_writes_overlay_and_rejects_corrupt_files(tmp_path):
     bad.write_bytes(b"not a jpeg at all")
     res = cli.invoke(app, ["explain", str(bad), "--model", "testnet:tiny"])
     assert res.exit_code == 2 and "bad.jpg" in res.output
+
+
+def test_leaderboard_figure_shades_the_best_in_each_direction():
+    import pandas as pd
+
+    from xaibench.results.report import leaderboard_shades
+
+    means = pd.DataFrame({"deletion": [0.1, 0.3, 0.2], "insertion": [0.9, 0.5, 0.7]}, index=["a", "b", "c"])
+    shades = leaderboard_shades(means, pd.Series({"deletion": False, "insertion": True}))
+    assert shades["deletion"].tolist() == [0.0, 1.0, 0.5]  # lowest deletion is best (0 = green)
+    assert shades["insertion"].tolist() == [0.0, 1.0, 0.5]  # highest insertion is best

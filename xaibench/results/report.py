@@ -124,6 +124,12 @@ def curves(h5: h5py.File, path: Path) -> Path | None:
     return path
 
 
+def leaderboard_shades(means: pd.DataFrame, higher_is_better: pd.Series) -> pd.DataFrame:
+    """Per metric column: 0 for the best explainer in the metric's direction … 1 for the worst."""
+    signed = means * higher_is_better.reindex(means.columns).astype(bool).map({True: -1.0, False: 1.0})
+    return (signed.rank(ascending=True) - 1) / max(len(means) - 1, 1)
+
+
 def leaderboard_figure(summary: pd.DataFrame, path: Path) -> Path | None:
     """Explainers × metrics table, each column coloured by rank in the metric's own direction."""
     if summary.empty:
@@ -131,8 +137,7 @@ def leaderboard_figure(summary: pd.DataFrame, path: Path) -> Path | None:
     plt = _plt()
     means = summary.pivot_table(index="explainer", columns="metric", values="mean")
     hib = summary.groupby("metric")["higher_is_better"].first()
-    ranks = means.rank(ascending=False).where(hib.reindex(means.columns).astype(bool), means.rank(ascending=True))
-    norm = (ranks - 1) / max(len(means) - 1, 1)
+    norm = leaderboard_shades(means, hib)
     fig, ax = plt.subplots(figsize=(1.1 * len(means.columns) + 2, 0.4 * len(means) + 1.2))
     ax.imshow(norm.to_numpy(dtype=float), cmap="RdYlGn_r", vmin=0, vmax=1, aspect="auto")
     for i in range(means.shape[0]):
