@@ -151,13 +151,17 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
         collate_fn=collate,
     )
     show = progress and ranks.is_main
-    bar = tqdm(total=len(todo) * len(plan.explainers), desc=cfg.name, unit="explainer·batch",
-               disable=not show, dynamic_ncols=True)
+    bars = {  # one bar per explainer over the batches (they advance together, batch-major)
+        spec.name: tqdm(total=len(todo), desc=f"{spec.name:>20}", position=i, unit="batch",
+                        disable=not show, leave=True, dynamic_ncols=True)
+        for i, (spec, _) in enumerate(plan.explainers)
+    }
     try:
         for k, batch in zip(todo, loader, strict=True):
-            files.write(k, process_batch(plan, k, batch, bar))
+            files.write(k, process_batch(plan, k, batch, bars))
     finally:
-        bar.close()
+        for bar in bars.values():
+            bar.close()
     ranks.barrier()
     ranks.gather_files(files, plan.n_batches)
     if not ranks.is_main:
@@ -239,7 +243,7 @@ def _seed_for(cfg: RunConfig, k: int, slot: int) -> int:
     return (cfg.seed * 1_000_003 + k * 997 + slot) % (2**31)
 
 
-def process_batch(plan: Plan, k: int, batch: Batch, bar: tqdm) -> dict[str, np.ndarray]:
+def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
     """Explain and score one batch; return its arrays for the batch file."""
     cfg, model = plan.cfg, plan.model
     before = {name: c.totals() for name, c in plan.costs.items()}
@@ -269,7 +273,6 @@ def process_batch(plan: Plan, k: int, batch: Batch, bar: tqdm) -> dict[str, np.n
     if k == 0:
         arrays.update(preview(batch))
     for slot, (spec, explainer) in enumerate(plan.explainers):
-        bar.set_postfix_str(f"batch {k + 1}/{plan.n_batches} {spec.name}", refresh=True)
         sel = valid & (index < spec.limit if spec.limit is not None else True)
         if sel.any():
             rows = torch.from_numpy(np.flatnonzero(sel)).to(plan.device)
@@ -286,7 +289,7 @@ def process_batch(plan: Plan, k: int, batch: Batch, bar: tqdm) -> dict[str, np.n
                 arrays[f"diagnostics/{spec.name}/{key}"] = diag
             for mslot, (mspec, metric) in enumerate(plan.metrics):
                 arrays.update(score(plan, k, slot * 100 + mslot, spec, explainer, mspec, metric, b, xs, ts, maps, sel))
-        bar.update(1)
+        bars[spec.name].update(1)
     for name, cost in plan.costs.items():
         arrays[f"cost/{name}"] = cost.totals() - before.get(name, 0.0)  # this batch's share
     return arrays
