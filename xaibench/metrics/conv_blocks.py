@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError
@@ -93,19 +92,13 @@ def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
     names = _candidate_names(model.module)
     modules = model.layers()
     seen: dict[str, tuple[int, ...]] = {}
-    handles = []
+    hooks = []
     for n in names:
         def hook(mod, inp, out, n=n):
             if isinstance(out, Tensor) and out.dim() == 4 and n not in seen:
                 seen[n] = tuple(out.shape[1:])
-        handles.append(modules[n].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            h, w = model.input_size
-            model.module(torch.zeros(1, model.channels, h, w, device=model.device))
-    finally:
-        for hd in handles:
-            hd.remove()
+        hooks.append((modules[n], hook))
+    model.dry_run(hooks)
     if not seen:
         raise LayerError(f"model '{model.name}' has no convolutional block: name the `layers` explicitly")
     blocks = [BlockLayer(n, *shape) for n, shape in seen.items()]  # dict order = execution order
@@ -134,19 +127,13 @@ def select_layers(model: ModelAdapter, layers: str | list[str]) -> list[BlockLay
         marks = {}
     shapes: dict[str, tuple[int, ...]] = {}
     modules = model.layers()
-    handles = []
+    hooks = []
     for n in dict.fromkeys(names):
         def hook(mod, inp, out, n=n):
             if isinstance(out, Tensor) and n not in shapes:
                 shapes[n] = tuple(out.shape[1:])
-        handles.append(modules[n].register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            h, w = model.input_size
-            model.module(torch.zeros(1, model.channels, h, w, device=model.device))
-    finally:
-        for hd in handles:
-            hd.remove()
+        hooks.append((modules[n], hook))
+    model.dry_run(hooks)
     out = []
     for n in names:
         shape = shapes.get(n)

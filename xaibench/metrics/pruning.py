@@ -25,18 +25,10 @@ def producing_conv(model: ModelAdapter, layer: str) -> tuple[nn.Conv2d, nn.modul
     target = modules[model.resolve_layer(layer)]
     events: list[tuple[str, nn.Module, int]] = []
     done: list[int] = []
-    handles = []
-    for n, m in modules.items():
-        if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm)):
-            handles.append(m.register_forward_hook(lambda mod, i, o, n=n: events.append((n, mod, o.shape[1]))))
-    handles.append(target.register_forward_hook(lambda mod, i, o: done.append(len(events)) if not done else None))
-    try:
-        with torch.no_grad():
-            h, w = model.input_size
-            model.module(torch.zeros(1, model.channels, h, w, device=model.device))
-    finally:
-        for hd in handles:
-            hd.remove()
+    hooks = [(m, lambda mod, i, o, n=n: events.append((n, mod, o.shape[1])))
+             for n, m in modules.items() if isinstance(m, (nn.Conv2d, nn.modules.batchnorm._BatchNorm))]
+    hooks.append((target, lambda mod, i, o: done.append(len(events)) if not done else None))
+    model.dry_run(hooks)
     if not done:
         raise LayerError(f"layer '{layer}' is not used in the model's forward pass")
     before = events[: done[0]]

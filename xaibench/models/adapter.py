@@ -5,7 +5,7 @@ layers, the default target layer, activation/gradient capture, and counted model
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import torch
@@ -150,17 +150,10 @@ class ModelAdapter(nn.Module):
             )
         return name
 
-    def _last_conv_block(self) -> str:
-        order: list[str] = []
-        handles = []
-        for n, m in self.layers().items():
-            if not any(isinstance(sub, nn.Conv2d) for sub in m.modules()):
-                continue  # pooling, norms and activations after the last conv are not "blocks"
-
-            def hook(mod, inp, out, n=n):
-                if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
-                    order.append(n)
-            handles.append(m.register_forward_hook(hook))
+    def dry_run(self, hooks: Sequence[tuple[nn.Module, Callable[..., None]]]) -> None:
+        """One no-grad forward of a zero image of the model's input size with forward `hooks`
+        (module, fn) attached, then removed: how layer shapes and execution order are traced."""
+        handles = [m.register_forward_hook(fn) for m, fn in hooks]
         try:
             with torch.no_grad():
                 h, w = self.input_size
@@ -168,6 +161,19 @@ class ModelAdapter(nn.Module):
         finally:
             for hd in handles:
                 hd.remove()
+
+    def _last_conv_block(self) -> str:
+        order: list[str] = []
+        hooks = []
+        for n, m in self.layers().items():
+            if not any(isinstance(sub, nn.Conv2d) for sub in m.modules()):
+                continue  # pooling, norms and activations after the last conv are not "blocks"
+
+            def hook(mod, inp, out, n=n):
+                if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+                    order.append(n)
+            hooks.append((m, hook))
+        self.dry_run(hooks)
         if not order:
             raise LayerError(f"model '{self.name}' has no convolutional layer: name a `layer` explicitly")
         return order[-1]
