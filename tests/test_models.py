@@ -97,3 +97,30 @@ def test_normalize_roundtrip():
     m = load_model("torchvision:resnet18", weights="none")
     p = torch.rand(2, 3, 8, 8)
     torch.testing.assert_close(m.denormalize(m.normalize(p)), p)
+
+
+def test_inference_forward_in_channels_last_matches_and_falls_back():
+    """No-grad CPU forwards run channels-last (faster on oneDNN) with the same logits; a model
+    that .view()s its NCHW input makes the adapter fall back to the plain layout for good."""
+    import xaibench as xb
+
+    conv = torch.nn.Sequential(torch.nn.Conv2d(3, 8, 3), torch.nn.ReLU(), torch.nn.AdaptiveAvgPool2d(1),
+                               torch.nn.Flatten(), torch.nn.Linear(8, 4))
+    model = xb.ModelAdapter.wrap(conv, mean=(0, 0, 0), std=(1, 1, 1))
+    x = torch.randn(5, 3, 16, 16)
+    with torch.no_grad():
+        fast = model(x)
+    assert model.channels_last
+    model.channels_last = False
+    with torch.no_grad():
+        torch.testing.assert_close(fast, model(x), rtol=1e-5, atol=1e-6)
+
+    class Viewing(torch.nn.Module):
+        def forward(self, x):
+            return x.view(x.shape[0], -1)[:, :4]
+
+    viewing = xb.ModelAdapter.wrap(Viewing(), mean=(0, 0, 0), std=(1, 1, 1))
+    with torch.no_grad():
+        out = viewing(x)
+    assert not viewing.channels_last
+    torch.testing.assert_close(out, x.reshape(5, -1)[:, :4])

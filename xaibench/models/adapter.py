@@ -88,6 +88,7 @@ class ModelAdapter(nn.Module):
         self.channels = channels
         self.counter = PassCounter()
         self._auto_layer: str | None = None
+        self.channels_last = True  # inference forwards on CPU in channels-last layout (see forward)
         self.eval()  # an explained classifier is in inference mode (BatchNorm statistics, dropout off)
 
     @classmethod
@@ -114,7 +115,18 @@ class ModelAdapter(nn.Module):
 
     # ------------------------------------------------------------------ forward, counted
     def forward(self, x: Tensor) -> Tensor:
-        logits = self.module(x)
+        """Logits of a model-input batch. Inference forwards on CPU (no autograd: the perturbation
+        loops of Score-CAM, RISE, occlusion, deletion/insertion, …) feed the model channels-last
+        images, oneDNN's faster layout (~1.3× on the built-in model; the same arithmetic up to
+        summation order); a model that cannot take that layout falls back to NCHW for good."""
+        if self.channels_last and x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            try:
+                logits = self.module(x.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:  # e.g. a model that .view()s its input
+                self.channels_last = False
+                logits = self.module(x)
+        else:
+            logits = self.module(x)
         self.counter.forward_images += x.shape[0]
         self.counter.forward_calls += 1
         if logits.requires_grad:
@@ -200,7 +212,7 @@ class ModelAdapter(nn.Module):
                     raise LayerError(f"layer '{n}' does not output a tensor; choose another layer")
                 if torch.is_grad_enabled() and not out.requires_grad:
                     out = out.detach().requires_grad_(True)
-                cap.activations[n] = out
+                cap.activations[n] = out if out.requires_grad else out.contiguous()  # NCHW for the explainers
                 if out.requires_grad:
                     out.register_hook(lambda g, n=n: cap.gradients.__setitem__(n, g))
                 # the model goes on with a copy: an in-place op after the layer (DenseNet's
