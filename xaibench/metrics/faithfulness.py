@@ -241,12 +241,12 @@ class ConfidenceChange(ImageMetric):
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         y, o = self.scores(model, x, maps, target)
-        figures = {
-            "average_drop": 100 * torch.where(y > 0, (y - o).clamp_min(0) / y.abs().clamp_min(1e-300), 0.0),
-            "increase_in_confidence": 100 * (o > y).double(),
-            "average_gain": 100 * torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0),
-        }
-        return MetricResult(values=figures[self.key].float().to(x.device))
+        return MetricResult(values=(100 * self.figure(y, o)).float().to(x.device))
+
+    @staticmethod
+    def figure(y: Tensor, o: Tensor) -> Tensor:
+        """The per-image figure (0…1) from the scores Y of the image and O of the masked image."""
+        raise NotImplementedError
 
 
 @METRICS.register("average_drop")
@@ -258,6 +258,10 @@ class AverageDrop(ConfidenceChange):
     key: ClassVar[str] = "average_drop"
     higher_is_better: ClassVar[bool] = False
 
+    @staticmethod
+    def figure(y: Tensor, o: Tensor) -> Tensor:
+        return torch.where(y > 0, (y - o).clamp_min(0) / y.abs().clamp_min(1e-300), 0.0)
+
 
 @METRICS.register("increase_in_confidence")
 @dataclass
@@ -268,6 +272,10 @@ class IncreaseInConfidence(ConfidenceChange):
     key: ClassVar[str] = "increase_in_confidence"
     higher_is_better: ClassVar[bool] = True
 
+    @staticmethod
+    def figure(y: Tensor, o: Tensor) -> Tensor:
+        return (o > y).double()
+
 
 @METRICS.register("average_gain")
 @dataclass
@@ -276,3 +284,7 @@ class AverageGain(ConfidenceChange):
 
     key: ClassVar[str] = "average_gain"
     higher_is_better: ClassVar[bool] = True
+
+    @staticmethod
+    def figure(y: Tensor, o: Tensor) -> Tensor:
+        return torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0)

@@ -117,8 +117,8 @@ class ModelAdapter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits of a model-input batch. Inference forwards on CPU (no autograd: the perturbation
         loops of Score-CAM, RISE, occlusion, deletion/insertion, …) feed the model channels-last
-        images, oneDNN's faster layout (~1.3× on the built-in model; the same arithmetic up to
-        summation order); a model that cannot take that layout falls back to NCHW for good."""
+        images, oneDNN's faster layout (bench/bench_cam.py and bench_metrics.py time these loops;
+        the same arithmetic up to summation order); a model that cannot take that layout falls back to NCHW for good."""
         if self.channels_last and x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
             try:
                 logits = self.module(x.contiguous(memory_format=torch.channels_last))
