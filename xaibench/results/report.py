@@ -102,8 +102,9 @@ def curves(h5: h5py.File, path: Path) -> Path | None:
     if not kinds:
         return None
     fig, axes = plt.subplots(1, len(kinds), figsize=(5 * len(kinds), 3.6), squeeze=False)
+    styles = ("-", "--", ":")  # the colour cycle has 10 colours; line styles tell repeats apart
     for ax, kind in zip(axes[0], kinds):
-        for e in h5["curves"]:
+        for i, e in enumerate(h5["curves"]):
             if kind not in h5["curves"][e]:
                 continue
             c = h5["curves"][e][kind][:]
@@ -113,13 +114,13 @@ def curves(h5: h5py.File, path: Path) -> Path | None:
             mean = c.mean(0)
             x = np.linspace(0, 1, len(mean))
             auc = float(np.trapezoid(mean, x))
-            ax.plot(x, mean, label=f"{e} ({auc:.3f})")
+            ax.plot(x, mean, styles[(i // 10) % 3], label=f"{e} ({auc:.3f})")
         ax.set_title(f"{kind} (AUC; {'lower' if kind == 'deletion' else 'higher'} is better)")
         ax.set_xlabel("fraction of pixels " + ("removed" if kind == "deletion" else "inserted"))
         ax.set_ylabel("score of the target class")
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=2, frameon=False)
+    fig.subplots_adjust(wspace=0.25)
+    fig.savefig(path, dpi=110, bbox_inches="tight")  # the legends sit below the axes, outside them
     plt.close(fig)
     return path
 
