@@ -11,7 +11,7 @@ from xaibench.datasets.base import Batch
 from xaibench.errors import ConfigError
 from xaibench.metrics.base import PROBES
 from xaibench.metrics.class_average import class_average_images, momentum_ascent, rescale_like
-from xaibench.metrics.similarity import cosine_and_dead, guided_gradients
+from xaibench.metrics.similarity import channel_visualizations, cosine_and_dead, guided_gradients
 from xaibench.models.adapter import ModelAdapter
 from xaibench.results.probe_figures import plot
 
@@ -64,35 +64,34 @@ def test_cosine_of_identical_vectors_is_one_and_zero_visualization_is_dead():
 def test_batched_channels_equal_one_channel_at_a_time_and_captum_guided_backprop():
     model = wrap(small_cnn())
     x = model.normalize(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
-    imgs = x.repeat_interleave(8, 0)
-    channels = torch.arange(8).repeat(2)
-    for objective in ("sum", "max"):
-        batched = guided_gradients(model, imgs, "4", channels, objective)
-        single = torch.cat([guided_gradients(model, imgs[i:i + 1], "4", channels[i:i + 1], objective)
-                            for i in range(len(imgs))])
+    channels = torch.tensor([3, 0, 7, 1, 1, 5, 2, 6, 4])  # any order, a repeat
+    for objective in ("sum", "mean", "max"):
+        batched = channel_visualizations(model, x[1:], "4", channels, objective)
+        single = torch.cat([channel_visualizations(model, x[1:], "4", channels[i:i + 1], objective)
+                            for i in range(len(channels))])
         assert torch.allclose(batched, single, atol=1e-6, rtol=1e-5)
-        assert batched.abs().sum() > 0
+        assert batched.abs().sum() > 0 and not torch.allclose(batched[0], batched[2])
     # oracle: Captum's NeuronGuidedBackprop with the same channel objective (summed over h, w)
     oracle = NeuronGuidedBackprop(model.module, model.module[5])
-    ours = guided_gradients(model, imgs[:8], "5", channels[:8], "sum")
+    ours = channel_visualizations(model, x[:1], "5", torch.arange(8), "sum")
     for k in (0, 3, 7):
-        ref = oracle.attribute(imgs[k:k + 1].clone(), neuron_selector=lambda out, k=k: out[:, k].sum((1, 2)))
+        ref = oracle.attribute(x[:1].clone(), neuron_selector=lambda out, k=k: out[:, k].sum((1, 2)))
         assert torch.allclose(ours[k:k + 1], ref, atol=1e-6, rtol=1e-5)
     # the logit objective (method 2's φ) against Captum's GuidedBackprop
     from captum.attr import GuidedBackprop
-    phi = guided_gradients(model, x, None, torch.tensor([0, 2]))
+    phi = guided_gradients(model, x, torch.tensor([0, 2]))
     ref = GuidedBackprop(model.module).attribute(x.clone(), target=torch.tensor([0, 2]))
     assert torch.allclose(phi, ref, atol=1e-6, rtol=1e-5)
 
 
-def test_forward_stops_at_the_layer_and_counts_one_pass_per_chunk():
+def test_one_forward_stopped_at_the_layer_and_one_backward_for_all_channels():
     model = wrap(small_cnn())
     calls = []
     model.module[8].register_forward_hook(lambda *a: calls.append(1))
     before = model.counter.snapshot()
-    guided_gradients(model, torch.zeros(4, 3, 16, 16), "2", torch.arange(4))
+    channel_visualizations(model, torch.zeros(1, 3, 16, 16), "2", torch.arange(4))
     assert calls == []  # the linear head never ran
-    assert model.counter.since(before) == dict(forward_images=4, backward_images=4, forward_calls=1, backward_calls=1)
+    assert model.counter.since(before) == dict(forward_images=1, backward_images=4, forward_calls=1, backward_calls=1)
 
 
 def test_simple_average_rescales_each_channel_to_the_class_range():

@@ -52,27 +52,38 @@ def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
     return box["out"]
 
 
-def guided_gradients(model: ModelAdapter, x: Tensor, layer: str | None, units: Tensor,
-                     objective: str = "sum") -> Tensor:
-    """(P,3,H,W) guided-backprop gradients `ω = GBP(x_p, layer, unit_p)` (Springenberg et al.
-    2015; SEED_METHODS.md §4.2), one forward and ONE backward for all P copies: copy p's
-    objective is channel `units[p]` of `layer` reduced over (h,w) by `objective` (sum | mean |
-    max), or, with `layer=None`, the logit of class `units[p]`. Copies do not interact (eval
-    mode), so this equals P separate backward passes."""
-    units = units.to(x.device, torch.long)
+OBJECTIVES = {"sum": lambda a: a.sum((-2, -1)), "mean": lambda a: a.mean((-2, -1)),
+              "max": lambda a: a.flatten(-2).amax(-1)}
+
+
+def guided_gradients(model: ModelAdapter, x: Tensor, classes: Tensor) -> Tensor:
+    """(P,3,H,W) guided-backprop gradients of the logit of class `classes[p]` for image `x[p]`
+    (Springenberg et al. 2015; method 2's φ of SEED_METHODS.md §4.3), one forward and one
+    backward for the batch (copies do not interact in eval mode)."""
     rows = torch.arange(x.shape[0], device=x.device)
     with torch.enable_grad(), guided_relu(model.module):
         xg = x.detach().clone().requires_grad_(True)
-        if layer is None:
-            score = model(xg)[rows, units]
-        else:
-            acts = forward_to(model, xg, layer)[rows, units]
-            score = {"sum": lambda a: a.sum((1, 2)), "mean": lambda a: a.mean((1, 2)),
-                     "max": lambda a: a.flatten(1).amax(1)}[objective](acts)
-            model.counter.backward_images += x.shape[0]
-            model.counter.backward_calls += 1
-        (grad,) = torch.autograd.grad(score.sum(), xg)
+        (grad,) = torch.autograd.grad(model(xg)[rows, classes.to(x.device, torch.long)].sum(), xg)
     return grad
+
+
+def channel_visualizations(model: ModelAdapter, image: Tensor, layer: str, channels: Tensor,
+                           objective: str = "sum") -> Tensor:
+    """(P,3,H,W) guided-backprop visualizations `ω_k = GBP(image, layer, k)` of channels
+    `channels[p]` of `layer` for one image (1,3,H,W) (Springenberg et al. 2015; SEED_METHODS.md
+    §4.2), each channel reduced over (h,w) by `objective` (sum | mean | max). ONE forward of
+    the image, stopped at the layer, and ONE vmapped backward (`is_grads_batched`) whose copy p
+    starts from the one-hot of its channel: equal to a backward per channel, without a forward
+    per copy."""
+    channels = channels.to(image.device, torch.long)
+    with torch.enable_grad(), guided_relu(model.module):
+        xg = image.detach().clone().requires_grad_(True)
+        scores = OBJECTIVES[objective](forward_to(model, xg, layer)[0])  # (C,)
+        one_hot = torch.eye(scores.shape[0], device=image.device, dtype=scores.dtype)[channels]
+        (grad,) = torch.autograd.grad(scores, xg, one_hot, is_grads_batched=True)
+    model.counter.backward_images += len(channels)
+    model.counter.backward_calls += 1
+    return grad[:, 0]
 
 
 def cosine_and_dead(reference: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
@@ -99,8 +110,8 @@ def render(vis: Tensor) -> np.ndarray:
 class NeuronSimilarity(Probe):
     """Neuron similarity from class-average images (the neuron-similarity thesis, ch. 3–5;
     SEED_METHODS.md §4): for every class average `I_i` and every channel k of every selected
-    layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (`chunk_size` visualizations per
-    forward+backward, the forward stopped at layer j), similarity method 1 `cos(I_i, ω)` and
+    layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (one forward of I_i stopped at layer j,
+    then one vmapped backward for `chunk_size` channels), similarity method 1 `cos(I_i, ω)` and
     method 2 `cos(GBP(I_i, output, i), ω)`, dead channels flagged; then per-layer curves,
     top/bottom-8 grids, and pruning validation (§4.5, thesis Table 5-1). The data is read
     several times (class averages, then one forward pass per pruned model); a one-shot iterator
@@ -114,7 +125,7 @@ class NeuronSimilarity(Probe):
     classes: list[int] = field(default_factory=list)  # [] = every class that has images
     top_k: int = 50  # K of the data-max / data-min averages
     network_steps: int = 128  # activation-maximization steps of the network average
-    chunk_size: ChunkSize = 64  # visualizations per forward+backward (auto: from the memory budget)
+    chunk_size: ChunkSize = 64  # channels per backward, one forward of the image each (auto: memory budget)
     grid_classes: int = 4  # grids for the first N analysed classes
     grid_average: str = "simple"
     prune: bool = True
@@ -144,15 +155,15 @@ class NeuronSimilarity(Probe):
     def visualize_layer(self, model: ModelAdapter, x: Tensor, layer: BlockLayer, refs: dict[int, Tensor]):
         """Similarities (method → (N,C)) and dead flags (N,C) for every image of `x` and channel."""
         n, c = x.shape[0], layer.channels
-        img = torch.arange(n, device=x.device).repeat_interleave(c)
-        ch = torch.arange(c, device=x.device).repeat(n)
-        sims = {m: torch.empty(n * c, device=x.device) for m in refs}
-        dead = torch.empty(n * c, dtype=torch.bool, device=x.device)
-        for sl in chunks(n * c, self.chunk_size):
-            vis = guided_gradients(model, x[img[sl]], layer.name, ch[sl], self.objective)
-            for m, ref in refs.items():
-                sims[m][sl], dead[sl] = cosine_and_dead(ref[img[sl]], vis)
-        return {m: s.view(n, c) for m, s in sims.items()}, dead.view(n, c)
+        sims = {m: torch.empty(n, c, device=x.device) for m in refs}
+        dead = torch.empty(n, c, dtype=torch.bool, device=x.device)
+        channels = torch.arange(c, device=x.device)
+        for i in range(n):
+            for sl in chunks(c, self.chunk_size):
+                vis = channel_visualizations(model, x[i:i + 1], layer.name, channels[sl], self.objective)
+                for m, ref in refs.items():
+                    sims[m][i, sl], dead[i, sl] = cosine_and_dead(ref[i:i + 1], vis)
+        return sims, dead
 
     def __call__(self, model: ModelAdapter, data: Iterable) -> dict[str, pd.DataFrame | np.ndarray]:
         if iter(data) is data:  # a one-shot iterator: keep it, every pass needs the same images
@@ -168,7 +179,7 @@ class NeuronSimilarity(Probe):
         if 1 in self.methods:
             refs[1] = x
         if 2 in self.methods:
-            refs[2] = torch.cat([guided_gradients(model, x[sl], None, cls_of[sl]) for sl in chunks(len(x), self.chunk_size)])
+            refs[2] = torch.cat([guided_gradients(model, x[sl], cls_of[sl]) for sl in chunks(len(x), self.chunk_size)])
         frames, per_layer = [], {}
         for order, layer in enumerate(layers):
             sims, dead = self.visualize_layer(model, x, layer, refs)
@@ -210,8 +221,7 @@ class NeuronSimilarity(Probe):
                 top = torch.sort(s, descending=True, stable=True).indices[:n]
                 bottom = torch.sort(s, stable=True).indices[:n]
                 chosen = torch.cat([top, bottom])
-                vis = guided_gradients(model, x[base + ci].expand(len(chosen), -1, -1, -1), layer.name, chosen,
-                                       self.objective)
+                vis = channel_visualizations(model, x[base + ci:base + ci + 1], layer.name, chosen, self.objective)
                 slots = list(range(n)) + list(range(8, 8 + n))
                 grid[li, ci, slots] = render(vis)
                 rows += [dict(layer=layer.name, **{"class": classes[ci]}, slot=slot, rank="top" if slot < 8 else "bottom",
