@@ -61,7 +61,7 @@ def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> d
     chunked = "chunk_size" in registry.get(name).params
     if chunked:
         params["chunk_size"] = chunk if chunk == "auto" else int(chunk)
-    params = resolve_params(params, model, shape, backward=not is_metric)
+    params = resolve_params(params, model, shape, not is_metric, registry.get(name).obj)
     floor = peak_bytes(model.device)
     if is_metric:
         maps = EXPLAINERS.build("gradcam")(model, x, target)

@@ -34,7 +34,7 @@ def test_sizes_follow_the_authors_range():
 def test_agrees_with_the_authors_algorithm_and_is_batch_independent():
     m, x = tiny(), images(3, size=32)
     target = torch.tensor([0, 4, 7])
-    explainer = EXPLAINERS.build("cameras", step=16, max_size=90, channel_chunk=5, scale_batch=2)
+    explainer = EXPLAINERS.build("cameras", step=16, max_size=90, channel_chunk=5, chunk_size=2)
     ours = explainer(m, x, target)
     valid = explainer.diagnostics["valid_scales"]
     for i in range(3):
@@ -53,3 +53,14 @@ def test_single_size_is_hirescam_at_input_resolution():
         (g,) = torch.autograd.grad(m(x).gather(1, target[:, None]).sum(), cap.activation)
     up = lambda t: F.interpolate(t, (32, 32), mode="bilinear", align_corners=False)  # noqa: E731
     torch.testing.assert_close(single, torch.relu((up(cap.activation) * up(g)).sum(1)))
+
+
+def test_chunk_sizes_give_the_same_maps():
+    m, x = tiny(), images(5, size=32)
+    target = torch.tensor([0, 4, 7, 1, 2])
+    runs = []
+    for chunk in (1, 64):
+        explainer = EXPLAINERS.build("cameras", step=16, max_size=90, chunk_size=chunk)
+        runs.append((explainer(m, x, target), explainer.diagnostics["valid_scales"]))
+    torch.testing.assert_close(runs[0][0], runs[1][0], rtol=1e-5, atol=1e-7)  # conv sums differ by batch size
+    assert torch.equal(runs[0][1], runs[1][1])

@@ -6,7 +6,7 @@ import torch
 
 import xaibench as xb
 from xaibench.config import load
-from xaibench.memory import activation_bytes_per_image, auto_chunk, resolve_params
+from xaibench.memory import activation_bytes_per_image, auto_chunk, budget_bytes, build_sized, resolve_params
 
 
 def test_activation_bytes_count_every_leaf_output():
@@ -49,6 +49,28 @@ def test_every_chunked_plugin_accepts_auto_in_config():
                 continue
             chunked += 1
             assert registry.check(name, {"chunk_size": "auto"}) == {"chunk_size": "auto"}, name
-            params = resolve_params({"chunk_size": "auto"}, model, (3, 32, 32), backward=True)
-            assert registry.build(name, **params).chunk_size >= 1, name
+            assert build_sized(registry, name, {"chunk_size": "auto"}, model, (3, 32, 32), True).chunk_size >= 1, name
     assert chunked >= 10
+
+
+def test_declared_item_bytes_shrink_the_auto_chunk():
+    """ROAD's sparse-LU imputation and CAMERAS' passes at larger sizes count in `auto` (issue 9)."""
+    from xaibench.metrics import METRICS
+    from xaibench.metrics.road import imputation_bytes
+    from xaibench.saliency import EXPLAINERS
+
+    model = xb.load_model("testnet:tiny")
+    model.memory_budget_gb = 1 / 16
+    shape = (3, 64, 64)
+
+    def road(percentages):
+        params = {"chunk_size": "auto", "percentages": percentages}
+        return build_sized(METRICS, "road_morf", params, model, shape, backward=False).chunk_size
+
+    def cameras(max_size):
+        params = {"chunk_size": "auto", "max_size": max_size}
+        return build_sized(EXPLAINERS, "cameras", params, model, shape, backward=True).chunk_size
+
+    assert road([90.0]) < road([10.0]) < auto_chunk(model, shape, backward=False)
+    assert road([10.0, 90.0]) * imputation_bytes(shape, 0.9) <= budget_bytes(model)
+    assert cameras(600) < cameras(200) < auto_chunk(model, shape, backward=True)

@@ -29,20 +29,20 @@ def _targets(target: Tensor | int | Sequence[int], n: int, device: torch.device)
 
 def explain(model: ModelAdapter, x: Tensor, target: Tensor | int | Sequence[int], name: str, **params: Any) -> Tensor:
     """(B,H,W) float32 maps of explainer `name` for model-input batch `x` and targets."""
-    from .memory import resolve_params
+    from .memory import build_sized
     from .saliency import EXPLAINERS
 
-    params = resolve_params(params, model, tuple(x.shape[1:]), backward=True)
-    return EXPLAINERS.build(name, **params)(model, x, _targets(target, x.shape[0], x.device))
+    explainer = build_sized(EXPLAINERS, name, params, model, tuple(x.shape[1:]), backward=True)
+    return explainer(model, x, _targets(target, x.shape[0], x.device))
 
 
 def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int | Sequence[int], name: str,
              annotation: dict[str, Any] | None = None, explain: Any = None, **params: Any):
     """Score `maps` with metric `name` → MetricResult(values (B,), curves (B,T) or None, extras)."""
-    from .memory import resolve_params
+    from .memory import build_sized
     from .metrics import METRICS
 
-    metric = METRICS.build(name, **resolve_params(params, model, tuple(x.shape[1:]), backward=False))
+    metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
     return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
 
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from .models.adapter import ModelAdapter
+from .registry import Registry
 
 ChunkSize = int | Literal["auto"]
 DEFAULT_CPU_BUDGET_GB = 2.0
@@ -54,14 +55,27 @@ def budget_bytes(model: ModelAdapter) -> int:
     return int(gb * 2**30)
 
 
-def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool) -> int:
-    """How many images of `shape` fit one forward (or forward+backward) within the budget."""
-    per = activation_bytes_per_image(model, shape) * (BACKWARD_FACTOR if backward else FORWARD_FACTOR)
+def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool, extra_bytes: int = 0) -> int:
+    """How many items fit the budget, each one forward (or forward+backward) of an image of
+    `shape` plus `extra_bytes`."""
+    per = activation_bytes_per_image(model, shape) * (BACKWARD_FACTOR if backward else FORWARD_FACTOR) + extra_bytes
     return int(max(1, min(MAX_CHUNK, budget_bytes(model) // max(per, 1))))
 
 
-def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool) -> dict[str, Any]:
-    """`params` with `chunk_size: auto` replaced by the number that fits the budget."""
+def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool,
+                   plugin: type | None = None) -> dict[str, Any]:
+    """`params` with `chunk_size: auto` replaced by the number that fits the budget. A `plugin`
+    class may define `chunk_item_bytes(self, model, shape)`: the bytes one chunk item needs beyond
+    one image's forward(+backward) at `shape`; it is asked on an instance built with `params`."""
     if params.get("chunk_size") != "auto":
         return params
-    return {**params, "chunk_size": auto_chunk(model, shape, backward)}
+    hook = getattr(plugin, "chunk_item_bytes", None)
+    extra = hook(plugin(**{**params, "chunk_size": 1}), model, shape) if hook else 0
+    return {**params, "chunk_size": auto_chunk(model, shape, backward, extra)}
+
+
+def build_sized(registry: Registry, name: str, params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...],
+                backward: bool) -> Any:
+    """`registry.build(name, **params)` with `chunk_size: auto` resolved for `model` and images of `shape`."""
+    params = resolve_params(registry.check(name, params), model, shape, backward, registry.get(name).obj)
+    return registry.build(name, **params)

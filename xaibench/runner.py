@@ -27,7 +27,7 @@ from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
 from .distributed import Ranks
 from .errors import ConfigError, DataError, OutputError
-from .memory import resolve_params
+from .memory import build_sized
 from .metrics import METRICS, PROBES, ImageMetric
 from .models import ModelAdapter, load_model
 from .results import store
@@ -230,9 +230,9 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
     model.memory_budget_gb = cfg.memory_budget_gb
     shape = (model.channels, size, size)
-    explainers = [(s, EXPLAINERS.build(s.name, **resolve_params(s.params, model, shape, backward=True)))
+    explainers = [(s, build_sized(EXPLAINERS, s.name, s.params, model, shape, backward=True))
                   for s in cfg.explainers]
-    metrics = [(s, METRICS.build(s.name, **resolve_params(s.params, model, shape, backward=False))) for s in cfg.metrics]
+    metrics = [(s, build_sized(METRICS, s.name, s.params, model, shape, backward=False)) for s in cfg.metrics]
     for spec, explainer in explainers:
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
@@ -399,8 +399,7 @@ def run_probes(plan: Plan, progress: bool) -> None:
         if marker.exists():
             continue
         size = plan.cfg.dataset.image_size or plan.model.input_size[0]
-        params = resolve_params(spec.params, plan.model, (plan.model.channels, size, size), backward=True)
-        probe = PROBES.build(spec.name, **params)
+        probe = build_sized(PROBES, spec.name, spec.params, plan.model, (plan.model.channels, size, size), True)
         torch.manual_seed(_seed_for(plan.cfg, 0, 50_000 + slot))
         t0 = time.perf_counter()
         before = plan.model.counter.snapshot()

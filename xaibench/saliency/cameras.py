@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..memory import BACKWARD_FACTOR, ChunkSize, activation_bytes_per_image
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, upsample
 
@@ -31,32 +32,44 @@ class CAMERAS(Explainer):
     original size's top-1 or the target is kept; activations A_t and gradients G_t = ∂y_c/∂A_t
     are upsampled (bilinear) to the input size and averaged over kept sizes:
     map = ReLU(Σ_k Ā_k ⊙ Ḡ_k). (The authors' final min-max normalization is display only and
-    is left to metrics and figures.) Gradient passes take `scale_batch` images at a time; the
-    fusion runs over `channel_chunk` channels at a time. Diagnostics: `valid_scales`."""
+    is left to metrics and figures.) Images run `chunk_size` at a time through every size and the
+    fusion (`auto`: from the memory budget, counting the passes at the largest size); the fusion
+    runs over `channel_chunk` channels at a time. Diagnostics: `valid_scales`."""
 
     layer: str = "auto"
     step: int = 100
     max_size: int = 1000
     resize: Literal["bicubic", "bilinear"] = "bicubic"
-    scale_batch: int = 8
+    chunk_size: ChunkSize = 8
     channel_chunk: int = 128
 
+    def chunk_item_bytes(self, model: ModelAdapter, shape: tuple[int, ...]) -> int:
+        """`chunk_size: auto` (memory.resolve_params): an image's pass at the largest size."""
+        largest = cameras_sizes(tuple(shape[-2:]), self.step, self.max_size)[-1]
+        grown = activation_bytes_per_image(model, (*shape[:-2], *largest)) - activation_bytes_per_image(model, shape)
+        return int(BACKWARD_FACTOR * grown)
+
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        for key in ("step", "max_size", "scale_batch", "channel_chunk"):
+        for key in ("step", "max_size", "chunk_size", "channel_chunk"):
             if getattr(self, key) < 1:
                 raise ConfigError(f"cameras.{key} must be ≥ 1, got {getattr(self, key)}")
         layer = model.resolve_layer(self.layer)
         target = target.to(x.device)
+        maps, valid = zip(*(self.fuse(model, x[sl], target[sl], layer) for sl in chunks(x.shape[0], self.chunk_size)))
+        self.diagnostics["valid_scales"] = torch.cat(valid)
+        return torch.cat(maps)
+
+    def fuse(self, model: ModelAdapter, x: Tensor, target: Tensor, layer: str) -> tuple[Tensor, Tensor]:
+        """One chunk of images: (its maps, its number of kept sizes)."""
         size = tuple(x.shape[-2:])
         acts, grads, keep = [], [], []
         base_class = None
         for t, zeta in enumerate(cameras_sizes(size, self.step, self.max_size)):
             xt = x if t == 0 else F.interpolate(x, size=zeta, mode=self.resize, align_corners=False)
-            parts = [layer_activations_and_gradients(model, xt[sl], target[sl], layer)
-                     for sl in chunks(x.shape[0], self.scale_batch)]
-            acts.append(torch.cat([p[0] for p in parts]))
-            grads.append(torch.cat([p[1] for p in parts]))
-            top1 = torch.cat([p[2] for p in parts]).argmax(1)
+            a, g, logits = layer_activations_and_gradients(model, xt, target, layer)
+            acts.append(a)
+            grads.append(g)
+            top1 = logits.argmax(1)
             base_class = top1 if t == 0 else base_class
             keep.append((top1 == base_class) | (top1 == target))
         if acts[0].dim() != 4:
@@ -68,5 +81,4 @@ class CAMERAS(Explainer):
             mean_a = sum(share[:, t, None, None, None] * upsample(a[:, ch], size) for t, a in enumerate(acts))
             mean_g = sum(share[:, t, None, None, None] * upsample(g[:, ch], size) for t, g in enumerate(grads))
             saliency += (mean_a * mean_g).sum(1)
-        self.diagnostics["valid_scales"] = keep.sum(1).float()
-        return torch.relu(saliency)
+        return torch.relu(saliency), keep.sum(1).float()
