@@ -51,16 +51,16 @@ def zeroed_filters(conv: nn.Conv2d, bn: nn.Module | None, channels: Tensor) -> I
     if bn is not None:
         params += [p for p in (getattr(bn, "weight", None), getattr(bn, "bias", None)) if p is not None]
     idx = channels.to(conv.weight.device, torch.long)
-    saved = [p.data.index_select(0, idx).clone() for p in params]
+    saved = [p.detach().index_select(0, idx) for p in params]
     try:
         with torch.no_grad():
             for p in params:
-                p.data.index_fill_(0, idx, 0.0)
+                p.index_fill_(0, idx, 0.0)  # in place on the parameter: its version counter moves
         yield
     finally:
         with torch.no_grad():
             for p, s in zip(params, saved):
-                p.data.index_copy_(0, idx, s)
+                p.index_copy_(0, idx, s)
 
 
 @contextlib.contextmanager

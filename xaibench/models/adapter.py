@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import LayerError, did_you_mean
+from .fused import FusedInference
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -89,6 +90,8 @@ class ModelAdapter(nn.Module):
         self.counter = PassCounter()
         self._auto_layer: str | None = None
         self.channels_last = True  # inference forwards on CPU in channels-last layout (see forward)
+        self.fused = FusedInference(self.module)  # used inside `fused_inference()`; .enabled = False turns it off
+        self._fused_depth = 0
         self.eval()  # an explained classifier is in inference mode (BatchNorm statistics, dropout off)
 
     @classmethod
@@ -117,14 +120,11 @@ class ModelAdapter(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """Logits of a model-input batch. Inference forwards on CPU (no autograd: the perturbation
         loops of Score-CAM, RISE, occlusion, deletion/insertion, …) feed the model channels-last
-        images, oneDNN's faster layout (bench/bench_cam.py and bench_metrics.py time these loops;
-        the same arithmetic up to summation order); a model that cannot take that layout falls back to NCHW for good."""
-        if self.channels_last and x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
-            try:
-                logits = self.module(x.contiguous(memory_format=torch.channels_last))
-            except RuntimeError:  # e.g. a model that .view()s its input
-                self.channels_last = False
-                logits = self.module(x)
+        images, oneDNN's faster layout (a model that cannot take it falls back to NCHW for good);
+        inside `fused_inference()` they run a BatchNorm-folded frozen copy instead
+        (bench/bench_cam.py and bench_metrics.py time these loops)."""
+        if x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
+            logits = self._inference_forward(x)
         else:
             logits = self.module(x)
         self.counter.forward_images += x.shape[0]
@@ -138,6 +138,29 @@ class ModelAdapter(nn.Module):
 
             logits.register_hook(count_backward)
         return logits
+
+    @contextlib.contextmanager
+    def fused_inference(self) -> Iterator[None]:
+        """Inside the block, no-grad CPU forwards without hooks run the model's frozen copy with
+        BatchNorm folded into the convolutions and conv+ReLU/add fused (`fused.py`): the same
+        function, rounded differently (~1e-6 relative), built once per parameter state and input
+        shape (seconds: worth it for loops of many forwards, which is where it is used)."""
+        self._fused_depth += 1
+        try:
+            yield
+        finally:
+            self._fused_depth -= 1
+
+    def _inference_forward(self, x: Tensor) -> Tensor:
+        frozen = self.fused.module_for(x) if self._fused_depth else None
+        if frozen is not None:
+            return frozen(x)
+        if self.channels_last:
+            try:
+                return self.module(x.contiguous(memory_format=torch.channels_last))
+            except RuntimeError:  # e.g. a model that .view()s its input
+                self.channels_last = False
+        return self.module(x)
 
     # ------------------------------------------------------------------ layers
     def layers(self) -> dict[str, nn.Module]:

@@ -1,0 +1,75 @@
+"""The fused inference copy: same logits as the model, rebuilt when parameters change, never used
+under hooks, autocast, or for a model TorchScript cannot trace."""
+
+import torch
+from torch import nn
+
+import xaibench as xb
+from xaibench.metrics.pruning import zeroed_filters
+
+
+def bn_model() -> xb.ModelAdapter:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.Conv2d(8, 8, 3),
+                        nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 4))
+    for bn in (net[1], net[4]):  # non-trivial statistics, so folding changes the weights
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.5, 2)
+        bn.weight.data.uniform_(0.5, 1.5)
+    return xb.ModelAdapter.wrap(net, mean=(0, 0, 0), std=(1, 1, 1))
+
+
+def fused_logits(model: xb.ModelAdapter, x: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad(), model.fused_inference():
+        return model(x)
+
+
+def test_fused_copy_gives_the_models_logits_and_is_built_once():
+    model = bn_model()
+    x = torch.randn(5, 3, 12, 12)
+    with torch.no_grad():
+        plain = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), plain, rtol=1e-5, atol=1e-5)
+    frozen = model.fused.module_for(x)
+    assert isinstance(frozen, torch.jit.ScriptModule)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())  # folded away
+    fused_logits(model, x[:2])
+    assert model.fused.module_for(x) is frozen  # same parameters and shape: no rebuild
+    before = model.counter.snapshot()
+    fused_logits(model, x)
+    assert model.counter.since(before)["forward_images"] == 5
+
+
+def test_parameter_change_in_place_rebuilds_the_copy():
+    model = bn_model()
+    x = torch.randn(4, 3, 12, 12)
+    fused_logits(model, x)
+    with zeroed_filters(model.module[3], model.module[4], torch.tensor([0, 1, 2, 3, 4, 5])):
+        with torch.no_grad():
+            want = model.module(x)
+        got = fused_logits(model, x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    with torch.no_grad():
+        torch.testing.assert_close(fused_logits(model, x), model.module(x), rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(want, model.module(x))  # the pruning did change the logits
+
+
+def test_hooks_autocast_and_untraceable_models_run_the_model_as_is():
+    model = bn_model()
+    x = torch.randn(2, 3, 12, 12)
+    seen = []
+    handle = model.module[2].register_forward_hook(lambda m, i, o: seen.append(o.shape))
+    fused_logits(model, x)
+    handle.remove()
+    assert seen == [torch.Size([2, 8, 12, 12])] and model.fused.module_for(x) is not None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert model.fused.module_for(x) is None
+
+    class DataDependent(nn.Module):  # the trace would bake in one branch: the check batch catches it
+        def forward(self, x):
+            return x.flatten(1)[:, :3] if x.shape[0] < 3 else -x.flatten(1)[:, :3]
+
+    odd = xb.ModelAdapter.wrap(DataDependent(), mean=(0, 0, 0), std=(1, 1, 1))
+    y = torch.randn(4, 3, 4, 4)
+    torch.testing.assert_close(fused_logits(odd, y), -y.flatten(1)[:, :3])
+    assert odd.fused.module_for(y) is None and not odd.fused.enabled
