@@ -155,7 +155,7 @@ class CausalCurve(ImageMetric):
         target = target.to(x.device).long()
         t = len(counts)
         curve = torch.empty(b, t, dtype=torch.float32, device=x.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():
             if p["target"] == "top1" or x_count in counts:
                 logits_x = model(x)
                 if p["target"] == "top1":

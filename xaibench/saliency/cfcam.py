@@ -64,7 +64,7 @@ class CFCAM(Explainer):
         img_of, chan_of = live.nonzero(as_tuple=True)
         self.diagnostics["channels_scored"] = live.sum(1)
         cam = torch.zeros(b, h, w, device=x.device, dtype=x.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():
             base_score = class_scores(model(xb), target, self.score)
             for piece in chunks(len(img_of), self.chunk_size):
                 img, chan = img_of[piece], chan_of[piece]

@@ -132,7 +132,7 @@ class MSGCAM(Explainer):
         xb = gaussian_blur(x, self.blur_kernel, self.blur_sigma)
         alpha = torch.zeros(masks.shape[:2], device=x.device, dtype=x.dtype)
         pairs = (masks.flatten(2).amax(2) > 0).nonzero()
-        with torch.no_grad():
+        with torch.no_grad(), model.fused_inference():
             base = self.class_score(model(xb), target)
             for sl in chunks(len(pairs), self.chunk_size):
                 b, r = pairs[sl, 0], pairs[sl, 1]

@@ -65,7 +65,7 @@ class Occlusion(InputAttribution):
         n_win = len(rows) * len(cols)
         ar_h, ar_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
         drops = torch.empty(b, n_win, device=x.device, dtype=x.dtype)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():
             ref = class_scores(model(x), target, self.score)
             for piece in chunks(n_win * b, self.chunk_size):
                 idx = torch.arange(piece.start, piece.stop, device=x.device)
@@ -134,7 +134,7 @@ class RISE(Explainer):
         sal = torch.zeros(b, h * w, device=x.device, dtype=x.dtype)
         # masks in the outer loop, so each is built once and shared by every image of the batch
         per = max(1, self.chunk_size // b)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():
             for part in chunks(self.n_masks, per):
                 m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
                 k = m.shape[0]

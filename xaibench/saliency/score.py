@@ -13,7 +13,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, CAMExplainer, chunks, minmax, target_scores, upsample
+from .base import EXPLAINERS, CAMExplainer, chunks, target_scores, upsample
 from .cam import safe_divide
 
 
@@ -25,8 +25,20 @@ def check_positive(name: str, **values: float) -> None:
 
 def channel_masks(acts: Tensor, pairs: Tensor, size: tuple[int, int]) -> Tensor:
     """s(Up(A_k)) for (image, channel) `pairs` (n,2): upsampled to `size`, then min-max
-    normalized to [0,1] per map (Wang et al. 2020, Score-CAM Alg. 1)."""
-    return minmax(upsample(acts[pairs[:, 0], pairs[:, 1]], size))
+    normalized to [0,1] per map (Wang et al. 2020, Score-CAM Alg. 1). In place on the upsampled
+    maps: a constant map gives (m − lo) = 0 exactly, so 0 / tiny = 0 needs no select."""
+    m = upsample(acts[pairs[:, 0], pairs[:, 1]], size)
+    lo = m.amin(dim=(-2, -1), keepdim=True)
+    span = m.amax(dim=(-2, -1), keepdim=True).sub_(lo).clamp_min_(torch.finfo(m.dtype).tiny)
+    return m.sub_(lo).div_(span)
+
+
+def masked_inputs(x: Tensor, images: Tensor, masks: Tensor, buffer: Tensor) -> Tensor:
+    """x[images] ⊙ masks (masks (n,H,W) broadcast over colour), gathered into the first n rows of
+    `buffer` and multiplied in place (a buffer reused across chunks spares the allocator a
+    fresh, page-faulting block per chunk)."""
+    out = buffer[: len(images)]
+    return torch.index_select(x, 0, images, out=out).mul_(masks.unsqueeze(1))
 
 
 def constant_channels(acts: Tensor) -> Tensor:
@@ -50,14 +62,14 @@ class ScoreCAM(CAMExplainer):
         check_positive(self.name, chunk_size=self.chunk_size)
         b, k = acts.shape[:2]
         const = constant_channels(acts)
-        with torch.no_grad():
+        with torch.no_grad(), model.fused_inference():
             zero_logits = model(torch.zeros_like(x[:1]))[0]
             scores = zero_logits[target.to(x.device)].view(b, 1).expand(b, k).clone()
             pairs = (~const).nonzero()
+            buffer = x.new_empty((min(len(pairs), self.chunk_size), *x.shape[1:]))
             for sl in chunks(len(pairs), self.chunk_size):
                 p = pairs[sl]
-                masks = channel_masks(acts, p, x.shape[-2:])
-                logits = model(x[p[:, 0]] * masks[:, None])
+                logits = model(masked_inputs(x, p[:, 0], channel_masks(acts, p, x.shape[-2:]), buffer))
                 scores[p[:, 0], p[:, 1]] = target_scores(logits, target[p[:, 0]])
         self.diagnostics["skipped_channels"] = const.sum(1).float()
         return scores
@@ -89,12 +101,13 @@ class SSCAM(ScoreCAM):
         idx = torch.arange(self.num_samples * b * k, device=x.device)
         image, channel = (idx // k) % b, idx % k
         total = torch.zeros(b * k, device=x.device, dtype=acts.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), model.fused_inference():
+            buffer = x.new_empty((min(len(idx), self.chunk_size), *x.shape[1:]))
             for sl in chunks(len(idx), self.chunk_size):
                 p = torch.stack([image[sl], channel[sl]], 1)
                 masks = channel_masks(acts, p, x.shape[-2:])
-                masks = masks + self.noise(tuple(masks.shape), gen, x.device)
-                logits = model(x[p[:, 0]] * masks[:, None])
+                masks += self.noise(tuple(masks.shape), gen, x.device)
+                logits = model(masked_inputs(x, p[:, 0], masks, buffer))
                 total.index_add_(0, p[:, 0] * k + p[:, 1], target_scores(logits, target[p[:, 0]]))
         return (total / self.num_samples).view(b, k)
 
