@@ -118,13 +118,13 @@ class ModelAdapter(nn.Module):
 
     # ------------------------------------------------------------------ forward, counted
     def forward(self, x: Tensor) -> Tensor:
-        """Logits of a model-input batch. Inference forwards on CPU (no autograd: the perturbation
-        loops of Score-CAM, RISE, occlusion, deletion/insertion, …) feed the model channels-last
-        images, oneDNN's faster layout (a model that cannot take it falls back to NCHW for good);
-        inside `fused_inference()` they run a BatchNorm-folded frozen copy instead
-        (bench/bench_cam.py and bench_metrics.py time these loops)."""
-        if x.dim() == 4 and x.device.type == "cpu" and not torch.is_grad_enabled():
-            logits = self._inference_forward(x)
+        """Logits of a model-input batch. On CPU the model sees channels-last images, oneDNN's
+        faster layout for convolutions, forward and backward (the same arithmetic up to summation
+        order; a model that cannot take that layout falls back to NCHW for good); inside
+        `fused_inference()` no-grad forwards run a BatchNorm-folded frozen copy instead
+        (bench/bench_cam.py, bench_gradient.py and bench_metrics.py time these)."""
+        if x.dim() == 4 and x.device.type == "cpu":
+            logits = self._cpu_forward(x)
         else:
             logits = self.module(x)
         self.counter.forward_images += x.shape[0]
@@ -151,8 +151,8 @@ class ModelAdapter(nn.Module):
         finally:
             self._fused_depth -= 1
 
-    def _inference_forward(self, x: Tensor) -> Tensor:
-        frozen = self.fused.module_for(x) if self._fused_depth else None
+    def _cpu_forward(self, x: Tensor) -> Tensor:
+        frozen = self.fused.module_for(x) if self._fused_depth and not torch.is_grad_enabled() else None
         if frozen is not None:
             return frozen(x)
         if self.channels_last:
