@@ -99,6 +99,8 @@ def test_integrated_gradients_batch_independent_and_chunk_invariant():
     full = EXPLAINERS.build("integrated_gradients", steps=4, baseline="black", chunk_size=5)(model, x, t)
     big = EXPLAINERS.build("integrated_gradients", steps=4, baseline="black", chunk_size=100)(model, x, t)
     assert torch.allclose(full, big, atol=1e-5)
+    split = EXPLAINERS.build("integrated_gradients", steps=4, baseline="black", chunk_size=2)(model, x, t)
+    assert torch.allclose(full, split, atol=1e-5)  # a step's 3 images split over model calls
     alone = EXPLAINERS.build("integrated_gradients", steps=4, baseline="black", chunk_size=5)(model, x[1:2], t[1:2])
     assert torch.allclose(alone[0], full[1], atol=1e-5)
 
@@ -111,7 +113,7 @@ def test_integrated_gradients_counts_passes():
     used = model.counter.since(before)
     assert used["backward_images"] == 5 * 2
     assert used["forward_images"] == 5 * 2 + 2 * 2  # steps, plus x and its baseline for completeness
-    assert used["forward_calls"] == 4 + 1
+    assert used["forward_calls"] == 5 + 1  # chunk 3 holds one whole step of the 2 images
 
 
 @pytest.mark.parametrize("nt_type,method", [("smoothgrad", "saliency"), ("vargrad", "inputxgrad"),
@@ -153,6 +155,21 @@ def test_smoothgrad_seeded_and_wraps_any_gradient_method():
     assert torch.allclose(vg(model, x, t), torch.zeros(2, 16, 16), atol=1e-6)
     with pytest.raises(ConfigError, match="not a per-pixel gradient method.*Valid: .*saliency"):
         EXPLAINERS.build("smoothgrad", method="gradcam")(model, x, t)
+
+
+@pytest.mark.parametrize("name", ["smoothgrad", "vargrad"])
+def test_noise_tunnel_maps_do_not_depend_on_the_batch(name):
+    """Every image of a batch gets the same standard-normal draws (scaled by its own σ), so an
+    image's map is the same alone, in any batch position, and over any chunking."""
+    model = small_cnn()
+    x = torch.randn(3, 3, 15, 15)  # 675 values per sample: not a multiple of the generator's block
+    t = torch.tensor([0, 1, 2])
+    batch = EXPLAINERS.build(name, n_samples=5, chunk_size=7)(model, x, t)
+    for i in range(3):
+        alone = EXPLAINERS.build(name, n_samples=5, chunk_size=2)(model, x[i:i + 1], t[i:i + 1])
+        assert torch.allclose(alone[0], batch[i], rtol=1e-5, atol=1e-7)
+    flipped = EXPLAINERS.build(name, n_samples=5, chunk_size=1)(model, x.flip(0), t.flip(0))
+    assert torch.allclose(flipped.flip(0), batch, rtol=1e-5, atol=1e-7)
 
 
 def test_guided_gradcam_agrees_with_captum():

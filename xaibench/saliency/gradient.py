@@ -21,7 +21,7 @@ def input_gradients(model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
     """∂y_c/∂x for each image of the batch: one forward and one backward to the input (no
     parameter gradients)."""
     with torch.enable_grad():
-        xg = x.detach().clone().requires_grad_(True)
+        xg = x.detach().requires_grad_(True)  # a new leaf over the same storage: x is untouched
         (grad,) = torch.autograd.grad(target_scores(model(xg), target).sum(), xg)
     return grad
 
@@ -63,7 +63,7 @@ class Saliency(InputAttribution):
     reduce: Reduce = "abs_max"
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        return input_gradients(model, x, target).abs()
+        return input_gradients(model, x, target).abs_()
 
 
 @EXPLAINERS.register("inputxgrad")

@@ -23,11 +23,16 @@ ReduceOrAuto = Literal["auto", "sum", "abs_sum", "abs_max", "l2"]
 class NoiseTunnel(InputAttribution):
     """Shared core of SmoothGrad/VarGrad: `n_samples` noisy copies x + ε, ε ~ N(0, σ²) with
     σ = `noise_level` × (max − min of the image) (Smilkov et al. 2017, §3), of every image go
-    through `method` (a registered per-pixel method, with `method_params`) in `chunk_size`
-    pieces of (sample, image) pairs; running first and second moments are kept per image.
+    through `method` (a registered per-pixel method, with `method_params`) in pieces of at
+    most `chunk_size` (sample, image) pairs, whole samples of the batch per call; running first
+    and second moments are kept per image.
 
-    Noise is drawn from a torch.Generator seeded with `seed` on the input's device; a test may
-    inject standard-normal noise of shape (n_samples, B, C, H, W) as `standard_noise`."""
+    Noise is drawn from a torch.Generator seeded with `seed` on the input's device: sample s is
+    x + σ_x·z_s with the same standard-normal z_s for every image of the batch. Each image still
+    sees `n_samples` independent N(0, σ²) draws, as the method asks; sharing them makes an image's
+    map independent of the batch it is in, and costs one draw per sample instead of one per
+    sample and image (drawing Gaussians is single-threaded on CPU and rivals the model's passes).
+    A test may inject standard-normal noise of shape (n_samples, B, C, H, W) as `standard_noise`."""
 
     reduce: ReduceOrAuto = "auto"
     method: str = "saliency"
@@ -38,7 +43,9 @@ class NoiseTunnel(InputAttribution):
     chunk_size: ChunkSize = 64
     standard_noise: Tensor | None = field(default=None, init=False, repr=False)
 
-    def moments(self, model: ModelAdapter, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    def moments(self, model: ModelAdapter, x: Tensor, target: Tensor, second: bool = True) -> tuple[Tensor, Tensor | None]:
+        """Per-image mean of the attributions over the noisy copies and, when `second`, the mean
+        of their squares."""
         if self.n_samples < 1:
             raise ConfigError(f"{self.name}.n_samples must be >= 1, got {self.n_samples}")
         inner = gradient_method(self.method, self.method_params, where=f"{self.name}.method")
@@ -51,19 +58,24 @@ class NoiseTunnel(InputAttribution):
         if injected is not None and tuple(injected.shape) != (self.n_samples,) + tuple(x.shape):
             raise ConfigError(f"standard_noise must have shape {(self.n_samples,) + tuple(x.shape)}")
         mean = torch.zeros_like(x)
-        sq = torch.zeros_like(x)
+        sq = torch.zeros_like(x) if second else None
         shape = (-1,) + (1,) * (x.dim() - 1)
-        for piece in chunks(self.n_samples * b, self.chunk_size):
-            idx = torch.arange(piece.start, piece.stop, device=x.device)
-            img = idx % b
-            if injected is not None:
-                z = injected.flatten(0, 1)[piece].to(x)
-            else:
-                z = torch.randn((len(idx),) + tuple(x.shape[1:]), generator=gen, device=x.device, dtype=x.dtype)
-            attr = inner.attribute(model, x[img] + sigma[img].view(shape) * z, target[img]).detach()
-            mean.index_add_(0, img, attr)
-            sq.index_add_(0, img, attr * attr)
-        return mean / self.n_samples, sq / self.n_samples
+        per = max(1, self.chunk_size // b)  # whole samples of the batch per call, when they fit
+        for samples in chunks(self.n_samples, per):
+            k = samples.stop - samples.start
+            if injected is None:  # one draw per sample, shared by the images (see the class docstring),
+                drawn = x.new_empty((k, 1, *x.shape[1:]))  # sample by sample: the same stream for any chunking
+                for z_s in drawn:
+                    z_s.normal_(generator=gen)
+            for rows in chunks(b, self.chunk_size):
+                n = rows.stop - rows.start
+                z = drawn if injected is None else injected[samples, rows].to(x)
+                noisy = torch.addcmul(x[rows], sigma[rows].view(shape), z).flatten(0, 1)  # (sample, image) order
+                attr = inner.attribute(model, noisy, target[rows].repeat(k)).detach().view(k, n, *x.shape[1:])
+                mean[rows] += attr.sum(0)
+                if sq is not None:
+                    sq[rows] += attr.mul_(attr).sum(0)
+        return mean / self.n_samples, None if sq is None else sq / self.n_samples
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         reduce = self.reduce
@@ -79,7 +91,7 @@ class SmoothGrad(NoiseTunnel):
     of the image. `reduce: auto` uses the wrapped method's reduction (abs_max for saliency)."""
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        return self.moments(model, x, target)[0]
+        return self.moments(model, x, target, second=False)[0]
 
 
 @EXPLAINERS.register("vargrad")
