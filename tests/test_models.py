@@ -124,3 +124,10 @@ def test_inference_forward_in_channels_last_matches_and_falls_back():
         out = viewing(x)
     assert not viewing.channels_last
     torch.testing.assert_close(out, x.reshape(5, -1)[:, :4])
+    # an error of the model itself (here: wrong input channels) is raised and keeps the layout
+    with pytest.raises(RuntimeError):
+        model(torch.randn(2, 4, 16, 16))
+    model.channels_last = True
+    with pytest.raises(RuntimeError):
+        model(torch.randn(2, 4, 16, 16))
+    assert model.channels_last

@@ -158,8 +158,10 @@ class ModelAdapter(nn.Module):
         if self.channels_last:
             try:
                 return self.module(x.contiguous(memory_format=torch.channels_last))
-            except RuntimeError:  # e.g. a model that .view()s its input
+            except RuntimeError:  # e.g. a model that .view()s its input: NCHW from now on, but
+                logits = self.module(x)  # only if NCHW works (else the model's own error is raised)
                 self.channels_last = False
+                return logits
         return self.module(x)
 
     # ------------------------------------------------------------------ layers
