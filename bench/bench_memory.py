@@ -16,13 +16,11 @@ import subprocess
 import sys
 
 import torch
+from common import LIGHT_SETTINGS
 
 MiB = 2**20
 METRIC_NAMES = ("deletion", "insertion", "road_combined")
-LIGHT = {  # the quickstart's settings for the costliest explainers, so the bench stays minutes
-    "sscam": {"num_samples": 8}, "cameras": {"max_size": 512}, "rise": {"n_masks": 500},
-    "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 32},
-}
+LIGHT = LIGHT_SETTINGS["quickstart"]
 
 
 def peak_bytes(device: torch.device) -> int:

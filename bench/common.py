@@ -13,6 +13,17 @@ import torch
 from xaibench.models.adapter import ModelAdapter
 from xaibench.saliency.base import target_scores
 
+# Lighter settings for the costliest explainers, named presets shared by the benches:
+# `quickstart` as in configs/quickstart.yaml (bench_memory), `stress` lighter still so that
+# 2,000 images × every explainer fit in minutes (stress.py). Each bench prints the one it used.
+LIGHT_SETTINGS = {
+    "quickstart": {"sscam": {"num_samples": 8}, "cameras": {"max_size": 512}, "rise": {"n_masks": 500},
+                   "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 32}},
+    "stress": {"sscam": {"num_samples": 2}, "cameras": {"max_size": 128}, "rise": {"n_masks": 200},
+               "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 16},
+               "smoothgrad": {"n_samples": 8}, "vargrad": {"n_samples": 8}},
+}
+
 
 def median_seconds(fn: Callable[[], object], repeats: int = 5, warmup: int = 1) -> float:
     """Median wall time of `fn()` over `repeats` runs after `warmup` runs (CUDA synchronized)."""

@@ -21,14 +21,11 @@ from pathlib import Path
 
 import pandas as pd
 import yaml
+from common import LIGHT_SETTINGS
 
 from xaibench.saliency import EXPLAINERS
 
-LIGHT = {  # light settings for the costliest explainers, so 2,000 images fit in minutes (named in the report)
-    "sscam": {"num_samples": 2}, "cameras": {"max_size": 128}, "rise": {"n_masks": 200},
-    "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 16},
-    "smoothgrad": {"n_samples": 8}, "vargrad": {"n_samples": 8},
-}
+LIGHT = LIGHT_SETTINGS["stress"]
 FAITHFULNESS = ["deletion", "insertion", "average_drop", "increase_in_confidence", "average_gain"]
 
 PEAK_RSS = """import resource, subprocess, sys
@@ -52,11 +49,10 @@ def config(images: int, size: int, steps: int, batch: int) -> dict:
 
 def run(cfg_path: Path, out: Path, ranks: int, limit: int) -> dict:
     """One run in a wrapper process that reports the peak RSS of the largest descendant."""
-    xai = [sys.executable, "-m", "xaibench", "run", str(cfg_path), "--out", str(out),
-           "--set", f"dataset.limit={limit}"]
+    launcher = [sys.executable]
     if ranks > 1:
-        xai = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}",
-               "-m", "xaibench", "run", *xai[4:]]
+        launcher += ["-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={ranks}"]
+    xai = [*launcher, "-m", "xaibench", "run", str(cfg_path), "--out", str(out), "--set", f"dataset.limit={limit}"]
     t0 = time.perf_counter()
     res = subprocess.run([sys.executable, "-c", PEAK_RSS, *xai], capture_output=True, text=True)
     wall = time.perf_counter() - t0
