@@ -83,8 +83,9 @@ class ScoreCAM(CAMExplainer):
 class SSCAM(ScoreCAM):
     """SS-CAM (Wang et al., 2020, arXiv:2006.14255, SS-CAM(1)): Score-CAM whose channel score is
     the mean over `num_samples` noisy masks s(Up(A_k)) + N(0, std²) (noise per input pixel).
-    The B·K·num_samples noisy inputs run as one flat batch in `chunk_size` pieces; noise comes
-    from a generator seeded with `seed`. No channel is skipped (noise makes every mask vary)."""
+    Per sample, the B·K noisy inputs run in `chunk_size` pieces. Noise comes from a generator
+    seeded with `seed`, one (K,H,W) draw per sample shared by the batch's images, so an image's
+    map does not depend on the batch it is in. No channel is skipped (noise makes every mask vary)."""
 
     num_samples: int = 35
     std: float = 2.0
@@ -96,20 +97,21 @@ class SSCAM(ScoreCAM):
     def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
         check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
         b, k = acts.shape[:2]
+        h, w = x.shape[-2:]
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        # flat order (sample, image, channel)
-        idx = torch.arange(self.num_samples * b * k, device=x.device)
-        image, channel = (idx // k) % b, idx % k
-        total = torch.zeros(b * k, device=x.device, dtype=acts.dtype)
+        pairs = torch.stack(torch.meshgrid(torch.arange(b, device=x.device), torch.arange(k, device=x.device),
+                                           indexing="ij"), -1).view(-1, 2)  # (image, channel), image-major
+        total = torch.zeros(b, k, device=x.device, dtype=acts.dtype)
         with torch.no_grad(), model.fused_inference():
-            buffer = x.new_empty((min(len(idx), self.chunk_size), *x.shape[1:]))
-            for sl in chunks(len(idx), self.chunk_size):
-                p = torch.stack([image[sl], channel[sl]], 1)
-                masks = channel_masks(acts, p, x.shape[-2:])
-                masks += self.noise(tuple(masks.shape), gen, x.device)
-                logits = model(masked_inputs(x, p[:, 0], masks, buffer))
-                total.index_add_(0, p[:, 0] * k + p[:, 1], target_scores(logits, target[p[:, 0]]))
-        return (total / self.num_samples).view(b, k)
+            buffer = x.new_empty((min(len(pairs), self.chunk_size), *x.shape[1:]))
+            for _ in range(self.num_samples):
+                noise = self.noise((k, h, w), gen, x.device)  # sample s, channel k: shared by the images
+                for sl in chunks(len(pairs), self.chunk_size):
+                    p = pairs[sl]
+                    masks = channel_masks(acts, p, (h, w)).add_(noise[p[:, 1]])
+                    logits = model(masked_inputs(x, p[:, 0], masks, buffer))
+                    total[p[:, 0], p[:, 1]] += target_scores(logits, target[p[:, 0]])
+        return total / self.num_samples
 
 
 @EXPLAINERS.register("ablationcam")
@@ -165,7 +167,9 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
     powers averaged over `num_samples` noisy copies x + N(0, std²) (SmoothGrad):
     D_n = mean_s (∂y_c/∂A(x_s))^n, α = D_2 / (2 D_2 + Σ_ab A_ab D_3), w_k = Σ_ij α·ReLU(D_1),
     with A the clean image's activations. The B·num_samples noisy passes (forward + backward
-    stopped at the layer) run in `chunk_size` pieces; noise from a generator seeded with `seed`."""
+    stopped at the layer) run in pieces of at most `chunk_size`, whole samples per call; noise
+    from a generator seeded with `seed`, one draw per sample shared by the batch's images (an
+    image's map does not depend on its batch)."""
 
     num_samples: int = 4
     std: float = 0.3
@@ -181,16 +185,18 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         layer = model.resolve_layer(self.layer)
         b = x.shape[0]
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
-        owner = torch.arange(self.num_samples * b, device=x.device) % b  # flat order (sample, image)
         moments = torch.zeros((3, *acts.shape), device=x.device, dtype=acts.dtype)
-        for sl in chunks(len(owner), self.chunk_size):
-            o = owner[sl]
-            noisy = x[o] + self.noise((len(o), *x.shape[1:]), gen, x.device)
-            with torch.enable_grad(), model.capture(layer) as cap:
-                score = target_scores(model(noisy), target[o]).sum()
-                (g,) = torch.autograd.grad(score, cap.activation)
-            for n in range(3):
-                moments[n].index_add_(0, o, g.pow(n + 1))
+        for samples in chunks(self.num_samples, max(1, self.chunk_size // b)):  # whole samples per call
+            k = samples.stop - samples.start
+            z = self.noise((k, 1, *x.shape[1:]), gen, x.device)  # one draw per sample, shared by the images
+            for rows in chunks(b, self.chunk_size):
+                noisy = (x[rows] + z).flatten(0, 1)  # (sample, image) order
+                with torch.enable_grad(), model.capture(layer) as cap:
+                    score = target_scores(model(noisy), target[rows].repeat(k)).sum()
+                    (g,) = torch.autograd.grad(score, cap.activation)
+                g = g.view(k, rows.stop - rows.start, *g.shape[1:])
+                for n in range(3):
+                    moments[n, rows] += g.pow(n + 1).sum(0)
         d1, d2, d3 = moments / self.num_samples
         alpha = safe_divide(d2, 2 * d2 + acts.sum(dim=(2, 3), keepdim=True) * d3)
         return (alpha * torch.relu(d1)).sum(dim=(2, 3), keepdim=True)
