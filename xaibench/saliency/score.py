@@ -188,7 +188,8 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         moments = torch.zeros((3, *acts.shape), device=x.device, dtype=acts.dtype)
         for samples in chunks(self.num_samples, max(1, self.chunk_size // b)):  # whole samples per call
             k = samples.stop - samples.start
-            z = self.noise((k, 1, *x.shape[1:]), gen, x.device)  # one draw per sample, shared by the images
+            # one draw per sample, shared by the images; sample by sample, so any chunking draws the same
+            z = torch.cat([self.noise((1, 1, *x.shape[1:]), gen, x.device) for _ in range(k)])
             for rows in chunks(b, self.chunk_size):
                 noisy = (x[rows] + z).flatten(0, 1)  # (sample, image) order
                 with torch.enable_grad(), model.capture(layer) as cap:
