@@ -59,6 +59,8 @@ def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> d
     chunked = "chunk_size" in registry.get(name).params
     if chunked:
         params["chunk_size"] = chunk if chunk == "auto" else int(chunk)
+    if "scale_batch" in registry.get(name).params:  # MSG-CAM's gradient passes, sized per scale
+        params["scale_batch"] = chunk if chunk == "auto" else int(chunk)
     params = resolve_params(params, model, shape, not is_metric, registry.get(name).obj)
     floor = peak_bytes(model.device)
     if is_metric:

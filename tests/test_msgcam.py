@@ -151,3 +151,20 @@ def test_defaults_are_the_spec_and_bad_values_are_config_errors():
         EXPLAINERS.build("msgcam", group_size=0)(model(), two_patches(), torch.tensor([0]))
     with pytest.raises(ConfigError, match="score"):
         EXPLAINERS.build("msgcam", score="prob")
+
+
+def test_scale_batch_auto_sizes_gradient_passes_from_the_memory_budget():
+    m = model()
+    x = two_patches(3) + 0.2 * torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
+    target = torch.tensor([0, 1, 0])
+    fixed = EXPLAINERS.build("msgcam", **PARAMS, scale_batch=3)(m, x, target)
+    calls = {}
+    for budget_gb in (1e-9, 1.0):  # room for less than one image at every scale / for all three
+        m.memory_budget_gb = budget_gb
+        before = m.counter.snapshot()
+        auto = EXPLAINERS.build("msgcam", **PARAMS, scale_batch="auto")(m, x, target)
+        calls[budget_gb] = m.counter.since(before)["backward_calls"]
+        torch.testing.assert_close(auto, fixed, rtol=1e-5, atol=1e-7)
+    assert calls == {1e-9: 3 * PARAMS["scales"], 1.0: PARAMS["scales"]}
+    with pytest.raises(ConfigError, match="scale_batch must be ≥ 1 or auto"):
+        EXPLAINERS.build("msgcam", **PARAMS, scale_batch=0)(m, x, target)

@@ -15,7 +15,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..imageops import gaussian_blur
-from ..memory import ChunkSize
+from ..memory import ChunkSize, auto_chunk
 from ..models.adapter import ModelAdapter
 from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, minmax, upsample
 
@@ -59,7 +59,8 @@ class MSGCAM(Explainer):
     Exact reorganizations: the grouped masks are Σ_t up(Σ_{k∈r} w_k A_t,k)/t_max (bilinear `up`
     is linear), so no K×H0×W0 tensor is built, and mean_ij up(G_t) comes from the adjoint of
     `up`. A constant group mask is all zeros after minmax, so x_r = x_b and α_r = 0: skipped.
-    Gradient passes run `scale_batch` images at a time, perturbed forwards `chunk_size` at a time.
+    Gradient passes run `scale_batch` images at a time (`auto`: as many as the memory budget
+    allows at each scale's size), perturbed forwards `chunk_size` at a time.
     """
 
     layer: str = "auto"
@@ -71,12 +72,14 @@ class MSGCAM(Explainer):
     score: Literal["logit", "softmax"] = "logit"
     denoise_sigma: float = 0.0
     chunk_size: ChunkSize = 64
-    scale_batch: int = 8
+    scale_batch: ChunkSize = 8  # images per gradient pass; auto: sized per scale from the memory budget
 
     def check(self) -> None:
         for key in ("scales", "max_size", "group_size", "chunk_size", "scale_batch"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"msgcam.{key} must be ≥ 1, got {getattr(self, key)}")
+            value = getattr(self, key)
+            if not (key == "scale_batch" and value == "auto") and value < 1:
+                raise ConfigError(f"msgcam.{key} must be ≥ 1{' or auto' if key == 'scale_batch' else ''}, "
+                                  f"got {value}")
         if self.denoise_sigma < 0:
             raise ConfigError(f"msgcam.denoise_sigma must be ≥ 0 (0 = off), got {self.denoise_sigma}")
 
@@ -90,8 +93,9 @@ class MSGCAM(Explainer):
         acts, gmeans, valid = [], [], []
         for zeta in scale_sizes(size, self.scales, self.max_size):
             xt = upsample(x, zeta)
+            per = auto_chunk(model, tuple(xt.shape[1:]), backward=True) if self.scale_batch == "auto" else self.scale_batch
             parts = [layer_activations_and_gradients(model, xt[sl], target[sl], layer)
-                     for sl in chunks(x.shape[0], self.scale_batch)]
+                     for sl in chunks(x.shape[0], per)]
             a = torch.cat([p[0] for p in parts])
             g = torch.cat([p[1] for p in parts])
             logits = torch.cat([p[2] for p in parts])
