@@ -79,6 +79,16 @@ def test_rise_matches_a_direct_sum_and_counts_passes():
     again = rise(model, x[1:2], t[1:2])
     assert torch.allclose(again[0], maps[1], atol=1e-5)
     assert rise.draws(16, 16, x.device)[0] is grids
+    # a batch larger than chunk_size: each call holds at most chunk_size images, same maps
+    small = EXPLAINERS.build("rise", n_masks=10, cell_size=4, p=0.5, chunk_size=2)
+    small.draws(16, 16, x.device)  # the same seeded masks
+    calls = []
+    handle = model.module.register_forward_pre_hook(lambda m, inp: calls.append(inp[0].shape[0]))
+    try:
+        split = small(model, x, t)
+    finally:
+        handle.remove()
+    assert torch.allclose(split, maps, atol=1e-5) and max(calls) <= 2 and sum(calls) == 3 * 10
 
 
 def test_rise_mask_construction_is_the_papers():

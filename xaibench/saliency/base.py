@@ -92,6 +92,16 @@ def chunks(n: int, size: int) -> Iterator[slice]:
         yield slice(start, min(n, start + size))
 
 
+def step_chunks(steps: int, batch: int, size: int) -> Iterator[tuple[slice, slice]]:
+    """(steps, rows) pieces of the (step, image) grid of a batch — IG steps, noise samples, RISE
+    masks — of at most `size` pairs: whole steps of the batch per piece while the batch fits,
+    else one step over `size` images at a time. Step-major: a step's rows start at 0, where
+    whatever the steps share (a noise draw, a mask) is made once."""
+    for block in chunks(steps, max(1, int(size) // max(1, batch))):
+        for rows in chunks(batch, size):
+            yield block, rows
+
+
 def layer_activations_and_gradients(model: ModelAdapter, x: Tensor, target: Tensor, layer: str):
     """One forward and a backward that stops at `layer`: (activations, gradients of the target
     logit w.r.t. them, logits). No parameter gradients are computed."""

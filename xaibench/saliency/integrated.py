@@ -14,7 +14,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Reduce, chunks, target_scores
+from .base import EXPLAINERS, Reduce, step_chunks, target_scores
 from .baselines import BaselineKind, make_baseline
 from .gradient import InputAttribution
 
@@ -48,8 +48,9 @@ def path_quadrature(method: str, steps: int) -> tuple[list[float], list[float]]:
 class IntegratedGradients(InputAttribution):
     """Integrated gradients (Sundararajan et al., ICML 2017): (x − x') ⊙ ∫₀¹ ∂y_c/∂x(x' + α(x − x')) dα,
     by the quadrature `method` with `steps` points. All (step, image) pairs of the batch go
-    through the model in pieces of at most `chunk_size`: whole steps of the batch per call. `diagnostics["completeness_error"]` is
-    |Σ attribution − (y_c(x) − y_c(x'))| per image (the axiom the integral satisfies exactly)."""
+    through the model in pieces of at most `chunk_size`, whole steps of the batch per call.
+    `diagnostics["completeness_error"]` is |Σ attribution − (y_c(x) − y_c(x'))| per image (the
+    axiom the integral satisfies exactly)."""
 
     reduce: Reduce = "sum"
     steps: int = 32
@@ -77,16 +78,14 @@ class IntegratedGradients(InputAttribution):
         b = x.shape[0]
         delta = x - base
         total = torch.zeros_like(x)
-        per = max(1, self.chunk_size // b)  # whole steps of the batch per model call, when they fit
-        for steps in chunks(len(alphas), per):
+        for steps, rows in step_chunks(len(alphas), b, self.chunk_size):
             a = alphas_t[steps].view((-1,) + (1,) * x.dim())
-            for rows in chunks(b, self.chunk_size):
-                with torch.enable_grad():  # (step, image) order: x' + α(x − x') in one broadcast op
-                    xs = torch.addcmul(base[rows], a, delta[rows]).flatten(0, 1).requires_grad_(True)
-                    scores = target_scores(model(xs), target[rows].repeat(len(a)))
-                    (grad,) = torch.autograd.grad(scores.sum(), xs)
-                # Σ_step w_step · grad_step, as one contraction over the steps
-                total[rows] += torch.tensordot(weights_t[steps], grad.reshape(len(a), -1), dims=1).view_as(total[rows])
+            with torch.enable_grad():  # (step, image) order: x' + α(x − x') in one broadcast op
+                xs = torch.addcmul(base[rows], a, delta[rows]).flatten(0, 1).requires_grad_(True)
+                scores = target_scores(model(xs), target[rows].repeat(len(a)))
+                (grad,) = torch.autograd.grad(scores.sum(), xs)
+            # Σ_step w_step · grad_step, as one contraction over the steps
+            total[rows] += torch.tensordot(weights_t[steps], grad.reshape(len(a), -1), dims=1).view_as(total[rows])
         attr = delta * total
         with torch.inference_mode():
             ends = target_scores(model(torch.cat([x, base])), torch.cat([target, target]))

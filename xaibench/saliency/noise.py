@@ -13,7 +13,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, chunks, reduce_channels
+from .base import EXPLAINERS, reduce_channels, step_chunks
 from .gradient import InputAttribution, gradient_method
 
 ReduceOrAuto = Literal["auto", "sum", "abs_sum", "abs_max", "l2"]
@@ -60,21 +60,18 @@ class NoiseTunnel(InputAttribution):
         mean = torch.zeros_like(x)
         sq = torch.zeros_like(x) if second else None
         shape = (-1,) + (1,) * (x.dim() - 1)
-        per = max(1, self.chunk_size // b)  # whole samples of the batch per call, when they fit
-        for samples in chunks(self.n_samples, per):
-            k = samples.stop - samples.start
-            if injected is None:  # one draw per sample, shared by the images (see the class docstring),
-                drawn = x.new_empty((k, 1, *x.shape[1:]))  # sample by sample: the same stream for any chunking
-                for z_s in drawn:
+        for samples, rows in step_chunks(self.n_samples, b, self.chunk_size):
+            k, n = samples.stop - samples.start, rows.stop - rows.start
+            if injected is None and rows.start == 0:  # one draw per sample shared by the images (class
+                drawn = x.new_empty((k, 1, *x.shape[1:]))  # docstring), sample by sample: the same stream
+                for z_s in drawn:                          # for any chunking
                     z_s.normal_(generator=gen)
-            for rows in chunks(b, self.chunk_size):
-                n = rows.stop - rows.start
-                z = drawn if injected is None else injected[samples, rows].to(x)
-                noisy = torch.addcmul(x[rows], sigma[rows].view(shape), z).flatten(0, 1)  # (sample, image) order
-                attr = inner.attribute(model, noisy, target[rows].repeat(k)).detach().view(k, n, *x.shape[1:])
-                mean[rows] += attr.sum(0)
-                if sq is not None:
-                    sq[rows] += attr.mul_(attr).sum(0)
+            z = drawn if injected is None else injected[samples, rows].to(x)
+            noisy = torch.addcmul(x[rows], sigma[rows].view(shape), z).flatten(0, 1)  # (sample, image) order
+            attr = inner.attribute(model, noisy, target[rows].repeat(k)).detach().view(k, n, *x.shape[1:])
+            mean[rows] += attr.sum(0)
+            if sq is not None:
+                sq[rows] += attr.mul_(attr).sum(0)
         return mean / self.n_samples, None if sq is None else sq / self.n_samples
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:

@@ -15,7 +15,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, chunks, target_scores
+from .base import EXPLAINERS, Explainer, chunks, step_chunks, target_scores
 from .baselines import make_baseline
 from .gradient import InputAttribution
 
@@ -132,14 +132,13 @@ class RISE(Explainer):
         target = target.to(x.device)
         grids, shifts = self.draws(h, w, x.device)
         sal = torch.zeros(b, h * w, device=x.device, dtype=x.dtype)
-        # masks in the outer loop, so each is built once and shared by every image of the batch
-        per = max(1, self.chunk_size // b)
         with torch.inference_mode(), model.fused_inference():
-            for part in chunks(self.n_masks, per):
-                m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
+            for part, rows in step_chunks(self.n_masks, b, self.chunk_size):
+                if rows.start == 0:  # each mask built once, shared by every image of the batch
+                    m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
                 k = m.shape[0]
-                xs = (x.unsqueeze(0) * m.unsqueeze(1)).flatten(0, 1)  # (k·B, C,h,w), mask-major
-                scores = class_scores(model(xs), target.repeat(k), self.score).view(k, b)
-                sal += scores.T @ m.view(k, h * w)
+                xs = (x[rows].unsqueeze(0) * m.unsqueeze(1)).flatten(0, 1)  # (k·n, C,h,w), mask-major
+                scores = class_scores(model(xs), target[rows].repeat(k), self.score).view(k, -1)
+                sal[rows] += scores.T @ m.view(k, h * w)
         return (sal / (self.n_masks * self.p)).view(b, h, w)
 

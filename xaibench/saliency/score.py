@@ -13,7 +13,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, CAMExplainer, chunks, target_scores, upsample
+from .base import EXPLAINERS, CAMExplainer, chunks, step_chunks, target_scores, upsample
 from .cam import safe_divide
 
 
@@ -186,18 +186,17 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         b = x.shape[0]
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
         moments = torch.zeros((3, *acts.shape), device=x.device, dtype=acts.dtype)
-        for samples in chunks(self.num_samples, max(1, self.chunk_size // b)):  # whole samples per call
+        for samples, rows in step_chunks(self.num_samples, b, self.chunk_size):
             k = samples.stop - samples.start
-            # one draw per sample, shared by the images; sample by sample, so any chunking draws the same
-            z = torch.cat([self.noise((1, 1, *x.shape[1:]), gen, x.device) for _ in range(k)])
-            for rows in chunks(b, self.chunk_size):
-                noisy = (x[rows] + z).flatten(0, 1)  # (sample, image) order
-                with torch.enable_grad(), model.capture(layer) as cap:
-                    score = target_scores(model(noisy), target[rows].repeat(k)).sum()
-                    (g,) = torch.autograd.grad(score, cap.activation)
-                g = g.view(k, rows.stop - rows.start, *g.shape[1:])
-                for n in range(3):
-                    moments[n, rows] += g.pow(n + 1).sum(0)
+            if rows.start == 0:  # one draw per sample shared by the images, sample by sample (any chunking draws alike)
+                z = torch.cat([self.noise((1, 1, *x.shape[1:]), gen, x.device) for _ in range(k)])
+            noisy = (x[rows] + z).flatten(0, 1)  # (sample, image) order
+            with torch.enable_grad(), model.capture(layer) as cap:
+                score = target_scores(model(noisy), target[rows].repeat(k)).sum()
+                (g,) = torch.autograd.grad(score, cap.activation)
+            g = g.view(k, rows.stop - rows.start, *g.shape[1:])
+            for n in range(3):
+                moments[n, rows] += g.pow(n + 1).sum(0)
         d1, d2, d3 = moments / self.num_samples
         alpha = safe_divide(d2, 2 * d2 + acts.sum(dim=(2, 3), keepdim=True) * d3)
         return (alpha * torch.relu(d1)).sum(dim=(2, 3), keepdim=True)
