@@ -79,7 +79,7 @@ def main() -> None:
     print(f"floor forward+backward {floor_fb / b:.4f} s/image, forward {floor_f / b:.4f} s/image\n")
     print("| method | s/image | ratio to fwd+bwd floor | fwd/image | bwd/image | agreement (min Pearson) |")
     print("|---|---|---|---|---|---|")
-    ours_maps, ours_time = {}, {}
+    ours_maps = {}
     for name in args.methods.split(","):
         params = {}
         if "chunk_size" in EXPLAINERS.get(name).params:
@@ -100,7 +100,7 @@ def main() -> None:
         used = model.counter.since(before)
         used = {k: v - (args.repeats * b if k.endswith("_images") else args.repeats) for k, v in used.items()}
         t, floor_fb = statistics.median(times), statistics.median(floor_times)
-        ours_maps[name], ours_time[name] = maps, t
+        ours_maps[name] = maps
         fwd, bwd = used["forward_images"] / (b * args.repeats), used["backward_images"] / (b * args.repeats)
         print(f"| {name} | {t / b:.4f} | {t / floor_fb:.2f} | {fwd:.1f} | {bwd:.1f} | floor {floor_fb / b:.4f} s/image |")
         if name == "msgcam":
