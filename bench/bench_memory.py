@@ -41,7 +41,7 @@ def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> d
     from xaibench.metrics import METRICS
     from xaibench.models.zoo import load_model
     from xaibench.saliency import EXPLAINERS
-    from xaibench.saliency.base import target_scores
+    from xaibench.tensorops import target_scores
 
     torch.manual_seed(0)
     model = load_model("builtin:synthetic-cnn")

@@ -19,10 +19,10 @@ import time
 import torch
 
 from xaibench.datasets.base import Batch
-from xaibench.metrics.purity import FeaturePurity
-from xaibench.metrics.similarity import channel_visualizations
+from xaibench.models.relu_rules import guided_relu
 from xaibench.models.zoo import load_model
-from xaibench.saliency.rules import guided_relu
+from xaibench.probes.neuron_similarity import channel_visualizations
+from xaibench.probes.purity import FeaturePurity
 
 
 def best_of(fn, repeats: int) -> float:
@@ -62,7 +62,7 @@ def main() -> None:
     print(f"model {args.model} at {s}x{s}, batch {b}, threads {torch.get_num_threads()}")
 
     probe = FeaturePurity()
-    from xaibench.metrics.conv_blocks import select_layers
+    from xaibench.models.layers import select_layers
     layers = select_layers(model, probe.layers)
     t_fb = best_of(lambda: forward_backward(model, x), args.repeats)
     t_pur = best_of(lambda: probe.fire_counts(model, [batch], layers), args.repeats)

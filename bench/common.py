@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 
 from xaibench.models.adapter import ModelAdapter
-from xaibench.saliency.base import target_scores
+from xaibench.tensorops import target_scores
 
 # Lighter settings for the costliest explainers, named presets shared by the benches:
 # `quickstart` as in configs/quickstart.yaml (bench_memory), `stress` lighter still so that

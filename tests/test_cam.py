@@ -9,7 +9,7 @@ from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from xaibench.errors import LayerError
 from xaibench.saliency import EXPLAINERS
-from xaibench.saliency.base import upsample
+from xaibench.tensorops import upsample
 
 ORACLES = {"gradcam": GradCAM, "gradcampp": GradCAMPlusPlus, "xgradcam": XGradCAM, "layercam": LayerCAM,
            "hirescam": HiResCAM}

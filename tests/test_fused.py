@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import xaibench as xb
-from xaibench.metrics.pruning import zeroed_filters
+from xaibench.probes.pruning import zeroed_filters
 
 
 def bn_model() -> xb.ModelAdapter:

@@ -38,7 +38,8 @@ def test_auto_in_config_and_api_gives_the_same_maps():
 
 def test_every_chunked_plugin_accepts_auto_in_config():
     """Every registered explainer, metric and probe with a `chunk_size` accepts `auto`."""
-    from xaibench.metrics import METRICS, PROBES
+    from xaibench.metrics import METRICS
+    from xaibench.probes import PROBES
     from xaibench.saliency import EXPLAINERS
 
     model = xb.load_model("testnet:tiny")

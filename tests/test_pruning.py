@@ -8,8 +8,8 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock
 
 from xaibench.datasets.base import Batch
-from xaibench.metrics.pruning import accuracy, producing_conv, pruned, ranked_channels, resolve_mode
 from xaibench.models.adapter import ModelAdapter
+from xaibench.probes.pruning import accuracy, producing_conv, pruned, ranked_channels, resolve_mode
 
 
 def vgg_like() -> ModelAdapter:

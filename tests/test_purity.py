@@ -12,11 +12,11 @@ from torchvision.models.vgg import cfgs, make_layers
 
 from xaibench.datasets.base import Batch
 from xaibench.errors import ConfigError, LayerError
-from xaibench.metrics.base import PROBES
-from xaibench.metrics.conv_blocks import conv_block_layers, select_layers
-from xaibench.metrics.purity import FeaturePurity, normalize_activations, purity_from_counts
 from xaibench.models.adapter import ModelAdapter
 from xaibench.models.builtin.net import SyntheticCNN
+from xaibench.models.layers import conv_block_layers, select_layers
+from xaibench.probes import PROBES
+from xaibench.probes.purity import FeaturePurity, normalize_activations, purity_from_counts
 from xaibench.results.probe_figures import plot
 
 C = 4

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from xaibench.errors import ModelError
-from xaibench.saliency.rules import deconvnet_relu, guided_relu
+from xaibench.models.relu_rules import deconvnet_relu, guided_relu
 
 
 class Diag(nn.Module):
@@ -164,7 +164,7 @@ def test_relu6_modules_follow_the_rules(inplace):
     """ReLU6 (EfficientNet-Lite, MobileNet): guided passes where 0 < x < 6 and grad > 0."""
     from torch import nn
 
-    from xaibench.saliency.rules import deconvnet_relu, guided_relu
+    from xaibench.models.relu_rules import deconvnet_relu, guided_relu
 
     lin = nn.Linear(4, 4, bias=False)
     with torch.no_grad():

@@ -12,7 +12,7 @@ from torchcam.methods import SSCAM, SmoothGradCAMpp
 
 from xaibench.errors import ConfigError
 from xaibench.saliency import EXPLAINERS
-from xaibench.saliency.base import upsample
+from xaibench.tensorops import upsample
 
 SIZE = 32
 
@@ -87,7 +87,7 @@ def test_sscam_agrees_with_torchcam_given_the_same_noise():
     noise = torch.randn(samples, 16, SIZE, SIZE, generator=torch.Generator().manual_seed(3)) * std
     ours_noise = FixedNoise(noise)
     explainer = EXPLAINERS.build("sscam", num_samples=samples, std=std, chunk_size=7)
-    explainer.noise = lambda shape, gen, device: ours_noise.take(shape)
+    explainer.noise = lambda draws, shape, gen, device: ours_noise.take((draws, *shape))
     ours = explainer(m, x, target)
     assert ours_noise.pos == noise[..., 0, 0].numel()
 
@@ -108,7 +108,7 @@ def test_smoothgradcampp_weights_agree_with_torchcam_for_one_sample_and_reduce_t
     noise = torch.randn(1, 1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5)) * 0.3
     ours_noise = FixedNoise(noise)  # one draw per sample for all images; torchcam draws per image
     explainer = EXPLAINERS.build("smoothgradcampp", num_samples=1)
-    explainer.noise = lambda shape, gen, device: ours_noise.take(shape)
+    explainer.noise = lambda draws, shape, gen, device: ours_noise.take((draws, *shape))
     with torch.no_grad(), m.capture("features") as cap:
         m(x)
     ours_w = explainer.model_weights(m, x, target, cap.activation, None, None).flatten(1)

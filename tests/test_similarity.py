@@ -9,10 +9,10 @@ from torch import nn
 
 from xaibench.datasets.base import Batch
 from xaibench.errors import ConfigError
-from xaibench.metrics.base import PROBES
-from xaibench.metrics.class_average import class_average_images, momentum_ascent, rescale_like
-from xaibench.metrics.similarity import channel_visualizations, cosine_and_dead, guided_gradients
 from xaibench.models.adapter import ModelAdapter
+from xaibench.probes import PROBES
+from xaibench.probes.class_average import class_average_images, momentum_ascent, rescale_like
+from xaibench.probes.neuron_similarity import channel_visualizations, cosine_and_dead, guided_gradients
 from xaibench.results.probe_figures import plot
 
 N_CLASSES = 3

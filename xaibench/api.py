@@ -48,7 +48,7 @@ def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int 
 
 def probe(model: ModelAdapter, batches: Iterable[Any], name: str, **params: Any) -> dict[str, Any]:
     """Run model-level probe `name` (feature_purity, neuron_similarity) over batches of images."""
-    from .metrics import PROBES
+    from .probes import PROBES
 
     return PROBES.build(name, **params)(model, batches)
 

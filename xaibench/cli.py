@@ -127,8 +127,9 @@ def list_(
 
 def _registries() -> dict:
     from .datasets import DATASETS
-    from .metrics import METRICS, PROBES
+    from .metrics import METRICS
     from .models import MODELS
+    from .probes import PROBES
     from .saliency import EXPLAINERS
 
     return {"explainers": EXPLAINERS, "metrics": METRICS, "probes": PROBES, "models": MODELS, "datasets": DATASETS}

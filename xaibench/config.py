@@ -197,8 +197,9 @@ def _plugins(where: str, value: Any) -> list[PluginSpec]:
 def check_plugins(cfg: RunConfig) -> None:
     """Check every plug-in name and parameter against its registry (imports the families)."""
     from .datasets import DATASETS
-    from .metrics import METRICS, PROBES
+    from .metrics import METRICS
     from .models import MODELS
+    from .probes import PROBES
     from .saliency import EXPLAINERS
 
     family = cfg.model.name.partition(":")[0]

@@ -28,8 +28,9 @@ from .datasets.base import IndexedDataset
 from .distributed import Ranks
 from .errors import ConfigError, DataError, OutputError
 from .memory import build_sized
-from .metrics import METRICS, PROBES, ImageMetric
+from .metrics import METRICS, ImageMetric
 from .models import ModelAdapter, load_model
+from .probes import PROBES
 from .results import store
 from .saliency import EXPLAINERS, Explainer
 

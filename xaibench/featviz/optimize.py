@@ -14,7 +14,8 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..imageops import gaussian_blur
 from ..models.adapter import ModelAdapter
-from ..saliency.base import EXPLAINERS, chunks, minmax
+from ..models.gradients import layer_activations_and_gradients
+from ..tensorops import assemble_cam, chunks, minmax
 from .objectives import check_targets, objective_values, target_count
 from .params import FeatvizParams
 from .pyramid import precondition
@@ -68,9 +69,9 @@ def penalty_gradient(pixels: Tensor, centre: Tensor, params: FeatvizParams) -> T
 def cam_masks(model: ModelAdapter, pixels: Tensor, targets: Tensor, layer: str) -> Tensor:
     """(B,1,H,W) Grad-CAM of each target class at the start image, upsampled to the input size and
     min-max normalized to [0,1] (the paper's §3.3 restriction; SEED_METHODS.md §5 step 5)."""
-    explainer = EXPLAINERS.build("gradcam", layer=layer)
-    maps = explainer(model, model.normalize(pixels), targets)
-    return minmax(maps).unsqueeze(1)
+    acts, grads, _ = layer_activations_and_gradients(model, model.normalize(pixels), targets, layer)
+    maps = assemble_cam(grads.mean(dim=(2, 3), keepdim=True), acts, pixels.shape[-2:])
+    return minmax(maps.float()).unsqueeze(1)
 
 
 def start_images(model: ModelAdapter, count: int, params: FeatvizParams, generator: torch.Generator,

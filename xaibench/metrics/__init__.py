@@ -1,8 +1,8 @@
-"""Metrics and model-level probes: every module of this package registers itself."""
+"""Image metrics: every module of this package registers its metrics in `METRICS`."""
 
 from ..plugins import import_submodules
-from .base import METRICS, PROBES, ImageMetric, MetricResult, Probe
+from .base import METRICS, ImageMetric, MetricResult
 
 import_submodules(__name__, __path__)
 
-__all__ = ["METRICS", "PROBES", "ImageMetric", "MetricResult", "Probe"]
+__all__ = ["METRICS", "ImageMetric", "MetricResult"]

@@ -1,12 +1,10 @@
-"""The metric and probe contracts and their registries.
-
-An `ImageMetric` scores a batch of maps (one value per image, optional curves); a `Probe`
-analyses a model once over a dataset and returns tables.
+"""The image-metric contract and its registry: an `ImageMetric` scores a batch of maps, one value
+per image and optional curves, given the model, the inputs, the targets and the annotations.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -60,21 +58,7 @@ class ImageMetric:
         raise NotImplementedError
 
 
-class Probe:
-    """A model-level analysis: `probe(model, batches) -> {table name: DataFrame}`."""
-
-    registry_name: ClassVar[str] = "probe"
-
-    @property
-    def name(self) -> str:
-        return self.registry_name
-
-    def __call__(self, model: ModelAdapter, data: Iterable[Any]) -> dict[str, Any]:
-        raise NotImplementedError
-
-
 METRICS: Registry[ImageMetric] = Registry("metric")
-PROBES: Registry[Probe] = Registry("probe")
 
 
 def clean_maps(maps: Tensor) -> Tensor:

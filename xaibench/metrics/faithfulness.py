@@ -16,6 +16,7 @@ from ..errors import ConfigError
 from ..imageops import gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..tensorops import chunks, class_scores, minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
 
@@ -56,12 +57,6 @@ def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
     k = torch.from_numpy(gaussian_filter(delta, sigma)).to(x)
     c = x.shape[1]
     return F.conv2d(x, k.expand(c, 1, kernel, kernel), padding=kernel // 2, groups=c)
-
-
-def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
-    """(B,) softmax probability (or logit) of each row's target class."""
-    vals = logits.float().softmax(dim=1) if score == "softmax" else logits.float()
-    return vals.gather(1, target.view(-1, 1).to(vals.device)).squeeze(1)
 
 
 def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[list[int], Tensor]:
@@ -166,8 +161,8 @@ class CausalCurve(ImageMetric):
             counts_t = torch.tensor(counts, device=x.device)
             jobs = torch.stack(torch.meshgrid(torch.arange(b, device=x.device), point_ids, indexing="ij"), -1)
             jobs = jobs.reshape(-1, 2)
-            for start in range(0, jobs.shape[0], self.chunk_size):
-                img, pt = jobs[start : start + self.chunk_size].unbind(1)
+            for sl in chunks(jobs.shape[0], self.chunk_size):
+                img, pt = jobs[sl].unbind(1)
                 perturbed = (rank[img] < counts_t[pt, None]).view(-1, 1, h, w)
                 if deleting:
                     batch = torch.where(perturbed, base[img], x[img])
@@ -203,13 +198,6 @@ class Insertion(CausalCurve):
     higher_is_better: ClassVar[bool] = True
 
 
-def minmax01(maps: Tensor) -> Tensor:
-    """Per-map min-max normalization to [0,1]; a constant map becomes zeros."""
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(maps))
-
-
 @dataclass
 class ConfidenceChange(ImageMetric):
     """Y = P_c(x) against O = P_c(x ⊙ Ŝ), Ŝ the min-max normalized map broadcast over channels
@@ -228,14 +216,13 @@ class ConfidenceChange(ImageMetric):
             raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
 
     def scores(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
-        s = minmax01(clean_maps(maps).to(x.device))[:, None]
+        s = minmax(clean_maps(maps).to(x.device))[:, None]
         masked = model.normalize(model.denormalize(x) * s) if self.masking == "pixel" else x * s
         both = torch.cat([x, masked])
         tgt = target.to(x.device).long().repeat(2)
         out = torch.empty(both.shape[0], dtype=torch.float32, device=x.device)
         with torch.inference_mode():
-            for start in range(0, both.shape[0], self.chunk_size):
-                sl = slice(start, start + self.chunk_size)
+            for sl in chunks(both.shape[0], self.chunk_size):
                 out[sl] = class_scores(model(both[sl]), tgt[sl], self.score)
         return out[: x.shape[0]].double().cpu(), out[x.shape[0] :].double().cpu()
 

@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError, DataError
+from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_argmax, saliency_rank
 
@@ -48,13 +49,6 @@ def ground_truth(annotation: dict[str, Any] | None, shape: tuple[int, int, int],
     if annotation.get("boxes") is None:
         raise DataError("this metric needs boxes (or masks with region 'mask'); the annotation has neither")
     return boxes_to_mask(list(annotation["boxes"]), h, w, device)
-
-
-def minmax(maps: Tensor) -> Tensor:
-    """Per-map min-max normalization to [0,1]; a constant map becomes zeros."""
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(maps))
 
 
 def class_balanced_mean(values: Tensor, classes: Tensor) -> Tensor:

@@ -14,8 +14,8 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..memory import ChunkSize
+from ..tensorops import class_scores
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
-from .faithfulness import class_scores
 from .ordering import saliency_rank
 
 # (dy, dx) → weight of the 8 neighbours (the paper's "noisy linear imputation", road_evaluation's table)

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError, did_you_mean
+from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 
 Similarity = Literal["spearman_abs", "spearman", "ssim", "hog_pearson"]
@@ -81,12 +82,6 @@ def spearman(a: Tensor, b: Tensor) -> Tensor:
     return pearson(average_ranks(a.flatten(1).double()), average_ranks(b.flatten(1).double()))
 
 
-def minmax01(maps: Tensor) -> Tensor:
-    lo = maps.amin(dim=(-2, -1), keepdim=True)
-    span = maps.amax(dim=(-2, -1), keepdim=True) - lo
-    return torch.where(span > 0, (maps - lo) / torch.where(span > 0, span, torch.ones_like(span)), torch.zeros_like(maps))
-
-
 def ssim(a: Tensor, b: Tensor, data_range: float = 1.0, win_size: int = 7) -> Tensor:
     """(B,) mean SSIM (Wang et al. 2004) of (B,H,W) maps, batched; the defaults of
     `skimage.metrics.structural_similarity` (7×7 uniform window, sample covariance, K1 0.01,
@@ -149,7 +144,7 @@ class Randomization(ImageMetric):
         return names
 
     def similarities(self, original: Tensor, other: Tensor) -> dict[str, Tensor]:
-        a_abs, b_abs = minmax01(original.abs()), minmax01(other.abs())
+        a_abs, b_abs = minmax(original.abs()), minmax(other.abs())
         hog_a = hog_features(a_abs, self.hog_pixels_per_cell)
         hog_b = hog_features(b_abs, self.hog_pixels_per_cell)
         return {

@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..errors import LayerError, did_you_mean
 from .fused import FusedInference
+from .layers import last_conv_block
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -177,7 +178,7 @@ class ModelAdapter(nn.Module):
             if self.default_layer != "auto":
                 return self.default_layer
             if self._auto_layer is None:
-                self._auto_layer = self._last_conv_block()
+                self._auto_layer = last_conv_block(self)
             return self._auto_layer
         layers = self.layers()
         if name not in layers:
@@ -198,22 +199,6 @@ class ModelAdapter(nn.Module):
         finally:
             for hd in handles:
                 hd.remove()
-
-    def _last_conv_block(self) -> str:
-        order: list[str] = []
-        hooks = []
-        for n, m in self.layers().items():
-            if not any(isinstance(sub, nn.Conv2d) for sub in m.modules()):
-                continue  # pooling, norms and activations after the last conv are not "blocks"
-
-            def hook(mod, inp, out, n=n):
-                if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
-                    order.append(n)
-            hooks.append((m, hook))
-        self.dry_run(hooks)
-        if not order:
-            raise LayerError(f"model '{self.name}' has no convolutional layer: name a `layer` explicitly")
-        return order[-1]
 
     def module_of(self, name: str) -> nn.Module:
         return self.layers()[self.resolve_layer(name)]

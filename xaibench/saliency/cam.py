@@ -12,12 +12,8 @@ from torch import Tensor, nn
 
 from ..errors import LayerError, ModelError
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, CAMExplainer, assemble_cam
-
-
-def safe_divide(num: Tensor, den: Tensor) -> Tensor:
-    """num / den where den ≠ 0, else 0 (the 0/0 cases of the CAM weight formulas)."""
-    return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
+from ..tensorops import assemble_cam, safe_divide
+from .base import EXPLAINERS, CAMExplainer
 
 
 @EXPLAINERS.register("gradcam")

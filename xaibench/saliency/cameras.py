@@ -15,7 +15,9 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import BACKWARD_FACTOR, ChunkSize, activation_bytes_per_image
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, upsample
+from ..models.gradients import layer_activations_and_gradients
+from ..tensorops import chunks, upsample
+from .base import EXPLAINERS, Explainer
 
 
 def cameras_sizes(size: tuple[int, int], step: int, max_size: int) -> list[tuple[int, int]]:

@@ -14,9 +14,9 @@ from ..errors import LayerError
 from ..imageops import gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, chunks, minmax, upsample
+from ..tensorops import chunks, class_scores, minmax, upsample
+from .base import EXPLAINERS, Explainer
 from .lrp import CanonizerName, CompositeName, layer_relevance, make_composite
-from .perturbation import class_scores
 
 
 @EXPLAINERS.register("cfcam")

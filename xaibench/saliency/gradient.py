@@ -13,17 +13,9 @@ from torch import Tensor
 
 from ..errors import ConfigError, ModelError, did_you_mean
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, Reduce, layer_activations_and_gradients, reduce_channels, target_scores
-from .rules import deconvnet_relu, guided_relu
-
-
-def input_gradients(model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-    """∂y_c/∂x for each image of the batch: one forward and one backward to the input (no
-    parameter gradients)."""
-    with torch.enable_grad():
-        xg = x.detach().requires_grad_(True)  # a new leaf over the same storage: x is untouched
-        (grad,) = torch.autograd.grad(target_scores(model(xg), target).sum(), xg)
-    return grad
+from ..models.gradients import input_gradients, layer_activations_and_gradients
+from ..models.relu_rules import deconvnet_relu, guided_relu
+from .base import EXPLAINERS, Explainer, Reduce, reduce_channels
 
 
 @dataclass

@@ -14,7 +14,8 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Reduce, step_chunks, target_scores
+from ..tensorops import step_chunks, target_scores
+from .base import EXPLAINERS, Reduce
 from .baselines import BaselineKind, make_baseline
 from .gradient import InputAttribution
 

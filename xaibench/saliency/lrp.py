@@ -15,7 +15,8 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ModelError
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, Reduce, upsample
+from ..tensorops import upsample
+from .base import EXPLAINERS, Explainer, Reduce
 from .gradient import InputAttribution
 
 CompositeName = Literal[

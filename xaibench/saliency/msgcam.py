@@ -17,7 +17,9 @@ from ..errors import ConfigError
 from ..imageops import gaussian_blur
 from ..memory import ChunkSize, auto_chunk
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, chunks, layer_activations_and_gradients, minmax, upsample
+from ..models.gradients import layer_activations_and_gradients
+from ..tensorops import chunks, class_scores, minmax, upsample
+from .base import EXPLAINERS, Explainer
 
 
 def upsample_adjoint_ones(shape: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
@@ -83,10 +85,6 @@ class MSGCAM(Explainer):
         if self.denoise_sigma < 0:
             raise ConfigError(f"msgcam.denoise_sigma must be ≥ 0 (0 = off), got {self.denoise_sigma}")
 
-    def class_score(self, logits: Tensor, target: Tensor) -> Tensor:
-        scores = logits.softmax(1) if self.score == "softmax" else logits
-        return scores.gather(1, target.view(-1, 1)).squeeze(1)
-
     def scale_passes(self, model: ModelAdapter, x: Tensor, target: Tensor, layer: str):
         """Per scale: activations (B,K,h_t,w_t), exact channel means of up(G_t) (B,K), validity (B,)."""
         size = tuple(x.shape[-2:])
@@ -137,10 +135,10 @@ class MSGCAM(Explainer):
         alpha = torch.zeros(masks.shape[:2], device=x.device, dtype=x.dtype)
         pairs = (masks.flatten(2).amax(2) > 0).nonzero()
         with torch.no_grad(), model.fused_inference():
-            base = self.class_score(model(xb), target)
+            base = class_scores(model(xb), target, self.score)
             for sl in chunks(len(pairs), self.chunk_size):
                 b, r = pairs[sl, 0], pairs[sl, 1]
                 m = masks[b, r][:, None]
                 xr = x[b] * m + xb[b] * (1 - m)
-                alpha[b, r] = self.class_score(model(xr), target[b]) - base[b]
+                alpha[b, r] = class_scores(model(xr), target[b], self.score) - base[b]
         return alpha

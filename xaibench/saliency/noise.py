@@ -13,7 +13,8 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, reduce_channels, step_chunks
+from ..tensorops import standard_normal, step_chunks
+from .base import EXPLAINERS, reduce_channels
 from .gradient import InputAttribution, gradient_method
 
 ReduceOrAuto = Literal["auto", "sum", "abs_sum", "abs_max", "l2"]
@@ -62,10 +63,8 @@ class NoiseTunnel(InputAttribution):
         shape = (-1,) + (1,) * (x.dim() - 1)
         for samples, rows in step_chunks(self.n_samples, b, self.chunk_size):
             k, n = samples.stop - samples.start, rows.stop - rows.start
-            if injected is None and rows.start == 0:  # one draw per sample shared by the images (class
-                drawn = x.new_empty((k, 1, *x.shape[1:]))  # docstring), sample by sample: the same stream
-                for z_s in drawn:                          # for any chunking
-                    z_s.normal_(generator=gen)
+            if injected is None and rows.start == 0:  # one draw per sample shared by the images
+                drawn = standard_normal(k, (1, *x.shape[1:]), gen, x.device, x.dtype)
             z = drawn if injected is None else injected[samples, rows].to(x)
             noisy = torch.addcmul(x[rows], sigma[rows].view(shape), z).flatten(0, 1)  # (sample, image) order
             attr = inner.attribute(model, noisy, target[rows].repeat(k)).detach().view(k, n, *x.shape[1:])

@@ -15,18 +15,12 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, Explainer, chunks, step_chunks, target_scores
+from ..tensorops import chunks, class_scores, step_chunks
+from .base import EXPLAINERS, Explainer
 from .baselines import make_baseline
 from .gradient import InputAttribution
 
 Score = Literal["logit", "softmax"]
-
-
-def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
-    """(B,) score of each image's target class: the logit or the softmax probability."""
-    if score == "softmax":
-        return logits.softmax(1).gather(1, target.view(-1, 1)).squeeze(1)
-    return target_scores(logits, target)
 
 
 def window_starts(size: int, window: int, stride: int) -> list[int]:

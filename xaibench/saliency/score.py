@@ -13,8 +13,19 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from .base import EXPLAINERS, CAMExplainer, chunks, step_chunks, target_scores, upsample
-from .cam import safe_divide
+from ..tensorops import chunks, minmax_, safe_divide, standard_normal, step_chunks, target_scores, upsample
+from .base import EXPLAINERS, CAMExplainer
+
+
+class ScaledNoise:
+    """Seeded Gaussian noise N(0, std²) of the smoothed CAMs: `draws` blocks of `shape`, each drawn
+    on its own (`tensorops.standard_normal`) and scaled by the explainer's `std` (tests replace
+    this method to feed a reference implementation the same noise)."""
+
+    std: float
+
+    def noise(self, draws: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
+        return standard_normal(draws, shape, generator, device).mul_(self.std)
 
 
 def check_positive(name: str, **values: float) -> None:
@@ -27,10 +38,7 @@ def channel_masks(acts: Tensor, pairs: Tensor, size: tuple[int, int]) -> Tensor:
     """s(Up(A_k)) for (image, channel) `pairs` (n,2): upsampled to `size`, then min-max
     normalized to [0,1] per map (Wang et al. 2020, Score-CAM Alg. 1). In place on the upsampled
     maps: a constant map gives (m − lo) = 0 exactly, so 0 / tiny = 0 needs no select."""
-    m = upsample(acts[pairs[:, 0], pairs[:, 1]], size)
-    lo = m.amin(dim=(-2, -1), keepdim=True)
-    span = m.amax(dim=(-2, -1), keepdim=True).sub_(lo).clamp_min_(torch.finfo(m.dtype).tiny)
-    return m.sub_(lo).div_(span)
+    return minmax_(upsample(acts[pairs[:, 0], pairs[:, 1]], size))
 
 
 def masked_inputs(x: Tensor, images: Tensor, masks: Tensor, buffer: Tensor) -> Tensor:
@@ -80,7 +88,7 @@ class ScoreCAM(CAMExplainer):
 
 @EXPLAINERS.register("sscam")
 @dataclass
-class SSCAM(ScoreCAM):
+class SSCAM(ScaledNoise, ScoreCAM):
     """SS-CAM (Wang et al., 2020, arXiv:2006.14255, SS-CAM(1)): Score-CAM whose channel score is
     the mean over `num_samples` noisy masks s(Up(A_k)) + N(0, std²) (noise per input pixel).
     Per sample, the B·K noisy inputs run in `chunk_size` pieces. Noise comes from a generator
@@ -90,9 +98,6 @@ class SSCAM(ScoreCAM):
     num_samples: int = 35
     std: float = 2.0
     seed: int = 0
-
-    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-        return torch.randn(shape, generator=generator, device=device) * self.std
 
     def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
         check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
@@ -105,7 +110,7 @@ class SSCAM(ScoreCAM):
         with torch.no_grad(), model.fused_inference():
             buffer = x.new_empty((min(len(pairs), self.chunk_size), *x.shape[1:]))
             for _ in range(self.num_samples):
-                noise = self.noise((k, h, w), gen, x.device)  # sample s, channel k: shared by the images
+                noise = self.noise(1, (k, h, w), gen, x.device)[0]  # sample s, channel k: shared by the images
                 for sl in chunks(len(pairs), self.chunk_size):
                     p = pairs[sl]
                     masks = channel_masks(acts, p, (h, w)).add_(noise[p[:, 1]])
@@ -162,7 +167,7 @@ def replaced_forward(model: ModelAdapter, layer: str, x: Tensor, acts: Tensor) -
 
 @EXPLAINERS.register("smoothgradcampp")
 @dataclass
-class SmoothGradCAMPlusPlus(CAMExplainer):
+class SmoothGradCAMPlusPlus(ScaledNoise, CAMExplainer):
     """Smooth Grad-CAM++ (Omeiza et al., 2019, arXiv:1908.01224): Grad-CAM++ with the gradient
     powers averaged over `num_samples` noisy copies x + N(0, std²) (SmoothGrad):
     D_n = mean_s (∂y_c/∂A(x_s))^n, α = D_2 / (2 D_2 + Σ_ab A_ab D_3), w_k = Σ_ij α·ReLU(D_1),
@@ -177,9 +182,6 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
     seed: int = 0
     uses_gradients: ClassVar[bool] = False
 
-    def noise(self, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
-        return torch.randn(shape, generator=generator, device=device) * self.std
-
     def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
         check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
         layer = model.resolve_layer(self.layer)
@@ -189,7 +191,7 @@ class SmoothGradCAMPlusPlus(CAMExplainer):
         for samples, rows in step_chunks(self.num_samples, b, self.chunk_size):
             k = samples.stop - samples.start
             if rows.start == 0:  # one draw per sample shared by the images, sample by sample (any chunking draws alike)
-                z = torch.cat([self.noise((1, 1, *x.shape[1:]), gen, x.device) for _ in range(k)])
+                z = self.noise(k, (1, *x.shape[1:]), gen, x.device)
             noisy = (x[rows] + z).flatten(0, 1)  # (sample, image) order
             with torch.enable_grad(), model.capture(layer) as cap:
                 score = target_scores(model(noisy), target[rows].repeat(k)).sum()

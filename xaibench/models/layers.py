@@ -1,15 +1,18 @@
-"""Which layers the model-level probes analyse: every convolutional block's output, and the last
-block of each resolution stage marked C1…Cn (SEED_METHODS.md §3 "C1…C5", §4 "every conv layer").
+"""Layer walks over a model: the default layer of layer-based explainers (the last conv block),
+every conv block's output and the last block of each resolution stage marked C1…Cn (the probes).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError
-from ..models.adapter import ModelAdapter
+
+if TYPE_CHECKING:
+    from .adapter import ModelAdapter
 
 # Modules that keep a conv's output shape and are part of its block (conv → norm → activation).
 _ELEMENTWISE = (
@@ -50,6 +53,25 @@ class BlockLayer:
 
 def _has_conv(m: nn.Module) -> bool:
     return any(isinstance(s, nn.Conv2d) for s in m.modules())
+
+
+def last_conv_block(model: ModelAdapter) -> str:
+    """The outermost module containing a convolution whose 4-D output with spatial size > 1 is
+    produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet."""
+    order: list[str] = []
+    hooks = []
+    for n, m in model.layers().items():
+        if not _has_conv(m):
+            continue  # pooling, norms and activations after the last conv are not "blocks"
+
+        def hook(mod, inp, out, n=n):
+            if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+                order.append(n)
+        hooks.append((m, hook))
+    model.dry_run(hooks)
+    if not order:
+        raise LayerError(f"model '{model.name}' has no convolutional layer: name a `layer` explicitly")
+    return order[-1]
 
 
 def _candidate_names(root: nn.Module) -> list[str]:

@@ -16,9 +16,9 @@ from torch import Tensor
 
 from ..errors import ConfigError, DataError
 from ..models.adapter import ModelAdapter
-from ..saliency.base import target_scores
+from ..models.layers import BlockLayer, select_layers
+from ..tensorops import minmax, target_scores
 from .base import PROBES, Probe
-from .conv_blocks import BlockLayer, select_layers
 
 Normalize = Literal["minmax", "max", "none"]
 SWEEP = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -40,9 +40,7 @@ def normalize_activations(m: Tensor, mode: str) -> Tensor:
     if mode == "max":
         return torch.where(hi > 0, m / hi.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
     if mode == "minmax":
-        lo = m.amin(dim=1, keepdim=True)
-        span = hi - lo
-        return torch.where(span > 0, (m - lo) / span.clamp_min(torch.finfo(m.dtype).tiny), torch.zeros_like(m))
+        return minmax(m, dims=(1,))
     raise ConfigError(f"normalize: '{mode}' is not valid. Valid: minmax, max, none")
 
 

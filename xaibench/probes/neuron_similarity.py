@@ -17,11 +17,11 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
-from ..saliency.base import chunks
-from ..saliency.rules import guided_relu
+from ..models.layers import BlockLayer, select_layers
+from ..models.relu_rules import guided_relu
+from ..tensorops import chunks
 from .base import PROBES, Probe
 from .class_average import AVERAGE_KINDS, class_average_images
-from .conv_blocks import BlockLayer, select_layers
 from .pruning import accuracy, pruned, ranked_channels
 
 Objective = Literal["sum", "mean", "max"]
