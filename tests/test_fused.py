@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 import xaibench as xb
-from xaibench.probes.pruning import zeroed_filters
+from xaibench.models.edits import zeroed_filters
 
 
 def bn_model() -> xb.ModelAdapter:

@@ -4,8 +4,6 @@ re-initialized from the logits down, maps recomputed and compared with the origi
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -15,35 +13,12 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError, did_you_mean
+from ..models.edits import preserved_state, reinitialize
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 
 Similarity = Literal["spearman_abs", "spearman", "ssim", "hog_pearson"]
 SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
-
-
-@contextlib.contextmanager
-def preserved_state(module: nn.Module) -> Iterator[nn.Module]:
-    """Inside the block the module's parameters and buffers may be changed in place; on exit
-    (also on error) every one of them is copied back bit for bit."""
-    live = module.state_dict(keep_vars=True)
-    saved = {k: v.detach().clone() for k, v in live.items()}
-    try:
-        yield module
-    finally:
-        with torch.no_grad():
-            for k, v in live.items():
-                v.copy_(saved[k])
-
-
-def reinitialize(module: nn.Module, seed: int) -> None:
-    """Re-initialize every sub-module that has `reset_parameters` (weights with PyTorch's default
-    initializers, BatchNorm statistics reset), with a seeded RNG that leaves the global one alone."""
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
-        torch.manual_seed(int(seed))
-        for sub in module.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
 
 
 def default_stages(module: nn.Module) -> list[str]:

@@ -140,6 +140,14 @@ class ModelAdapter(nn.Module):
             logits.register_hook(count_backward)
         return logits
 
+    def count_passes(self, forward_images: int = 0, backward_images: int = 0) -> None:
+        """Count passes made without `forward` (a forward cut at a layer, a batched backward
+        over several output gradients): one call of each kind given."""
+        self.counter.forward_images += forward_images
+        self.counter.forward_calls += int(forward_images > 0)
+        self.counter.backward_images += backward_images
+        self.counter.backward_calls += int(backward_images > 0)
+
     @contextlib.contextmanager
     def fused_inference(self) -> Iterator[None]:
         """Inside the block, no-grad CPU forwards without hooks run the model's frozen copy with

@@ -17,6 +17,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..models.edits import forward_to
 from ..models.layers import BlockLayer, select_layers
 from ..models.relu_rules import guided_relu
 from ..tensorops import chunks
@@ -25,31 +26,6 @@ from .class_average import AVERAGE_KINDS, class_average_images
 from .pruning import accuracy, pruned, ranked_channels
 
 Objective = Literal["sum", "mean", "max"]
-
-
-class _StopForward(Exception):
-    """Raised by a forward hook once the deepest needed layer has run (exact: later layers
-    cannot change a gradient that starts at this layer)."""
-
-
-def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
-    """Run the model only up to `layer` and return its output (the rest is skipped)."""
-    box: dict[str, Tensor] = {}
-
-    def hook(mod, inp, out):
-        box["out"] = out
-        raise _StopForward
-
-    handle = model.module_of(layer).register_forward_hook(hook)
-    try:
-        model.module(x)
-    except _StopForward:
-        pass
-    finally:
-        handle.remove()
-    model.counter.forward_images += x.shape[0]
-    model.counter.forward_calls += 1
-    return box["out"]
 
 
 OBJECTIVES = {"sum": lambda a: a.sum((-2, -1)), "mean": lambda a: a.mean((-2, -1)),
@@ -81,8 +57,7 @@ def channel_visualizations(model: ModelAdapter, image: Tensor, layer: str, chann
         scores = OBJECTIVES[objective](forward_to(model, xg, layer)[0])  # (C,)
         one_hot = torch.eye(scores.shape[0], device=image.device, dtype=scores.dtype)[channels]
         (grad,) = torch.autograd.grad(scores, xg, one_hot, is_grads_batched=True)
-    model.counter.backward_images += len(channels)
-    model.counter.backward_calls += 1
+    model.count_passes(backward_images=len(channels))
     return grad[:, 0]
 
 

@@ -1,5 +1,5 @@
-"""Channel pruning as a temporary model change (SEED_METHODS.md §4.5): zero a layer's output
-channels inside a context manager that restores the model bit-identically, and measure accuracy.
+"""Channel pruning for the neuron-similarity validation (SEED_METHODS.md §4.5): find the conv that
+produces a layer's channels, prune them inside a context that restores the model, measure accuracy.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from torch import Tensor, nn
 
 from ..errors import DataError, LayerError
 from ..models.adapter import ModelAdapter
+from ..models.edits import zeroed_filters, zeroed_outputs
 
 PruneMode = Literal["auto", "weights", "output"]
 
@@ -40,42 +41,6 @@ def producing_conv(model: ModelAdapter, layer: str) -> tuple[nn.Conv2d, nn.modul
     bn = next((m for _, m, c in before[conv_pos + 1:] if isinstance(m, nn.modules.batchnorm._BatchNorm)
                and c == out_channels), None)
     return conv, bn  # type: ignore[return-value]
-
-
-@contextlib.contextmanager
-def zeroed_filters(conv: nn.Conv2d, bn: nn.Module | None, channels: Tensor) -> Iterator[None]:
-    """Zero output channels `channels` of `conv` (weight rows and bias) and of the following
-    BatchNorm's affine weight and bias (thesis §5.2); the exact saved values are copied back on
-    exit, also on error, so the parameters end bit-identical."""
-    params = [p for p in (conv.weight, conv.bias) if p is not None]
-    if bn is not None:
-        params += [p for p in (getattr(bn, "weight", None), getattr(bn, "bias", None)) if p is not None]
-    idx = channels.to(conv.weight.device, torch.long)
-    saved = [p.detach().index_select(0, idx) for p in params]
-    try:
-        with torch.no_grad():
-            for p in params:
-                p.index_fill_(0, idx, 0.0)  # in place on the parameter: its version counter moves
-        yield
-    finally:
-        with torch.no_grad():
-            for p, s in zip(params, saved):
-                p.index_copy_(0, idx, s)
-
-
-@contextlib.contextmanager
-def zeroed_outputs(model: ModelAdapter, layer: str, channels: Tensor) -> Iterator[None]:
-    """Zero output channels `channels` of `layer` with a forward hook (removed on exit)."""
-    def hook(mod, inp, out):
-        keep = torch.ones(out.shape[1], device=out.device, dtype=out.dtype)
-        keep[channels.to(out.device)] = 0
-        return out * keep.view(1, -1, *([1] * (out.dim() - 2)))
-
-    handle = model.module_of(layer).register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
 
 
 def resolve_mode(model: ModelAdapter, layer: str, mode: str) -> str:

@@ -13,6 +13,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..models.edits import replaced_output
 from ..tensorops import chunks, minmax_, safe_divide, standard_normal, step_chunks, target_scores, upsample
 from .base import EXPLAINERS, CAMExplainer
 
@@ -142,27 +143,17 @@ class AblationCAM(CAMExplainer):
         ablated = y.view(b, 1).expand(b, k).clone()
         pairs = (acts != 0).flatten(2).any(2).nonzero()
         with torch.no_grad():
-            tail_only = torch.allclose(
-                replaced_forward(model, layer, x[:1], acts), logits, rtol=1e-4, atol=1e-5 * float(logits.abs().max())
-            )
+            with replaced_output(model, layer, acts):
+                tail_only = torch.allclose(model(x[:1]), logits, rtol=1e-4, atol=1e-5 * float(logits.abs().max()))
             for sl in chunks(len(pairs), self.chunk_size):
                 p = pairs[sl]
                 chunk = acts[p[:, 0]].clone()
                 chunk[torch.arange(len(p), device=x.device), p[:, 1]] = 0
                 probe = x[:1] if tail_only else x[p[:, 0]]
-                ablated[p[:, 0], p[:, 1]] = target_scores(replaced_forward(model, layer, probe, chunk), target[p[:, 0]])
+                with replaced_output(model, layer, chunk):
+                    ablated[p[:, 0], p[:, 1]] = target_scores(model(probe), target[p[:, 0]])
         self.diagnostics["tail_only"] = torch.full((b,), float(tail_only), device=x.device)
         return safe_divide(y.view(b, 1) - ablated, y.view(b, 1).expand(b, k))[:, :, None, None]
-
-
-def replaced_forward(model: ModelAdapter, layer: str, x: Tensor, acts: Tensor) -> Tensor:
-    """Logits of the model with `layer`'s output replaced by `acts` (whose batch may be larger
-    than x's: the layers after it only see `acts`)."""
-    handle = model.layers()[layer].register_forward_hook(lambda mod, inp, out: acts)
-    try:
-        return model(x)
-    finally:
-        handle.remove()
 
 
 @EXPLAINERS.register("smoothgradcampp")

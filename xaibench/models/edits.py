@@ -1,0 +1,110 @@
+"""Every temporary change a method makes to a model, each a context manager that restores the model
+on exit (also on error): saved parameters, re-initialization, zeroed filters or outputs, a layer's
+output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor, nn
+
+from .adapter import ModelAdapter
+
+
+@contextlib.contextmanager
+def preserved_state(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the module's parameters and buffers may be changed in place; on exit
+    (also on error) every one of them is copied back bit for bit."""
+    live = module.state_dict(keep_vars=True)
+    saved = {k: v.detach().clone() for k, v in live.items()}
+    try:
+        yield module
+    finally:
+        with torch.no_grad():
+            for k, v in live.items():
+                v.copy_(saved[k])
+
+
+def reinitialize(module: nn.Module, seed: int) -> None:
+    """Re-initialize every sub-module that has `reset_parameters` (weights with PyTorch's default
+    initializers, BatchNorm statistics reset), with a seeded RNG that leaves the global one alone.
+    Use inside `preserved_state`."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(int(seed))
+        for sub in module.modules():
+            if hasattr(sub, "reset_parameters"):
+                sub.reset_parameters()
+
+
+@contextlib.contextmanager
+def zeroed_filters(conv: nn.Conv2d, bn: nn.Module | None, channels: Tensor) -> Iterator[None]:
+    """Zero output channels `channels` of `conv` (weight rows and bias) and of the following
+    BatchNorm's affine weight and bias; the exact saved values are copied back on exit, so the
+    parameters end bit-identical. In place on the parameters, so their version counters move."""
+    params = [p for p in (conv.weight, conv.bias) if p is not None]
+    if bn is not None:
+        params += [p for p in (getattr(bn, "weight", None), getattr(bn, "bias", None)) if p is not None]
+    idx = channels.to(conv.weight.device, torch.long)
+    saved = [p.detach().index_select(0, idx) for p in params]
+    try:
+        with torch.no_grad():
+            for p in params:
+                p.index_fill_(0, idx, 0.0)
+        yield
+    finally:
+        with torch.no_grad():
+            for p, s in zip(params, saved):
+                p.index_copy_(0, idx, s)
+
+
+@contextlib.contextmanager
+def zeroed_outputs(model: ModelAdapter, layer: str, channels: Tensor) -> Iterator[None]:
+    """Zero output channels `channels` of `layer` with a forward hook (removed on exit)."""
+    def hook(mod, inp, out):
+        keep = torch.ones(out.shape[1], device=out.device, dtype=out.dtype)
+        keep[channels.to(out.device)] = 0
+        return out * keep.view(1, -1, *([1] * (out.dim() - 2)))
+
+    handle = model.module_of(layer).register_forward_hook(hook)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+@contextlib.contextmanager
+def replaced_output(model: ModelAdapter, layer: str, acts: Tensor) -> Iterator[None]:
+    """Inside the block `layer` outputs `acts` whatever its input (whose batch may be smaller:
+    the layers after it only see `acts`); the hook is removed on exit."""
+    handle = model.layers()[layer].register_forward_hook(lambda mod, inp, out: acts)
+    try:
+        yield
+    finally:
+        handle.remove()
+
+
+class _StopForward(Exception):
+    """Raised by a forward hook once the deepest needed layer has run."""
+
+
+def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
+    """Run the model only up to `layer` and return its output; the rest is skipped (exact for a
+    gradient that starts at this layer: later layers cannot change it). Counted as a forward."""
+    box: dict[str, Tensor] = {}
+
+    def hook(mod, inp, out):
+        box["out"] = out
+        raise _StopForward
+
+    handle = model.module_of(layer).register_forward_hook(hook)
+    try:
+        model.module(x)
+    except _StopForward:
+        pass
+    finally:
+        handle.remove()
+    model.count_passes(forward_images=x.shape[0])
+    return box["out"]
