@@ -37,7 +37,7 @@ def peak_bytes(device: torch.device) -> int:
 def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> dict:
     """Run one plug-in once on `batch` synthetic images; return its peak memory above the floor."""
     from xaibench.datasets.synthetic import SyntheticShapes
-    from xaibench.memory import resolve_params
+    from xaibench.memory import build_sized
     from xaibench.metrics import METRICS
     from xaibench.models.zoo import load_model
     from xaibench.saliency import EXPLAINERS
@@ -45,7 +45,6 @@ def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> d
 
     torch.manual_seed(0)
     model = load_model("builtin:synthetic-cnn")
-    model.memory_budget_gb = budget_gb
     data = SyntheticShapes(split="test", image_size=size, n_images=batch, cache=False)
     x = model.normalize(torch.stack([data[i].image for i in range(batch)]).to(model.device))
     target = torch.tensor([data[i].label for i in range(batch)], device=model.device)
@@ -61,15 +60,15 @@ def measure(name: str, chunk: str, budget_gb: float, batch: int, size: int) -> d
         params["chunk_size"] = chunk if chunk == "auto" else int(chunk)
     if "scale_batch" in registry.get(name).params:  # MSG-CAM's gradient passes, sized per scale
         params["scale_batch"] = chunk if chunk == "auto" else int(chunk)
-    params = resolve_params(params, model, shape, not is_metric, registry.get(name).obj)
+    plugin = build_sized(registry, name, params, model, shape, not is_metric, budget_gb)
     floor = peak_bytes(model.device)
     if is_metric:
         maps = EXPLAINERS.build("gradcam")(model, x, target)
         floor = peak_bytes(model.device)
-        METRICS.build(name, **params)(model, x, maps, target)
+        plugin(model, x, maps, target)
     else:
-        EXPLAINERS.build(name, **params)(model, x, target)
-    return {"name": name, "chunk": params.get("chunk_size", "-"), "floor_mib": floor / MiB,
+        plugin(model, x, target)
+    return {"name": name, "chunk": getattr(plugin, "chunk_size", "-"), "floor_mib": floor / MiB,
             "extra_mib": (peak_bytes(model.device) - floor) / MiB}
 
 

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from xaibench.cli import app
 from xaibench.results.compare import check, leaderboard, render
-from xaibench.results.store import bootstrap_ci
+from xaibench.results.summary import bootstrap_ci
 
 cli = CliRunner()
 

@@ -17,10 +17,9 @@ def test_activation_bytes_count_every_leaf_output():
 def test_auto_chunk_follows_the_budget():
     model = xb.load_model("testnet:tiny")
     per = activation_bytes_per_image(model, (3, 32, 32))
-    model.memory_budget_gb = 1e-9 * per * 3 * 10 / 1.073741824  # room for ~10 images with backward
-    assert 8 <= auto_chunk(model, (3, 32, 32), backward=True) <= 10
-    model.memory_budget_gb = 1e-12
-    assert auto_chunk(model, (3, 32, 32), backward=True) == 1
+    budget = 1e-9 * per * 3 * 10 / 1.073741824  # room for ~10 images with backward
+    assert 8 <= auto_chunk(model, (3, 32, 32), backward=True, budget_gb=budget) <= 10
+    assert auto_chunk(model, (3, 32, 32), backward=True, budget_gb=1e-12) == 1
     assert resolve_params({"chunk_size": 7}, model, (3, 32, 32), True) == {"chunk_size": 7}
 
 
@@ -61,17 +60,17 @@ def test_declared_item_bytes_shrink_the_auto_chunk():
     from xaibench.saliency import EXPLAINERS
 
     model = xb.load_model("testnet:tiny")
-    model.memory_budget_gb = 1 / 16
+    budget = 1 / 16
     shape = (3, 64, 64)
 
     def road(percentages):
         params = {"chunk_size": "auto", "percentages": percentages}
-        return build_sized(METRICS, "road_morf", params, model, shape, backward=False).chunk_size
+        return build_sized(METRICS, "road_morf", params, model, shape, backward=False, budget_gb=budget).chunk_size
 
     def cameras(max_size):
         params = {"chunk_size": "auto", "max_size": max_size}
-        return build_sized(EXPLAINERS, "cameras", params, model, shape, backward=True).chunk_size
+        return build_sized(EXPLAINERS, "cameras", params, model, shape, backward=True, budget_gb=budget).chunk_size
 
-    assert road([90.0]) < road([10.0]) < auto_chunk(model, shape, backward=False)
-    assert road([10.0, 90.0]) * imputation_bytes(shape, 0.9) <= budget_bytes(model)
-    assert cameras(600) < cameras(200) < auto_chunk(model, shape, backward=True)
+    assert road([90.0]) < road([10.0]) < auto_chunk(model, shape, backward=False, budget_gb=budget)
+    assert road([10.0, 90.0]) * imputation_bytes(shape, 0.9) <= budget_bytes(model, budget)
+    assert cameras(600) < cameras(200) < auto_chunk(model, shape, backward=True, budget_gb=budget)

@@ -10,6 +10,7 @@ from torch import nn
 
 from xaibench.errors import ConfigError
 from xaibench.imageops import gaussian_blur
+from xaibench.memory import build_sized
 from xaibench.models.adapter import ModelAdapter
 from xaibench.saliency import EXPLAINERS
 from xaibench.saliency.msgcam import scale_sizes
@@ -160,9 +161,9 @@ def test_scale_batch_auto_sizes_gradient_passes_from_the_memory_budget():
     fixed = EXPLAINERS.build("msgcam", **PARAMS, scale_batch=3)(m, x, target)
     calls = {}
     for budget_gb in (1e-9, 1.0):  # room for less than one image at every scale / for all three
-        m.memory_budget_gb = budget_gb
         before = m.counter.snapshot()
-        auto = EXPLAINERS.build("msgcam", **PARAMS, scale_batch="auto")(m, x, target)
+        explainer = build_sized(EXPLAINERS, "msgcam", {**PARAMS, "scale_batch": "auto"}, m, (3, 32, 32), True, budget_gb)
+        auto = explainer(m, x, target)
         calls[budget_gb] = m.counter.since(before)["backward_calls"]
         torch.testing.assert_close(auto, fixed, rtol=1e-5, atol=1e-7)
     assert calls == {1e-9: 3 * PARAMS["scales"], 1.0: PARAMS["scales"]}

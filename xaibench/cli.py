@@ -156,10 +156,10 @@ def visualize(
     from datetime import datetime
 
     from .config import load
+    from .devices import resolve_device
     from .errors import ConfigError, OutputError
     from .featviz import FeatvizParams, run_visualize
     from .models import load_model
-    from .runner import resolve_device
 
     cfg = load(config, set_ or [])
     if cfg.featviz is None:

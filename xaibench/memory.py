@@ -45,25 +45,26 @@ def activation_bytes_per_image(model: ModelAdapter, shape: tuple[int, ...]) -> i
     return cache[shape]
 
 
-def budget_bytes(model: ModelAdapter) -> int:
-    """The memory one chunk may use: a share of the free CUDA memory, else the CPU budget."""
+def budget_bytes(model: ModelAdapter, budget_gb: float | None = None) -> int:
+    """The memory one chunk may use: a share of the free CUDA memory, else `budget_gb` of RAM
+    (the config's `memory_budget_gb`; DEFAULT_CPU_BUDGET_GB when None)."""
     device = model.device
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free * CUDA_FREE_SHARE)
-    gb = getattr(model, "memory_budget_gb", None) or DEFAULT_CPU_BUDGET_GB
-    return int(gb * 2**30)
+    return int((budget_gb or DEFAULT_CPU_BUDGET_GB) * 2**30)
 
 
-def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool, extra_bytes: int = 0) -> int:
+def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool, extra_bytes: int = 0,
+               budget_gb: float | None = None) -> int:
     """How many items fit the budget, each one forward (or forward+backward) of an image of
     `shape` plus `extra_bytes`."""
     per = activation_bytes_per_image(model, shape) * (BACKWARD_FACTOR if backward else FORWARD_FACTOR) + extra_bytes
-    return int(max(1, min(MAX_CHUNK, budget_bytes(model) // max(per, 1))))
+    return int(max(1, min(MAX_CHUNK, budget_bytes(model, budget_gb) // max(per, 1))))
 
 
 def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool,
-                   plugin: type | None = None) -> dict[str, Any]:
+                   plugin: type | None = None, budget_gb: float | None = None) -> dict[str, Any]:
     """`params` with `chunk_size: auto` replaced by the number that fits the budget. A `plugin`
     class may define `chunk_item_bytes(self, model, shape)`: the bytes one chunk item needs beyond
     one image's forward(+backward) at `shape`; it is asked on an instance built with `params`."""
@@ -71,11 +72,16 @@ def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int
         return params
     hook = getattr(plugin, "chunk_item_bytes", None)
     extra = hook(plugin(**{**params, "chunk_size": 1}), model, shape) if hook else 0
-    return {**params, "chunk_size": auto_chunk(model, shape, backward, extra)}
+    return {**params, "chunk_size": auto_chunk(model, shape, backward, extra, budget_gb)}
 
 
 def build_sized(registry: Registry, name: str, params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...],
-                backward: bool) -> Any:
-    """`registry.build(name, **params)` with `chunk_size: auto` resolved for `model` and images of `shape`."""
-    params = resolve_params(registry.check(name, params), model, shape, backward, registry.get(name).obj)
-    return registry.build(name, **params)
+                backward: bool, budget_gb: float | None = None) -> Any:
+    """`registry.build(name, **params)` with `chunk_size: auto` resolved for `model` and images of
+    `shape` within `budget_gb`; a plug-in that sizes other work at call time (a `budget_gb`
+    attribute, e.g. MSG-CAM's `scale_batch: auto`) is given the budget."""
+    params = resolve_params(registry.check(name, params), model, shape, backward, registry.get(name).obj, budget_gb)
+    plugin = registry.build(name, **params)
+    if hasattr(plugin, "budget_gb"):
+        plugin.budget_gb = budget_gb
+    return plugin

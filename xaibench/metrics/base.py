@@ -35,6 +35,7 @@ class ImageMetric:
     higher_is_better: ClassVar[bool] = True
     extra_directions: ClassVar[dict[str, bool]] = {}  # extras whose direction differs from the metric's
     needs: ClassVar[frozenset[str]] = frozenset()
+    class_mean: ClassVar[str | None] = None  # when set, summary.csv also has `<name>:class_mean`, described so
 
     @property
     def name(self) -> str:
@@ -45,6 +46,16 @@ class ImageMetric:
         import dataclasses
 
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)} if dataclasses.is_dataclass(self) else {}
+
+    def available(self, boxes: list[Tensor | None], masks: Tensor | None) -> Tensor:
+        """(B,) bool: the images that have every annotation this metric needs (a non-empty box
+        list, a non-empty mask); the others are skipped and counted."""
+        ok = torch.ones(len(boxes), dtype=torch.bool)
+        if "boxes" in self.needs:
+            ok &= torch.tensor([bx is not None and len(bx) > 0 for bx in boxes], dtype=torch.bool)
+        if "mask" in self.needs:
+            ok &= masks.flatten(1).any(1).cpu() if masks is not None else torch.zeros_like(ok)
+        return ok
 
     def __call__(
         self,
@@ -59,6 +70,30 @@ class ImageMetric:
 
 
 METRICS: Registry[ImageMetric] = Registry("metric")
+
+
+@dataclass(frozen=True)
+class DerivedScore:
+    """A per-image score computed from other metrics' scores of the same image (e.g. `overall` =
+    insertion − deletion), declared by the metrics' module and applied by the store to any run
+    that has every input."""
+
+    name: str
+    inputs: tuple[str, ...]
+    higher_is_better: bool
+    definition: str
+    combine: Callable[..., Any]  # combine(*input value arrays) -> value array
+
+    def applies(self, metric_names: list[str]) -> bool:
+        return all(m in metric_names for m in self.inputs)
+
+
+DERIVED: list[DerivedScore] = []
+
+
+def derived_scores(metric_names: list[str]) -> list[DerivedScore]:
+    """The derived scores whose inputs are all among `metric_names`."""
+    return [d for d in DERIVED if d.applies(list(metric_names))]
 
 
 def clean_maps(maps: Tensor) -> Tensor:

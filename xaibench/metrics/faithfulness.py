@@ -17,7 +17,7 @@ from ..imageops import gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from ..tensorops import chunks, class_scores, minmax
-from .base import METRICS, ImageMetric, MetricResult, clean_maps
+from .base import DERIVED, METRICS, DerivedScore, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
 
 Protocol = Literal["default", "rise", "torchcam", "quantus"]
@@ -196,6 +196,11 @@ class Insertion(CausalCurve):
 
     mode: ClassVar[str] = "insertion"
     higher_is_better: ClassVar[bool] = True
+
+
+# The RISE paper's single figure of both games (Petsiuk et al. 2018, §4): insertion − deletion.
+DERIVED.append(DerivedScore("overall", ("insertion", "deletion"), True, "insertion - deletion",
+                            lambda insertion, deletion: insertion - deletion))
 
 
 @dataclass

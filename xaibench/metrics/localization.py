@@ -77,6 +77,7 @@ class PointingGame(ImageMetric):
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
+    class_mean: ClassVar[str | None] = "mean of per-class hit rates"  # TorchRay's accuracy
     tolerance: float = 15.0
     region: Region = "auto"
     seed: int = 0

@@ -1,15 +1,14 @@
 """Run storage: every finished batch is written atomically as its own file (so an interrupted run
 loses at most the batch in flight and resumes exactly), then assembled into `results.h5`,
-`scores.csv` and `summary.csv` (layout: DESIGN.md "Storage").
+`scores.csv` and `summary.csv` (layout: docs/architecture.md "Run folder").
 """
 
 from __future__ import annotations
 
 import io
-import json
 import os
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import OutputError
+from . import keys, summary
 
 PARTIAL = ".partial"
 SEP = "::"  # npz member names cannot hold '/' portably
@@ -82,36 +82,20 @@ class BatchFiles:
         return out
 
 
-def bootstrap_ci(values: np.ndarray, seed: int = 0, resamples: int = 1000, level: float = 0.95) -> tuple[float, float]:
-    """Percentile bootstrap confidence interval of the mean (Efron 1979), seeded, vectorized."""
-    v = np.asarray(values, dtype=np.float64)
-    v = v[np.isfinite(v)]
-    if v.size == 0:
-        return float("nan"), float("nan")
-    if v.size == 1:
-        return float(v[0]), float(v[0])
-    rng = np.random.default_rng(seed)
-    means = np.empty(resamples)
-    step = max(1, int(2e7 // v.size))
-    for start in range(0, resamples, step):
-        stop = min(resamples, start + step)
-        means[start:stop] = v[rng.integers(0, v.size, size=(stop - start, v.size))].mean(1)
-    a = (1 - level) / 2
-    return float(np.quantile(means, a)), float(np.quantile(means, 1 - a))
-
-
-def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any]], attrs: dict[str, str], seed: int) -> None:
+def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any]], attrs: dict[str, str], seed: int,
+             derived: Sequence[Any] = ()) -> None:
     """Build results.h5, scores.csv and summary.csv from the batch files of a finished run.
 
-    metric_info: metric name → {"higher_is_better": bool, "protocol": dict}.
+    metric_info: metric name → {"higher_is_better": bool, "protocol": dict, "class_mean": str | None};
+    derived: the derived scores the metrics declare (`summary.add_derived`).
     """
     files = BatchFiles(run_dir)
     ks = list(range(n_batches))
     missing = [k for k in ks if k not in files.done()]
     if missing:
         raise OutputError(f"{run_dir}: batches {missing[:5]} are missing; run again with --resume")
-    layout = {k: v for k, v in files.keys(ks).items() if not k.startswith(("cost/", "preview/"))}
-    sizes = [files.read(k)["index"].shape[0] for k in ks] if ks else []
+    layout = {k: v for k, v in files.keys(ks).items() if not k.startswith(keys.NOT_PER_IMAGE)}
+    sizes = [files.read(k)[keys.INDEX].shape[0] for k in ks] if ks else []
     n = int(sum(sizes))
     h5_path = run_dir / "results.h5"
     tmp = run_dir / ".results.h5.tmp"
@@ -128,7 +112,7 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
             row = 0
             for k in ks:
                 arrays = files.read(k)
-                b = arrays["index"].shape[0]
+                b = arrays[keys.INDEX].shape[0]
                 for name, arr in arrays.items():
                     if name.startswith("preview/") and name not in h5:
                         h5.create_dataset(name, data=arr, compression="gzip")
@@ -136,33 +120,36 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
                 for name, arr in present.items():
                     if arr is None:
                         continue
-                    if name.startswith("maps/"):
+                    key = keys.parse(name)
+                    if key.kind == "maps":
                         mag = np.abs(arr.reshape(b, -1))
                         scale = np.where(np.isfinite(mag), mag, 0).max(axis=1) if arr.size else np.zeros(b)
                         scale = np.where(scale > 0, scale, 1.0).astype(np.float32)  # f16 keeps relative precision
                         dsets[name][row : row + b] = (arr / scale[:, None, None]).astype(np.float16)
-                        h5[name.replace("maps/", "map_scale/", 1)][row : row + b] = scale
+                        h5[keys.map_scale(key.explainer)][row : row + b] = scale
                     else:
                         dsets[name][row : row + b] = arr.astype(dsets[name].dtype) if arr.dtype.kind != "U" else arr.astype(object)
-                frames.append(_tidy(arrays))
+                frames.append(summary.tidy(arrays))
                 for name, arr in arrays.items():
-                    if name.startswith("status/"):
-                        _, explainer, metric = name.split("/", 2)
-                        skipped[(explainer, metric)] = skipped.get((explainer, metric), 0) + int((arr == -1).sum())
+                    key = keys.parse(name)
+                    if key.kind == "status":
+                        pair = (key.explainer, key.metric)
+                        skipped[pair] = skipped.get(pair, 0) + int((arr == -1).sum())
                 row += b
         os.replace(tmp, h5_path)
     except OSError as e:
         tmp.unlink(missing_ok=True)
         raise OutputError(f"cannot write {h5_path}: {e}") from e
-    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=SCORE_COLUMNS)
-    scores = add_overall(scores)
+    scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=summary.SCORE_COLUMNS)
+    scores = summary.add_derived(scores, derived)
     atomic_write(run_dir / "scores.csv", scores.to_csv(index=False))
-    atomic_write(run_dir / "summary.csv", summarize(scores, metric_info, seed, skipped).to_csv(index=False))
+    atomic_write(run_dir / "summary.csv", summary.summarize(scores, metric_info, seed, skipped).to_csv(index=False))
 
 
 def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset:
-    if name.startswith("maps/"):
-        h5.create_dataset(name.replace("maps/", "map_scale/", 1), shape=(n,), dtype="f4")
+    key = keys.parse(name)
+    if key.kind == "maps":
+        h5.create_dataset(keys.map_scale(key.explainer), shape=(n,), dtype="f4")
         return h5.create_dataset(
             name, shape=(n, *shape), dtype="f2", chunks=(1, *shape) if n else None, compression="gzip", compression_opts=4,
             fillvalue=np.nan,
@@ -174,79 +161,6 @@ def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.
     if dtype.kind == "b":
         return h5.create_dataset(name, shape=(n, *shape), dtype="bool")
     return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, fillvalue=-1 if dtype.kind == "i" else 0)
-
-
-SCORE_COLUMNS = ["index", "id", "label", "target", "pred", "explainer", "metric", "value"]
-
-
-def _tidy(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
-    """Per-image rows (index, id, label, target, pred, explainer, metric, value) of one batch."""
-    parts = []
-    base = {k: arrays[f"samples/{k}"] for k in ("id", "label", "target", "pred")}
-    base["index"] = arrays["index"]
-    for name, values in arrays.items():
-        if not name.startswith("scores/"):
-            continue
-        _, explainer, metric = name.split("/", 2)
-        status = arrays.get(f"status/{explainer}/{metric.split(':')[0]}")
-        keep = status == 1 if status is not None else np.isfinite(values)
-        if not keep.any():
-            continue
-        df = pd.DataFrame({k: v[keep] for k, v in base.items()})
-        df["explainer"], df["metric"], df["value"] = explainer, metric, values[keep].astype(np.float64)
-        parts.append(df)
-    if not parts:
-        return pd.DataFrame(columns=SCORE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[SCORE_COLUMNS]
-
-
-def add_overall(scores: pd.DataFrame) -> pd.DataFrame:
-    """Add insertion − deletion per image as metric `overall` (higher is better), RISE §4."""
-    if scores.empty or not {"deletion", "insertion"} <= set(scores["metric"]):
-        return scores
-    key = ["index", "id", "label", "target", "pred", "explainer"]
-    wide = scores[scores.metric.isin(["deletion", "insertion"])].pivot_table(index=key, columns="metric", values="value")
-    wide = wide.dropna()
-    overall = (wide["insertion"] - wide["deletion"]).rename("value").reset_index()
-    overall["metric"] = "overall"
-    return pd.concat([scores, overall[SCORE_COLUMNS]], ignore_index=True)
-
-
-def summarize(
-    scores: pd.DataFrame, metric_info: dict[str, dict[str, Any]], seed: int, skipped: dict[tuple[str, str], int] | None = None
-) -> pd.DataFrame:
-    """Per (explainer, metric): mean, std, n, n_skipped, 95 % bootstrap CI, direction, protocol."""
-    rows = []
-    if scores.empty:
-        return pd.DataFrame(columns=["explainer", "metric", "mean", "std", "n", "n_skipped", "ci_low", "ci_high",
-                                     "higher_is_better", "protocol"])
-    for (explainer, metric), grp in scores.groupby(["explainer", "metric"], sort=False):
-        base = metric.split(":")[0]
-        info = metric_info.get(metric) or metric_info.get(base, {"higher_is_better": True, "protocol": {}})
-        v = grp["value"].to_numpy(dtype=np.float64)
-        lo, hi = bootstrap_ci(v, seed=seed)
-        rows.append(
-            dict(
-                explainer=explainer,
-                metric=metric,
-                mean=float(np.nanmean(v)) if np.isfinite(v).any() else float("nan"),
-                std=float(np.nanstd(v, ddof=1)) if np.isfinite(v).sum() > 1 else 0.0,
-                n=int(np.isfinite(v).sum()),
-                n_skipped=int((skipped or {}).get((explainer, base), 0)),
-                ci_low=lo,
-                ci_high=hi,
-                higher_is_better=bool(info["higher_is_better"]),
-                protocol=json.dumps(info.get("protocol", {}), sort_keys=True, default=str),
-            )
-        )
-    for explainer, grp in scores[scores.metric == "pointing_game"].groupby("explainer", sort=False):
-        per_class = grp.groupby("target")["value"].mean()  # TorchRay's convention: mean of class accuracies
-        rows.append(dict(explainer=explainer, metric="pointing_game:class_mean", mean=float(per_class.mean()),
-                         std=float(per_class.std(ddof=1)) if len(per_class) > 1 else 0.0, n=int(len(grp)),
-                         n_skipped=int((skipped or {}).get((explainer, "pointing_game"), 0)),
-                         ci_low=float("nan"), ci_high=float("nan"), higher_is_better=True,
-                         protocol=json.dumps({"aggregation": "mean of per-class hit rates"}, sort_keys=True)))
-    return pd.DataFrame(rows)
 
 
 def write_probe(run_dir: Path, name: str, tables: dict[str, Any], csv_folder: Path | None = None,
@@ -301,4 +215,37 @@ def to_records(df: pd.DataFrame) -> np.ndarray:
     out = np.empty(len(df), dtype=[(n, t) for n, t, _ in cols])
     for n, _, v in cols:
         out[n] = v
+    return out
+
+
+def write_errors(run_dir: Path) -> None:
+    """errors.csv: every image that was skipped, with the reason."""
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        ids = h5[keys.sample("id")].asstr()[:] if keys.sample("id") in h5 else np.array([], dtype=object)
+        err = (h5[keys.sample("error")].asstr()[:] if keys.sample("error") in h5
+               else np.array([""] * len(ids), dtype=object))
+        index = np.arange(len(ids))
+    bad = np.array([bool(e) for e in err], dtype=bool)
+    df = pd.DataFrame({"index": index[bad], "id": ids[bad], "error": err[bad]})
+    atomic_write(run_dir / "errors.csv", df.to_csv(index=False))
+
+
+PREVIEW = 8  # images of the first batch kept (uint8) for figures that need no dataset
+
+
+def preview_arrays(images, boxes: list, masks) -> dict[str, np.ndarray]:
+    """The first PREVIEW images of a run (pixels (B,3,H,W) in [0,1] → uint8) with their boxes
+    (list of (K,4) or None) and masks ((B,H,W) or None), so figures need no dataset."""
+    p = min(PREVIEW, len(images))
+    out = {"preview/images": (images[:p].clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy(),
+           "preview/rows": np.arange(p)}
+    kmax = max((len(b) for b in boxes[:p] if b is not None), default=0)
+    if kmax:
+        arr = np.full((p, kmax, 4), np.nan, dtype=np.float32)
+        for i, b in enumerate(boxes[:p]):
+            if b is not None and len(b):
+                arr[i, : len(b)] = b.cpu().numpy()
+        out["preview/boxes"] = arr
+    if masks is not None:
+        out["preview/masks"] = masks[:p].cpu().numpy()
     return out

@@ -7,7 +7,7 @@ perturbation against a blurred baseline, all perturbed inputs in one chunked fla
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -75,6 +75,7 @@ class MSGCAM(Explainer):
     denoise_sigma: float = 0.0
     chunk_size: ChunkSize = 64
     scale_batch: ChunkSize = 8  # images per gradient pass; auto: sized per scale from the memory budget
+    budget_gb: float | None = field(default=None, init=False, repr=False)  # set by memory.build_sized
 
     def check(self) -> None:
         for key in ("scales", "max_size", "group_size", "chunk_size", "scale_batch"):
@@ -91,7 +92,8 @@ class MSGCAM(Explainer):
         acts, gmeans, valid = [], [], []
         for zeta in scale_sizes(size, self.scales, self.max_size):
             xt = upsample(x, zeta)
-            per = auto_chunk(model, tuple(xt.shape[1:]), backward=True) if self.scale_batch == "auto" else self.scale_batch
+            per = (auto_chunk(model, tuple(xt.shape[1:]), backward=True, budget_gb=self.budget_gb)
+                   if self.scale_batch == "auto" else self.scale_batch)
             parts = [layer_activations_and_gradients(model, xt[sl], target[sl], layer)
                      for sl in chunks(x.shape[0], per)]
             a = torch.cat([p[0] for p in parts])
