@@ -73,3 +73,120 @@ def compare(runs: Sequence[str | Path], sort: str | None = None) -> pd.DataFrame
     from .results.compare import leaderboard
 
     return leaderboard(list(runs), sort)
+
+
+# ---------------------------------------------------------------------------------------------- CLI support
+def validate(config: str | Path | dict, overrides: Sequence[str] = ()):
+    """Load a config and build every plug-in it names (names, types and ranges checked) without
+    loading a model or data; return the RunConfig. Raises ConfigError naming the key."""
+    from .config import load
+
+    return load(config, list(overrides))
+
+
+def is_main_process() -> bool:
+    """False on the ranks of a `torchrun` launch other than rank 0 (which holds the merged files)."""
+    from .distributed import Ranks
+
+    return Ranks.from_env().is_main
+
+
+def registries() -> dict[str, Any]:
+    """The plug-in registries by kind: explainers, metrics, probes, models, datasets."""
+    from .datasets import DATASETS
+    from .metrics import METRICS
+    from .models import MODELS
+    from .probes import PROBES
+    from .saliency import EXPLAINERS
+
+    return {"explainers": EXPLAINERS, "metrics": METRICS, "probes": PROBES, "models": MODELS, "datasets": DATASETS}
+
+
+def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
+    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)])."""
+    import dataclasses
+
+    from .errors import ConfigError, unknown
+    from .registry import type_name
+
+    regs = registries()
+    if kind not in regs:
+        raise ConfigError(unknown("kind", kind, [*regs, "layers"]))
+    reg = regs[kind]
+    out = []
+    for name in reg.names():
+        entry = reg.get(name)
+        params = [(p, type_name(tp), "(required)" if default is dataclasses.MISSING else repr(default),
+                   entry.help.get(p, "")) for p, (tp, default) in entry.params.items()]
+        out.append((name, entry.doc, params))
+    return out
+
+
+def layers(model: str) -> tuple[list[tuple[str, str]], str]:
+    """The named layers of a zoo model (name, module type) and the name `auto` resolves to."""
+    m = load_model(model, weights="none")
+    return [(name, type(mod).__name__) for name, mod in m.layers().items()], m.resolve_layer("auto")
+
+
+def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False) -> str:
+    """The leaderboard over run folders rendered as `table` | `csv` | `markdown` | `json`;
+    `headline` drops sub-scores (`box_iou:hit`, …)."""
+    from .results.compare import headline as drop_subscores
+    from .results.compare import leaderboard as board
+    from .results.compare import render
+
+    df = board(list(runs), sort)
+    if headline:
+        df = drop_subscores(df)
+        if sort is None and (df["metric"] == "overall").any():
+            sort = "overall"
+    return render(df, fmt, sort)
+
+
+def check(runs: Sequence[str | Path], baseline: str | Path, tolerance: float = 0.02):
+    """Regression check of runs against a baseline summary.csv → (regressions, missing pairs)."""
+    from .results.compare import check as check_runs
+
+    return check_runs(list(runs), baseline, tolerance)
+
+
+def report(run_dir: str | Path) -> list[Path]:
+    """Regenerate a run's figures from results.h5 alone (no model needed); return the files."""
+    from .results.report import make_figures
+
+    return make_figures(run_dir)
+
+
+def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None):
+    """`xai visualize`: activation maximization of a config's `featviz:` section, written to `out`
+    (default: a new folder `<output.dir>/<name>-featviz-<timestamp>`) → (folder, VizResult)."""
+    from .devices import resolve_device
+    from .errors import ConfigError
+    from .featviz import FeatvizParams, run_visualize
+    from .results import rundir
+
+    cfg = validate(config, overrides)
+    if cfg.featviz is None:
+        raise ConfigError(f"{config} has no `featviz:` section (see configs/examples/featviz.yaml)")
+    folder = rundir.given_folder(out) if out is not None else rundir.new_folder(cfg.output.dir, f"{cfg.name}-featviz")
+    model = load_model(cfg.model.name, cfg.model.weights).to(resolve_device(cfg.device))
+    return folder, run_visualize(model, FeatvizParams.from_dict(cfg.featviz), folder)
+
+
+def explain_files(paths: Sequence[str | Path], model: str, weights: str, names: Sequence[str],
+                  target: int | None, out: str | Path) -> list[tuple[Path, int, str, float]]:
+    """`xai explain`: explain image files with each explainer of `names` (the top-1 class unless
+    `target`), write an overlay figure to `out`; return (file, class, class name, probability) each."""
+    from .datasets.imagefiles import read_image_file
+    from .results.report import overlay_grid
+
+    m = load_model(model, weights)
+    pixels = torch.stack([read_image_file(Path(p), m.input_size[0]) for p in paths])
+    x = m.normalize(pixels)
+    with torch.no_grad():
+        probs = m(x).softmax(1)
+    t = torch.full((len(paths),), target) if target is not None else probs.argmax(1)
+    maps = {name: explain(m, x, t, name).numpy() for name in names}
+    overlay_grid((pixels.permute(0, 2, 3, 1).numpy() * 255).astype("uint8"), maps, [str(int(c)) for c in t], Path(out))
+    return [(Path(p), int(t[i]), m.class_names[int(t[i])] if m.class_names else str(int(t[i])), float(probs[i, t[i]]))
+            for i, p in enumerate(paths)]

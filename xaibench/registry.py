@@ -27,6 +27,7 @@ class Entry(Generic[T]):
     obj: Callable[..., T]
     doc: str = ""
     params: dict[str, tuple[Any, Any]] = field(default_factory=dict)  # name -> (type, default)
+    help: dict[str, str] = field(default_factory=dict)  # name -> one-line help (field metadata "help")
 
 
 class Registry(Generic[T]):
@@ -36,15 +37,14 @@ class Registry(Generic[T]):
         self.kind = kind
         self._entries: dict[str, Entry[T]] = {}
 
-    def register(self, name: str, params: type | None = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
-        """Decorator: register a dataclass plug-in (or a factory with a `params` dataclass)."""
+    def register(self, name: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+        """Decorator: register a plug-in; a dataclass's init fields are its typed parameters."""
 
         def decorate(obj: Callable[..., T]) -> Callable[..., T]:
             if name in self._entries:
                 raise ValueError(f"{self.kind} '{name}' registered twice")
-            spec = params if params is not None else obj
             doc = " ".join((obj.__doc__ or "").strip().split("\n\n")[0].split())
-            self._entries[name] = Entry(name, obj, doc, param_fields(spec))
+            self._entries[name] = Entry(name, obj, doc, param_fields(obj), param_help(obj))
             if isinstance(obj, type):
                 obj.registry_name = name  # type: ignore[attr-defined]
             return obj
@@ -89,6 +89,13 @@ def param_fields(spec: Any) -> dict[str, tuple[Any, Any]]:
             default = dataclasses.MISSING
         out[f.name] = (hints.get(f.name, Any), default)
     return out
+
+
+def param_help(spec: Any) -> dict[str, str]:
+    """The one-line help of each init field of a dataclass (`field(metadata={"help": ...})`)."""
+    if not dataclasses.is_dataclass(spec):
+        return {}
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(spec) if f.init and not f.name.startswith("_")}
 
 
 def coerce_params(fields: dict[str, tuple[Any, Any]], given: dict[str, Any], where: str) -> dict[str, Any]:

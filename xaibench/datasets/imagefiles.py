@@ -43,6 +43,17 @@ def read_rgb(path: Path) -> tuple[Image.Image | None, str | None]:
         return None, f"{path}: {type(e).__name__}: {e}"
 
 
+def read_image_file(path: Path, size: int) -> torch.Tensor:
+    """(3,size,size) pixels of one image file (shorter side resized, centre crop), or a DataError
+    naming the file when it is missing or cannot be decoded."""
+    if not path.is_file():
+        raise DataError(f"image not found: {path}")
+    im, err = read_rgb(path)
+    if im is None:
+        raise DataError(err or str(path))
+    return resize_crop(im, size)[0]
+
+
 def error_sample(error: str, label: int, id: str, size: int) -> Sample:
     """The placeholder for an unreadable image: zero pixels, the error recorded."""
     return Sample(image=torch.zeros(3, size, size), label=label, id=id, error=error)
