@@ -11,7 +11,7 @@ from xaibench.datasets.base import Batch
 from xaibench.errors import ConfigError
 from xaibench.models.adapter import ModelAdapter
 from xaibench.probes import PROBES
-from xaibench.probes.class_average import class_average_images, momentum_ascent, rescale_like
+from xaibench.probes.class_average import class_average_images, rescale_like
 from xaibench.probes.neuron_similarity import channel_visualizations, cosine_and_dead, guided_gradients
 from xaibench.results.probe_figures import plot
 
@@ -125,14 +125,6 @@ def test_class_averages_simple_and_data_driven_topk():
     # simple: mean 0.5 with a 0 pixel → rescaled to the class's pixel range [0, 0.9]
     assert avgs[0, 0, 0, 0, 0] == pytest.approx(0.0) and avgs[0, 0, 0, 1, 1] == pytest.approx(0.9)
     assert table.query("average == 'data-max'")["images"].tolist() == [2, 2]
-
-
-def test_momentum_ascent_fallback_raises_the_class_logit():
-    model = wrap(small_cnn())
-    start = torch.full((1, 3, 16, 16), 0.5)
-    res = momentum_ascent(model, [0, 2], steps=8, init_images=start)
-    assert res.images.shape == (2, 3, 16, 16) and 0 <= res.images.min() and res.images.max() <= 1
-    assert (res.history[-1] > res.history[0]).all()
 
 
 def test_probe_tables_dead_channel_grids_pruning_and_figures(tmp_path):

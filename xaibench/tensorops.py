@@ -57,12 +57,12 @@ def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
     return target_scores(logits.softmax(dim=1) if score == "softmax" else logits, target)
 
 
-def upsample(maps: Tensor, size: tuple[int, int]) -> Tensor:
-    """Bilinear resize (align_corners=False) of (B,h,w) or (B,K,h,w) maps to `size`."""
+def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:
+    """Resize (B,h,w) or (B,K,h,w) maps to `size`: `bilinear` (align_corners=False) or `nearest`."""
     squeeze = maps.dim() == 3
     m = maps.unsqueeze(1) if squeeze else maps
     if tuple(m.shape[-2:]) != tuple(size):
-        m = F.interpolate(m, size=size, mode="bilinear", align_corners=False)
+        m = F.interpolate(m, size=size, mode=mode, **({"align_corners": False} if mode == "bilinear" else {}))
     return m.squeeze(1) if squeeze else m
 
 
@@ -71,11 +71,12 @@ def safe_divide(num: Tensor, den: Tensor) -> Tensor:
     return torch.where(den != 0, num / torch.where(den != 0, den, torch.ones_like(den)), torch.zeros_like(num))
 
 
-def assemble_cam(weights: Tensor, acts: Tensor, size: tuple[int, int], relu: bool = True) -> Tensor:
+def assemble_cam(weights: Tensor, acts: Tensor, size: tuple[int, int], relu: bool = True,
+                 mode: str = "bilinear") -> Tensor:
     """Σ_k w_k ⊙ A_k over channels (weights (B,K,1,1) or element-wise (B,K,h,w)), an optional
-    ReLU, then bilinear upsampling to `size`: the map assembly of every class activation map."""
+    ReLU, then upsampling to `size` (`mode`): the map assembly of every class activation map."""
     cam = (weights * acts).sum(1)
-    return upsample(torch.relu(cam) if relu else cam, size)
+    return upsample(torch.relu(cam) if relu else cam, size, mode)
 
 
 def standard_normal(draws: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device,

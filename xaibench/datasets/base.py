@@ -7,7 +7,6 @@ coordinates; masks are (H,W) bool. Missing annotations are None.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 from torch import Tensor
@@ -39,14 +38,6 @@ class Batch:
     boxes: list[Tensor | None]
     masks: Tensor | None
     errors: list[str | None]
-
-    def annotation(self) -> dict[str, Any]:
-        ann: dict[str, Any] = {}
-        if any(b is not None for b in self.boxes):
-            ann["boxes"] = self.boxes
-        if self.masks is not None:
-            ann["mask"] = self.masks
-        return ann
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(

@@ -79,15 +79,6 @@ def resize_crop(
     return to_tensor(im), transform_boxes(boxes, nw / w, nh / h, left, top, size)
 
 
-def resize_plain(
-    im: Image.Image, size: int, boxes: np.ndarray | None = None
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Resize to size×size (no crop, aspect not kept); boxes scaled the same way."""
-    w, h = im.size
-    im = im.resize((size, size), Image.BILINEAR) if (w, h) != (size, size) else im
-    return to_tensor(im), transform_boxes(boxes, size / w, size / h, 0, 0, size)
-
-
 def transform_boxes(
     boxes: np.ndarray | None, sx: float, sy: float, left: float, top: float, size: int
 ) -> torch.Tensor | None:

@@ -11,13 +11,13 @@ from torch import Tensor
 
 from ..models.adapter import ModelAdapter
 from .optimize import VizResult, optimize
-from .output import write_h5, write_outputs
+from .output import write_outputs
 from .params import FeatvizParams
 from .pyramid import gaussian_pyramid, laplacian_pyramid, laplacian_reconstruct, precondition
 from .spectrum import low_frequency_share
 
 __all__ = [
-    "FeatvizParams", "VizResult", "visualize", "run_visualize", "optimize", "write_outputs", "write_h5",
+    "FeatvizParams", "VizResult", "visualize", "run_visualize", "optimize", "write_outputs",
     "gaussian_pyramid", "laplacian_pyramid", "laplacian_reconstruct", "precondition", "low_frequency_share",
 ]
 
@@ -35,13 +35,11 @@ def visualize(model: ModelAdapter, targets: list[int] | tuple[int, ...] = (), ob
     return optimize(model, FeatvizParams.from_dict(values, where="visualize"), init_images=init_images)
 
 
-def run_visualize(model: ModelAdapter, params: FeatvizParams, outdir: str | Path, h5group=None,
+def run_visualize(model: ModelAdapter, params: FeatvizParams, outdir: str | Path,
                   init_images: Tensor | None = None) -> VizResult:
     """`visualize` with `params`, then write PNGs, grid.png, history.csv and summary.csv to `outdir`
-    and, when an h5py group is given, the same arrays into it (SEED_METHODS.md §5 "Outputs")."""
+    (SEED_METHODS.md §5 "Outputs"; a run also stores `VizResult.arrays()` in results.h5)."""
     params.check()
     result = optimize(model, params, init_images=init_images)
     write_outputs(result, outdir)
-    if h5group is not None:
-        write_h5(result, h5group)
     return result

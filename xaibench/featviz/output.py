@@ -4,7 +4,6 @@ captioned grid, CSVs of the objective per step and of the final values, and the 
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -114,26 +113,3 @@ def write_outputs(result, outdir: str | Path, scale: int = 1) -> dict[str, Path]
     summary["png"] = png_names(result)
     summary.to_csv(paths["summary"], index=False)
     return paths
-
-
-def write_h5(result, group) -> None:
-    """Write into an open h5py group: images (T,3,H,W) uint8, history (steps,T), targets,
-    final_objective, final_prob, final_pred, low_freq_share, names; params as a JSON attribute."""
-    import h5py
-
-    def put(name: str, data) -> None:
-        if name in group:
-            del group[name]
-        group.create_dataset(name, data=data, compression="gzip" if np.ndim(data) > 1 else None)
-
-    put("images", to_uint8(result.images).transpose(0, 3, 1, 2))
-    put("history", result.history.numpy().astype(np.float32))
-    put("targets", np.asarray(result.targets, dtype=np.int64))
-    for key in ("final_objective", "final_prob", "final_pred", "low_freq_share"):
-        put(key, getattr(result, key).numpy())
-    if "names" in group:
-        del group["names"]
-    group.create_dataset("names", data=np.asarray(result.names, dtype=object), dtype=h5py.string_dtype())
-    group.attrs["objective"] = result.objective
-    group.attrs["layer"] = result.layer or ""
-    group.attrs["params"] = json.dumps(result.params.as_dict())

@@ -9,6 +9,7 @@ from typing import Any, Literal
 
 from ..errors import ConfigError
 from ..registry import coerce_params, param_fields
+from .pyramid import PyramidMode
 
 
 @dataclass
@@ -33,7 +34,7 @@ class FeatvizParams:
     lr: float = 0.003  # α, × the pixel range [0,1] (spec: 0.05; see the docstring)
     momentum: float = 0.9  # μ
     jitter: int = 8  # max |roll| in px per axis, drawn per step; 0 = off
-    pyramid: Literal["laplacian", "gaussian", "both", "none"] = "laplacian"
+    pyramid: PyramidMode = "laplacian"
     levels: int = 4  # K
     grad_eps: float = 1e-8  # δ of g / (std(g) + δ)
     p_norm_weight: float = 0.05  # λ of eq. 5 (0 = off)

@@ -43,20 +43,15 @@ class PassCounter:
 
 @dataclass
 class Capture:
-    """What `ModelAdapter.capture` recorded: the last activation of each layer (requires grad
-    when autograd is on) and, after a backward through it, its gradient."""
+    """What `ModelAdapter.capture` recorded: the last activation of each layer (a graph leaf that
+    requires grad when autograd is on, so a backward can stop there)."""
 
     layers: list[str]
     activations: dict[str, Tensor] = field(default_factory=dict)
-    gradients: dict[str, Tensor] = field(default_factory=dict)
 
     @property
     def activation(self) -> Tensor:
         return self.activations[self.layers[0]]
-
-    @property
-    def gradient(self) -> Tensor:
-        return self.gradients[self.layers[0]]
 
 
 class ModelAdapter(nn.Module):
@@ -231,8 +226,6 @@ class ModelAdapter(nn.Module):
                 if torch.is_grad_enabled() and not out.requires_grad:
                     out = out.detach().requires_grad_(True)
                 cap.activations[n] = out if out.requires_grad else out.contiguous()  # NCHW for the explainers
-                if out.requires_grad:
-                    out.register_hook(lambda g, n=n: cap.gradients.__setitem__(n, g))
                 # the model goes on with a copy: an in-place op after the layer (DenseNet's
                 # relu(features, inplace=True)) neither alters the record nor hits a grad leaf
                 return out.clone()

@@ -17,101 +17,34 @@ from torch.overrides import TorchFunctionMode
 
 from ..errors import ModelError
 
-# ---------------------------------------------------------------------------- the rules
+# ---------------------------------------------------------------------------- the rule
 
 
-class _GuidedReLU(torch.autograd.Function):
-    """ReLU forward; backward passes the gradient only where input > 0 and gradient > 0
-    (guided backpropagation, Springenberg et al., ICLR-W 2015)."""
+class _ReLURule(torch.autograd.Function):
+    """ReLU (or ReLU6 with `upper` = 6) forward, out of place or in place; backward by `rule`:
+    `guided` passes the gradient only where the output is inside (0, upper) and the gradient > 0
+    (guided backpropagation, Springenberg et al., ICLR-W 2015); `deconvnet` passes only the
+    positive gradient, whatever the forward input (Zeiler & Fergus, ECCV 2014)."""
 
     @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        y = x.clamp(min=0)
-        ctx.save_for_backward(y)  # y > 0 exactly where x > 0
+    def forward(ctx, x: Tensor, rule: str, upper: float | None, inplace: bool) -> Tensor:
+        y = x.clamp_(0, upper) if inplace else x.clamp(0, upper)
+        if inplace:
+            ctx.mark_dirty(x)
+        ctx.rule, ctx.upper = rule, upper
+        if rule == "guided":
+            ctx.save_for_backward(y)  # y > 0 exactly where x > 0
         return y
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (y > 0).to(grad.dtype)
+    def backward(ctx, grad: Tensor):
+        out = grad.clamp(min=0)
+        if ctx.rule == "guided":
+            (y,) = ctx.saved_tensors
+            live = y > 0 if ctx.upper is None else (y > 0) & (y < ctx.upper)
+            out = out * live.to(grad.dtype)
+        return out, None, None, None
 
-
-class _GuidedReLUInplace(torch.autograd.Function):
-    """In-place variant of `_GuidedReLU` (for `nn.ReLU(inplace=True)` and `relu_`)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        x.clamp_(min=0)
-        ctx.mark_dirty(x)
-        ctx.save_for_backward(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return grad.clamp(min=0) * (y > 0).to(grad.dtype)
-
-
-class _DeconvReLU(torch.autograd.Function):
-    """ReLU forward; backward passes only the positive gradient, whatever the forward input
-    was (deconvnet, Zeiler & Fergus, ECCV 2014)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.clamp(min=0)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0)
-
-
-class _DeconvReLUInplace(torch.autograd.Function):
-    """In-place variant of `_DeconvReLU`."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        x.clamp_(min=0)
-        ctx.mark_dirty(x)
-        return x
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0)
-
-
-class _GuidedReLU6(torch.autograd.Function):
-    """ReLU6 forward; guided backward: the gradient passes where 0 < input < 6 and gradient > 0."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        y = x.clamp(0, 6)
-        ctx.save_for_backward(y)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        (y,) = ctx.saved_tensors
-        return grad.clamp(min=0) * ((y > 0) & (y < 6)).to(grad.dtype)
-
-
-class _DeconvReLU6(torch.autograd.Function):
-    """ReLU6 forward; deconvnet backward: only the positive gradient, whatever the input."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor) -> Tensor:
-        return x.clamp(0, 6)
-
-    @staticmethod
-    def backward(ctx, grad: Tensor) -> Tensor:
-        return grad.clamp(min=0)
-
-
-_RULES6 = {"guided": _GuidedReLU6, "deconvnet": _DeconvReLU6}
-
-_RULES = {
-    "guided": (_GuidedReLU, _GuidedReLUInplace),
-    "deconvnet": (_DeconvReLU, _DeconvReLUInplace),
-}
 
 # ---------------------------------------------------------------------------- functional relu calls
 
@@ -122,9 +55,9 @@ _IN_PLACE = {torch.relu_, F.relu_, Tensor.relu_}
 class _ReLURuleMode(TorchFunctionMode):
     """Routes `torch.relu`, `F.relu`, `Tensor.relu` (and their in-place forms) through a rule."""
 
-    def __init__(self, rule: type[torch.autograd.Function], rule_inplace: type[torch.autograd.Function]):
+    def __init__(self, rule: str):
         super().__init__()
-        self.rule, self.rule_inplace = rule, rule_inplace
+        self.rule = rule
 
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
@@ -132,7 +65,7 @@ class _ReLURuleMode(TorchFunctionMode):
             x = args[0] if args else kwargs.get("input", kwargs.get("self"))
             inplace = func in _IN_PLACE or (func is F.relu and bool(kwargs.get("inplace", args[1:2] == (True,))))
             if isinstance(x, Tensor) and torch.is_grad_enabled() and x.requires_grad:
-                return (self.rule_inplace if inplace else self.rule).apply(x)
+                return _ReLURule.apply(x, self.rule, None, inplace)
         return func(*args, **kwargs)
 
 
@@ -152,7 +85,6 @@ def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
     root = _root(model_or_module)
     if getattr(_active, "kind", None) is not None:
         raise ModelError(f"cannot apply the {kind} ReLU rule inside the {_active.kind} rule: they do not nest")
-    rule, rule_inplace = _RULES[kind]
     handles = []
     for module in root.modules():
         if not isinstance(module, (nn.ReLU, nn.ReLU6)):
@@ -168,15 +100,14 @@ def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
         def post_hook(mod, args, out, stash=stash, six=six):
             x = stash.pop()
             if six:  # ReLU6 is idempotent on its own output, so an in-place alias needs no special case
-                return _RULES6[kind].apply(x)
-            if getattr(mod, "inplace", False):
-                return rule_inplace.apply(x)  # values already clamped through the alias; history rebased
-            return rule.apply(x)
+                return _ReLURule.apply(x, kind, 6.0, False)
+            # in place: values already clamped through the alias; the rule rebases the history
+            return _ReLURule.apply(x, kind, None, bool(getattr(mod, "inplace", False)))
 
         handles.append(module.register_forward_pre_hook(pre_hook))
         handles.append(module.register_forward_hook(post_hook))
     _active.kind = kind
-    mode = _ReLURuleMode(rule, rule_inplace)
+    mode = _ReLURuleMode(kind)
     try:
         with mode:
             yield model_or_module

@@ -5,7 +5,6 @@ bottom-K by confidence, and network-driven (activation maximization from the sim
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import pandas as pd
 import torch
@@ -17,47 +16,11 @@ from ..models.adapter import ModelAdapter
 AVERAGE_KINDS = ("simple", "data-max", "data-min", "network")
 
 
-@dataclass
-class AscentResult:
-    """What `momentum_ascent` returns: `.images` (T,3,H,W) pixels, like featviz's VizResult."""
-
-    images: Tensor
-    history: Tensor = field(default_factory=lambda: torch.zeros(0))
-
-
-def momentum_ascent(model: ModelAdapter, targets: list[int] | tuple[int, ...], objective: str = "class",
-                    steps: int = 256, *, init_images: Tensor, lr: float = 0.05, momentum: float = 0.9,
-                    **_: object) -> AscentResult:
-    """Plain activation maximization (Erhan et al. 2009) with the featviz `visualize` interface:
-    maximize the class logit `F_c` in pixel space from `init_images`, gradient normalized by its
-    std, momentum update `v ← μv + α g`, pixels clipped to [0,1] (SEED_METHODS.md §5 step 4
-    without pyramids or regularizers) — the fallback when `xaibench.featviz` is absent."""
-    if objective != "class":
-        raise ConfigError(f"momentum_ascent supports objective 'class' only, got '{objective}'")
-    device = model.device
-    x = init_images.to(device).float().clone().expand(len(targets), -1, -1, -1).clone()
-    tb = torch.tensor(list(targets), device=device)
-    v = torch.zeros_like(x)
-    history = []
-    for _ in range(steps):
-        with torch.enable_grad():
-            xg = x.detach().requires_grad_(True)
-            score = model(model.normalize(xg)).gather(1, tb.view(-1, 1)).squeeze(1)
-            (g,) = torch.autograd.grad(score.sum(), xg)
-        history.append(score.detach())
-        g = g / (g.flatten(1).std(1).view(-1, 1, 1, 1) + 1e-8)
-        v = momentum * v + lr * g
-        x = (x + v).clamp(0.0, 1.0)
-    return AscentResult(x.detach(), torch.stack(history) if history else torch.zeros(0))
-
-
 def network_images(model: ModelAdapter, classes: list[int], start: Tensor, steps: int) -> Tensor:
-    """§4.1 `network`: featviz's optimizer (SEED_METHODS.md §5) from the simple averages when
-    the package provides `visualize`, else `momentum_ascent`; returns (K,3,H,W) pixels."""
-    try:
-        from ..featviz import visualize
-    except ImportError:
-        visualize = momentum_ascent  # type: ignore[assignment]
+    """§4.1 `network`: featviz's optimizer (SEED_METHODS.md §5) from the simple averages;
+    returns (K,3,H,W) pixels."""
+    from ..featviz import visualize
+
     return visualize(model, classes, objective="class", steps=steps, init_images=start).images.to(start.device)
 
 

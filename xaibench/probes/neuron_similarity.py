@@ -23,7 +23,7 @@ from ..models.relu_rules import guided_relu
 from ..tensorops import chunks
 from .base import PROBES, Probe
 from .class_average import AVERAGE_KINDS, class_average_images
-from .pruning import accuracy, pruned, ranked_channels
+from .pruning import PruneMode, accuracy, pruned, ranked_channels
 
 Objective = Literal["sum", "mean", "max"]
 
@@ -107,7 +107,7 @@ class NeuronSimilarity(Probe):
     prune_fraction: float = 0.4  # p of §4.5
     prune_average: str = "simple"
     prune_method: int = 1
-    prune_mode: Literal["auto", "weights", "output"] = "auto"
+    prune_mode: PruneMode = "auto"
 
     def __post_init__(self) -> None:
         bad = [a for a in self.averages if a not in AVERAGE_KINDS]

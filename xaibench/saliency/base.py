@@ -85,7 +85,8 @@ class CAMExplainer(Explainer):
         """The weights, for variants that need the model and input again; default `weights`."""
         return self.weights(acts, grads, logits, target)
 
-    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+    def layer_passes(self, model: ModelAdapter, x: Tensor, target: Tensor) -> tuple[Tensor, Tensor | None, Tensor]:
+        """(activations (B,K,h,w), their gradients or None, logits) at the explainer's layer."""
         layer = model.resolve_layer(self.layer)
         if self.uses_gradients:
             acts, grads, logits = layer_activations_and_gradients(model, x, target, layer)
@@ -93,5 +94,9 @@ class CAMExplainer(Explainer):
             (acts, logits), grads = layer_activations(model, x, layer), None
         if acts.dim() != 4:
             raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w)")
+        return acts, grads, logits
+
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        acts, grads, logits = self.layer_passes(model, x, target)
         weights = self.model_weights(model, x, target, acts, grads, logits)
         return assemble_cam(weights, acts, x.shape[-2:], relu=self.relu)

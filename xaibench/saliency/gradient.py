@@ -7,15 +7,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError, ModelError, did_you_mean
+from ..errors import ConfigError, did_you_mean
 from ..models.adapter import ModelAdapter
-from ..models.gradients import input_gradients, layer_activations_and_gradients
+from ..models.gradients import input_gradients
 from ..models.relu_rules import deconvnet_relu, guided_relu
+from ..tensorops import assemble_cam
 from .base import EXPLAINERS, Explainer, Reduce, reduce_channels
+from .cam import GradCAM
 
 
 @dataclass
@@ -99,15 +99,9 @@ class GuidedGradCAM(InputAttribution):
     upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        layer = model.resolve_layer(self.layer)
-        acts, grads, _ = layer_activations_and_gradients(model, x, target, layer)
-        if acts.dim() != 4:
-            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; Grad-CAM needs (B,K,h,w)")
-        cam = torch.relu((grads.mean(dim=(2, 3), keepdim=True) * acts).sum(1, keepdim=True))
-        if self.upsample_mode == "bilinear":
-            cam = F.interpolate(cam, size=x.shape[-2:], mode="bilinear", align_corners=False)
-        else:
-            cam = F.interpolate(cam, size=x.shape[-2:], mode="nearest")
+        gradcam = GradCAM(layer=self.layer)
+        acts, grads, logits = gradcam.layer_passes(model, x, target)
+        cam = assemble_cam(gradcam.weights(acts, grads, logits, target), acts, x.shape[-2:], mode=self.upsample_mode)
         with guided_relu(model):
             guided = input_gradients(model, x, target)
-        return guided * cam
+        return guided * cam[:, None]

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, ModelError
 from ..models.adapter import ModelAdapter
-from ..tensorops import upsample
+from ..tensorops import assemble_cam
 from .base import EXPLAINERS, Explainer, Reduce
 from .gradient import InputAttribution
 
@@ -233,5 +233,4 @@ class RelevanceCAM(Explainer):
         layer = model.resolve_layer(self.layer)
         comp = make_composite(self.composite, model, x, self.epsilon, 0.25, self.canonizer)
         acts, rel = layer_relevance(model, x, target, layer, comp, self.contrastive)
-        cam = torch.relu((rel.mean(dim=(2, 3), keepdim=True) * acts).sum(1))
-        return upsample(cam, x.shape[-2:])
+        return assemble_cam(rel.mean(dim=(2, 3), keepdim=True), acts, x.shape[-2:])
