@@ -1,4 +1,4 @@
-"""Speed of the model-level probes on the built-in model (SEED_METHODS.md §3, §4).
+"""Speed of the model-level probes on the built-in model (docs/methods.md §Feature purity, §4).
 
 Feature purity: time per image versus one plain forward+backward (logits → input) at the same
 batch size (target ≤ 1.3×). Neuron similarity: guided-backprop channel visualizations per second,

@@ -1,4 +1,4 @@
-"""Spectral share per pyramid mode (SEED_METHODS.md §5 "Outputs"): for the same targets, seed and
+"""Spectral share per pyramid mode (docs/methods.md §Pyramid activation maximization "Outputs"): for the same targets, seed and
 steps, the share of each visualization's power below a quarter of Nyquist, the objective reached,
 the final class probability, and the time per step as a ratio to the model's forward+backward.
 

@@ -1,4 +1,4 @@
-"""Class visualizations of the built-in model (SEED_METHODS.md §5, default settings): one image
+"""Class visualizations of the built-in model (docs/methods.md §Pyramid activation maximization, default settings): one image
 per class, written as a captioned grid to docs/figures/featviz_builtin.png, plus the full outputs
 (PNGs, history.csv, summary.csv) under --outdir.
 

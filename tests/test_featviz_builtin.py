@@ -1,4 +1,4 @@
-"""Activation maximization on the shipped model `builtin:synthetic-cnn` (SEED_METHODS.md §5): the
+"""Activation maximization on the shipped model `builtin:synthetic-cnn` (docs/methods.md §Pyramid activation maximization): the
 objective rises, the class probability passes 0.9 within the default steps, and Laplacian
 preconditioning moves the image's power to low frequencies (an FFT computed here, in numpy)."""
 

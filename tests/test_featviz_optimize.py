@@ -1,4 +1,4 @@
-"""The activation-maximization loop of SEED_METHODS.md §5 on hand-built models with known answers:
+"""The activation-maximization loop of docs/methods.md §Pyramid activation maximization on hand-built models with known answers:
 objectives, CAM restriction, seeding and batching, outputs (PNG, CSV, HDF5) and user errors."""
 
 from __future__ import annotations

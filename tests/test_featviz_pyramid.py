@@ -1,4 +1,4 @@
-"""Pyramids (Burt & Adelson 1983) and the spectral share of SEED_METHODS.md §5: exact
+"""Pyramids (Burt & Adelson 1983) and the spectral share of docs/methods.md §Pyramid activation maximization: exact
 reconstruction, known answers on constants and sinusoids, and the low-frequency lift."""
 
 from __future__ import annotations

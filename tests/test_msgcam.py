@@ -1,4 +1,4 @@
-"""MSG-CAM (specs/SEED_METHODS.md §1) on hand-built models with known answers, against a literal
+"""MSG-CAM (docs/methods.md §MSG-CAM) on hand-built models with known answers, against a literal
 per-channel, per-image implementation of the spec, with the fallback and batch independence."""
 
 import math
@@ -51,7 +51,7 @@ def model(k=5):
 
 
 def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma):
-    """SEED_METHODS.md §1 read literally for one image: full-resolution ΣA, ΣG, per-channel masks."""
+    """docs/methods.md §MSG-CAM read literally for one image: full-resolution ΣA, ΣG, per-channel masks."""
     h0, w0 = x0.shape[-2:]
     xb = gaussian_blur(x0[None], kernel, sigma)
     sum_a = sum_g = 0

@@ -1,4 +1,4 @@
-"""Pruning validation helpers (SEED_METHODS.md §4.5): exact zeroing and bit-identical restore."""
+"""Pruning validation helpers (docs/methods.md §Neuron similarity): exact zeroing and bit-identical restore."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Feature purity (SEED_METHODS.md §3) on hand-built layers with known answers."""
+"""Feature purity (docs/methods.md §Feature purity) on hand-built layers with known answers."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""CF-CAM (specs/SEED_METHODS.md §2): a literal per-channel reference, a hand-built model whose
+"""CF-CAM (docs/methods.md §CF-CAM): a literal per-channel reference, a hand-built model whose
 logit depends on one region, exact skipping of constant masks, batch independence, pass counts."""
 
 import torch

@@ -1,4 +1,4 @@
-"""Neuron similarity (SEED_METHODS.md §4): GBP batching, cosine/dead, class averages, the probe."""
+"""Neuron similarity (docs/methods.md §Neuron similarity): GBP batching, cosine/dead, class averages, the probe."""
 
 from __future__ import annotations
 

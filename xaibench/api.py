@@ -1,4 +1,4 @@
-"""The public Python API (DESIGN.md "Python API"): what notebooks, other tools and the CLI call.
+"""The public Python API (docs/architecture.md "Python API"): what notebooks, other tools and the CLI call.
 
 Names are registry names (`xai list`); parameters are each plug-in's typed parameters.
 """
@@ -54,7 +54,7 @@ def probe(model: ModelAdapter, batches: Iterable[Any], name: str, **params: Any)
 
 
 def visualize(model: ModelAdapter, targets: Sequence[int], objective: str = "class", steps: int = 256, **params: Any):
-    """Activation maximization with pyramid preconditioning (SEED_METHODS.md §5)."""
+    """Activation maximization with pyramid preconditioning (docs/methods.md §Pyramid activation maximization)."""
     from . import featviz
 
     return featviz.visualize(model, targets, objective=objective, steps=steps, **params)

@@ -1,7 +1,7 @@
 """Run configuration: YAML → validated, typed `RunConfig` with defaults and dotted overrides.
 
 Unknown keys, unknown plug-in names and bad types are `ConfigError`s that name the key and list
-the valid choices (with a close-match suggestion). Schema: DESIGN.md "Config".
+the valid choices (with a close-match suggestion). Schema: docs/architecture.md "Config".
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ def reflect_pad(x: Tensor, pad_h: int, pad_w: int) -> Tensor:
 
 def gaussian_blur(x: Tensor, kernel: int, sigma: float) -> Tensor:
     """2-D Gaussian blur of a (B,C,H,W) or (C,H,W) batch, per channel, reflect padding (the
-    `blur(x, k, s)` of specs/SEED_METHODS.md; same kernel as torchvision's `gaussian_blur`).
+    `blur(x, k, s)` of docs/methods.md; same kernel as torchvision's `gaussian_blur`).
     Separable: one horizontal and one vertical depthwise convolution."""
     if int(kernel) != kernel or kernel < 1 or kernel % 2 == 0:
         raise ConfigError(f"blur kernel must be a positive odd integer, got {kernel}")

@@ -1,5 +1,5 @@
 """Activation maximization with spatial-pyramid gradient preconditioning (Tao et al. 2017;
-SEED_METHODS.md §5): synthesize inputs that maximize class logits, channels or centre units.
+docs/methods.md §Pyramid activation maximization): synthesize inputs that maximize class logits, channels or centre units.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def visualize(model: ModelAdapter, targets: list[int] | tuple[int, ...] = (), ob
               steps: int = 256, *, init_images: Tensor | None = None, **params: Any) -> VizResult:
     """Synthesize one image per target that maximizes `objective` (`class` logit, `channel` mean
     or centre `unit` of a channel at `layer`), optimized in pixel space [0,1] and clipped to it
-    (Tao et al. 2017; SEED_METHODS.md §5). `params` are FeatvizParams fields; `init_images`
+    (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). `params` are FeatvizParams fields; `init_images`
     ((1 or T,3,H,W) pixels in [0,1]) replaces the noise start, e.g. a class-average image.
     Returns a VizResult: .images (T,3,H,W) pixels, .history (steps,T), .final_prob (T,), …"""
     values = dict(params, targets=list(targets), objective=objective, steps=steps)
@@ -38,7 +38,7 @@ def visualize(model: ModelAdapter, targets: list[int] | tuple[int, ...] = (), ob
 def run_visualize(model: ModelAdapter, params: FeatvizParams, outdir: str | Path,
                   init_images: Tensor | None = None) -> VizResult:
     """`visualize` with `params`, then write PNGs, grid.png, history.csv and summary.csv to `outdir`
-    (SEED_METHODS.md §5 "Outputs"; a run also stores `VizResult.arrays()` in results.h5)."""
+    (docs/methods.md §Pyramid activation maximization "Outputs"; a run also stores `VizResult.arrays()` in results.h5)."""
     params.check()
     result = optimize(model, params, init_images=init_images)
     write_outputs(result, outdir)

@@ -1,5 +1,5 @@
 """What activation maximization maximizes: a class logit, a channel's mean activation at a layer,
-or the centre unit of a channel — one target per batch row (SEED_METHODS.md §5 "Objective").
+or the centre unit of a channel — one target per batch row (docs/methods.md §Pyramid activation maximization "Objective").
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ OBJECTIVES: tuple[str, ...] = ("class", "channel", "unit")
 def select_units(acts: Tensor, targets: Tensor, objective: str) -> Tensor:
     """(B,) objective of each row: `channel` = spatial mean of channel targets[b] of (B,K,h,w)
     activations, `unit` = its centre element (h//2, w//2); for (B,D) activations both are
-    element targets[b] (Erhan et al. 2009; SEED_METHODS.md §5)."""
+    element targets[b] (Erhan et al. 2009; docs/methods.md §Pyramid activation maximization)."""
     rows = torch.arange(acts.shape[0], device=acts.device)
     chosen = acts[rows, targets.to(acts.device)]
     if chosen.dim() == 1:

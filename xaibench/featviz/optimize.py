@@ -1,4 +1,4 @@
-"""The activation-maximization loop of SEED_METHODS.md §5: jitter, normalized gradient, pyramid
+"""The activation-maximization loop of docs/methods.md §Pyramid activation maximization: jitter, normalized gradient, pyramid
 preconditioning, penalties, momentum ascent, scheduled blur, clipping, optional CAM restriction.
 """
 
@@ -51,7 +51,7 @@ def penalty_gradient(pixels: Tensor, centre: Tensor, params: FeatvizParams) -> T
     """∂/∂x of λ_p·R_p + λ_tv·R_TV, both summed over pixels (HW × the paper's averages eqs. 5–6,
     with the range B = 1 of pixel space), so a weight of 1 weighs a penalty like the unit-std
     objective direction. R_p is taken on the image centred on the model's mean pixel
-    (Mahendran & Vedaldi 2015; SEED_METHODS.md §5 step 3)."""
+    (Mahendran & Vedaldi 2015; docs/methods.md §Pyramid activation maximization step 3)."""
     with torch.enable_grad():
         x = pixels.detach().requires_grad_(True)
         total = x.new_zeros(())
@@ -68,7 +68,7 @@ def penalty_gradient(pixels: Tensor, centre: Tensor, params: FeatvizParams) -> T
 
 def cam_masks(model: ModelAdapter, pixels: Tensor, targets: Tensor, layer: str) -> Tensor:
     """(B,1,H,W) Grad-CAM of each target class at the start image, upsampled to the input size and
-    min-max normalized to [0,1] (the paper's §3.3 restriction; SEED_METHODS.md §5 step 5)."""
+    min-max normalized to [0,1] (the paper's §3.3 restriction; docs/methods.md §Pyramid activation maximization step 5)."""
     acts, grads, _ = layer_activations_and_gradients(model, model.normalize(pixels), targets, layer)
     maps = assemble_cam(grads.mean(dim=(2, 3), keepdim=True), acts, pixels.shape[-2:])
     return minmax(maps.float()).unsqueeze(1)
@@ -106,7 +106,7 @@ def ascend(model: ModelAdapter, x: Tensor, targets: Tensor, params: FeatvizParam
     Returns (final pixels, (steps,B) history). Each step: roll by shifts[t] (jitter) → φ and
     g = ∂φ/∂x → g/(std(g)+δ) → pyramid preconditioning → minus penalty gradients →
     v ← μv + α g' → x ← clip(x + m⊙v) → every n steps x ← x + m⊙(blur_σ(t)(x) − x), with m the
-    CAM mask (or 1), so pixels where m = 0 never change (Tao et al. 2017; SEED_METHODS.md §5)."""
+    CAM mask (or 1), so pixels where m = 0 never change (Tao et al. 2017; docs/methods.md §Pyramid activation maximization)."""
     p = params
     centre = model.denormalize(torch.zeros(1, x.shape[1], 1, 1, device=x.device))
     velocity = torch.zeros_like(x)
@@ -136,7 +136,7 @@ def ascend(model: ModelAdapter, x: Tensor, targets: Tensor, params: FeatvizParam
 
 def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | None = None) -> VizResult:
     """Activation maximization for every target in `params.targets`, `params.batch_size` targets per
-    optimization batch (Tao et al. 2017; SEED_METHODS.md §5). Seeded: the start noise and the jitter
+    optimization batch (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). Seeded: the start noise and the jitter
     sequence come from `params.seed` and are shared by all targets, so a target's image does not
     depend on which other targets share its batch."""
     params.check()

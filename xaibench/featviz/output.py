@@ -1,4 +1,4 @@
-"""Writing activation-maximization results (SEED_METHODS.md §5 "Outputs"): a PNG per target, a
+"""Writing activation-maximization results (docs/methods.md §Pyramid activation maximization "Outputs"): a PNG per target, a
 captioned grid, CSVs of the objective per step and of the final values, and the same in HDF5.
 """
 

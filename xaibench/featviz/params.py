@@ -1,5 +1,5 @@
 """Every option of activation maximization with pyramid preconditioning, with the defaults of
-SEED_METHODS.md §5, as one typed dataclass (the `featviz:` config section and `visualize` kwargs).
+docs/methods.md §Pyramid activation maximization, as one typed dataclass (the `featviz:` config section and `visualize` kwargs).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from .pyramid import PyramidMode
 @dataclass
 class FeatvizParams:
     """Activation-maximization settings (Tao et al. 2017, "Deep visualization based on the spatial
-    pyramid decomposition"; SEED_METHODS.md §5). Spaces: the image is optimized in pixel space
+    pyramid decomposition"; docs/methods.md §Pyramid activation maximization). Spaces: the image is optimized in pixel space
     [0,1] and clipped to it; `lr` is in units of that range (α = 0.05 × range in the spec).
 
     Choices the spec leaves open (ours): penalty weights `p_norm_weight`/`tv_weight`, `blur_every`,

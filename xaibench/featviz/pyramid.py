@@ -1,5 +1,5 @@
 """Gaussian and Laplacian image pyramids (Burt & Adelson 1983), batched, on the input's device,
-and the gradient preconditioners built on them (SEED_METHODS.md §5 step 2, paper eq. 8).
+and the gradient preconditioners built on them (docs/methods.md §Pyramid activation maximization step 2, paper eq. 8).
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def _std(x: Tensor) -> Tensor:
 
 
 def laplacian_normalize(g: Tensor, levels: int, eps: float = 1e-8) -> Tensor:
-    """Divide each Laplacian band of `g` by its own per-image std and recombine (SEED_METHODS.md
+    """Divide each Laplacian band of `g` by its own per-image std and recombine (docs/methods.md
     §5 step 2 `laplacian`): every band gets equal energy, which lifts the weak low frequencies."""
     bands = laplacian_pyramid(g, levels)
     return laplacian_reconstruct([band / (_std(band) + eps) for band in bands])
@@ -124,14 +124,14 @@ def laplacian_normalize(g: Tensor, levels: int, eps: float = 1e-8) -> Tensor:
 
 def gaussian_recombine(g: Tensor, levels: int) -> Tensor:
     """Σ_k EXPAND^k(G_k): the sum of the K Gaussian levels of `g`, each brought back to full size
-    (SEED_METHODS.md §5 step 2 `gaussian`); low frequencies count K times, fine detail once."""
+    (docs/methods.md §Pyramid activation maximization step 2 `gaussian`); low frequencies count K times, fine detail once."""
     size = tuple(g.shape[-2:])
     return sum(expand_to(level, size) for level in gaussian_pyramid(g, levels))
 
 
 def precondition(g: Tensor, mode: str, levels: int = 4, eps: float = 1e-8) -> Tensor:
     """Reshape the spectrum of a (B,C,H,W) gradient: `laplacian`, `gaussian`, `both` (their sum,
-    the paper's r(x) = Σ_k LP_k + GP_k, eq. 8) or `none` (Tao et al. 2017; SEED_METHODS.md §5)."""
+    the paper's r(x) = Σ_k LP_k + GP_k, eq. 8) or `none` (Tao et al. 2017; docs/methods.md §Pyramid activation maximization)."""
     if mode == "none":
         return g
     if mode == "laplacian":

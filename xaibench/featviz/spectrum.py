@@ -1,4 +1,4 @@
-"""The spectral quality check of SEED_METHODS.md §5 "Outputs": the share of an image's power that
+"""The spectral quality check of docs/methods.md §Pyramid activation maximization "Outputs": the share of an image's power that
 lies below a cut-off frequency (pyramid preconditioning should raise it versus `none`).
 """
 
@@ -19,7 +19,7 @@ def low_frequency_share(images: Tensor, cutoff: float = 0.25) -> Tensor:
     """(B,) share of the power of (B,C,H,W) images at radial frequency below `cutoff` × Nyquist,
     with each channel's mean removed (the DC term would otherwise dominate); power is summed over
     channels. A constant image has no power and gets NaN. (Van der Schaaf & van Hateren 1996's
-    power spectrum, used as the numeric check of Tao et al. 2017; SEED_METHODS.md §5.)"""
+    power spectrum, used as the numeric check of Tao et al. 2017; docs/methods.md §Pyramid activation maximization.)"""
     x = images.double()
     x = x - x.mean(dim=(-2, -1), keepdim=True)
     power = torch.fft.fft2(x).abs().pow(2).sum(1)  # (B,H,W)

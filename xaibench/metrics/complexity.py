@@ -34,7 +34,7 @@ class Sparseness(ImageMetric):
 @METRICS.register("complexity")
 @dataclass
 class Complexity(ImageMetric):
-    """Complexity (Bhatt et al., IJCAI 2020; METRICS.md "Complexity"): the entropy −Σ p log p of
+    """Complexity (Bhatt et al., IJCAI 2020; docs/metrics.md "Complexity"): the entropy −Σ p log p of
     p = |S|/Σ|S| (natural log, 0·log 0 = 0); an all-zero map counts as uniform, log(H·W).
     Lower is simpler."""
 

@@ -25,7 +25,7 @@ Substrate = Literal["zeros", "blur", "mean", "black"]
 Score = Literal["softmax", "logit"]
 
 # Each preset: the deletion and insertion substrates, the score, the step count, the class
-# (the given target or the model's top-1), the step schedule and the AUC's x-axis (METRICS.md "Protocol").
+# (the given target or the model's top-1), the step schedule and the AUC's x-axis (docs/metrics.md "Protocol").
 PRESETS: dict[str, dict[str, Any]] = {
     # ours: even schedule n_i = floor(i·HW/steps), trapezoid over the deleted fraction in [0,1]
     "default": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, target="given",
@@ -83,7 +83,7 @@ def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[l
 
 @dataclass
 class CausalCurve(ImageMetric):
-    """Deletion/insertion game of RISE (Petsiuk et al., BMVC 2018), METRICS.md "Faithfulness".
+    """Deletion/insertion game of RISE (Petsiuk et al., BMVC 2018), docs/metrics.md "Faithfulness".
 
     `baseline`, `score` and `steps` left at None take the `protocol` preset's values
     (default | rise | torchcam | quantus); `steps` is a count of steps. Every curve point of every
@@ -206,7 +206,7 @@ DERIVED.append(DerivedScore("overall", ("insertion", "deletion"), True, "inserti
 @dataclass
 class ConfidenceChange(ImageMetric):
     """Y = P_c(x) against O = P_c(x ⊙ Ŝ), Ŝ the min-max normalized map broadcast over channels
-    (METRICS.md "Average Drop / Increase in Confidence"). `masking: pixel` multiplies the image in
+    (docs/metrics.md "Average Drop / Increase in Confidence"). `masking: pixel` multiplies the image in
     pixel space (black means black), `input` multiplies the model input (torchcam's convention).
     One forward of x and one of the masked image per image; each of the three metrics reports its
     own figure only (configure the others to get them, with their own directions)."""

@@ -66,7 +66,7 @@ def class_balanced_mean(values: Tensor, classes: Tensor) -> Tensor:
 @METRICS.register("pointing_game")
 @dataclass
 class PointingGame(ImageMetric):
-    """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018), METRICS.md "Localization".
+    """Pointing game (Zhang et al., ECCV 2016 / IJCV 2018), docs/metrics.md "Localization".
 
     A hit (1) when the map's maximum (ties broken by the seeded permutation) lies within
     `tolerance` px (given at 224 px, scaled with min(H,W); TorchRay's strict `<` distance) of the

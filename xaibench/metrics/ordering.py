@@ -15,7 +15,7 @@ def tie_permutation(n: int, seed: int, device: torch.device) -> Tensor:
 
 
 def saliency_order(maps: Tensor, seed: int = 0, descending: bool = True) -> Tensor:
-    """(B,H,W) maps → (B,H·W) flat pixel indices sorted by saliency (METRICS.md: ties broken by
+    """(B,H,W) maps → (B,H·W) flat pixel indices sorted by saliency (docs/metrics.md: ties broken by
     a seeded random permutation). NaN must be cleaned first (`clean_maps`)."""
     flat = maps.reshape(maps.shape[0], -1)
     perm = tie_permutation(flat.shape[1], seed, flat.device)

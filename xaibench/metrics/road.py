@@ -95,7 +95,7 @@ def noisy_linear_imputation(x: Tensor, remove: Tensor, noise: float, generator: 
 
 @dataclass
 class ROADBase(ImageMetric):
-    """ROAD (Rong et al., ICML 2022), METRICS.md "ROAD". For each p in `percentages` the top (MoRF)
+    """ROAD (Rong et al., ICML 2022), docs/metrics.md "ROAD". For each p in `percentages` the top (MoRF)
     or bottom (LeRF) p % of pixels by S are imputed in model-input space; the curve is P_c per p and
     the score its mean. (image, p) jobs are imputed and scored in `chunk_size` pieces."""
 

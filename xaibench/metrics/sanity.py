@@ -89,7 +89,7 @@ def hog_features(maps: Tensor, pixels_per_cell: int) -> Tensor:
 @METRICS.register("randomization")
 @dataclass
 class Randomization(ImageMetric):
-    """Cascading model parameter randomization (Adebayo et al., NeurIPS 2018), METRICS.md "Sanity".
+    """Cascading model parameter randomization (Adebayo et al., NeurIPS 2018), docs/metrics.md "Sanity".
 
     Stage k re-initializes `stages[0..k]` (default: each top-level block of `model.module` that holds
     parameters, from the logits down), re-explains the batch and compares with the original maps by

@@ -1,4 +1,4 @@
-"""Class-average images (SEED_METHODS.md §4.1): simple (min-max rescaled), data-driven top-K /
+"""Class-average images (docs/methods.md §Neuron similarity): simple (min-max rescaled), data-driven top-K /
 bottom-K by confidence, and network-driven (activation maximization from the simple average).
 """
 
@@ -17,7 +17,7 @@ AVERAGE_KINDS = ("simple", "data-max", "data-min", "network")
 
 
 def network_images(model: ModelAdapter, classes: list[int], start: Tensor, steps: int) -> Tensor:
-    """§4.1 `network`: featviz's optimizer (SEED_METHODS.md §5) from the simple averages;
+    """§4.1 `network`: featviz's optimizer (docs/methods.md §Pyramid activation maximization) from the simple averages;
     returns (K,3,H,W) pixels."""
     from ..featviz import visualize
 
@@ -38,7 +38,7 @@ def rescale_like(avg: Tensor, lo: Tensor, hi: Tensor) -> Tensor:
 def class_average_images(model: ModelAdapter, data: Iterable, kinds: list[str], classes: list[int] | None = None,
                          top_k: int = 50, network_steps: int = 256) -> tuple[Tensor, list[int], pd.DataFrame]:
     """(len(kinds), K, 3, H, W) class-average images in pixel space for the K classes present
-    (or `classes`), and a table of how many images each used (SEED_METHODS.md §4.1).
+    (or `classes`), and a table of how many images each used (docs/methods.md §Neuron similarity).
 
     Pass 1 (one no-grad forward per batch) accumulates per-class sums, per-channel pixel
     ranges and each image's `P_label`; pass 2 (no model) sums the top-K / bottom-K images by

@@ -1,4 +1,4 @@
-"""Neuron similarity (neuron-similarity thesis ch. 3–5; SEED_METHODS.md §4): guided-backprop
+"""Neuron similarity (neuron-similarity thesis ch. 3–5; docs/methods.md §Neuron similarity): guided-backprop
 visualizations of every channel from class-average images, their cosine similarity to the class,
 per-layer curves, top/bottom grids, and pruning validation.
 """
@@ -34,7 +34,7 @@ OBJECTIVES = {"sum": lambda a: a.sum((-2, -1)), "mean": lambda a: a.mean((-2, -1
 
 def guided_gradients(model: ModelAdapter, x: Tensor, classes: Tensor) -> Tensor:
     """(P,3,H,W) guided-backprop gradients of the logit of class `classes[p]` for image `x[p]`
-    (Springenberg et al. 2015; method 2's φ of SEED_METHODS.md §4.3), one forward and one
+    (Springenberg et al. 2015; method 2's φ of docs/methods.md §Neuron similarity), one forward and one
     backward for the batch (copies do not interact in eval mode)."""
     rows = torch.arange(x.shape[0], device=x.device)
     with torch.enable_grad(), guided_relu(model.module):
@@ -46,7 +46,7 @@ def guided_gradients(model: ModelAdapter, x: Tensor, classes: Tensor) -> Tensor:
 def channel_visualizations(model: ModelAdapter, image: Tensor, layer: str, channels: Tensor,
                            objective: str = "sum") -> Tensor:
     """(P,3,H,W) guided-backprop visualizations `ω_k = GBP(image, layer, k)` of channels
-    `channels[p]` of `layer` for one image (1,3,H,W) (Springenberg et al. 2015; SEED_METHODS.md
+    `channels[p]` of `layer` for one image (1,3,H,W) (Springenberg et al. 2015; docs/methods.md
     §4.2), each channel reduced over (h,w) by `objective` (sum | mean | max). ONE forward of
     the image, stopped at the layer, and ONE vmapped backward (`is_grads_batched`) whose copy p
     starts from the one-hot of its channel: equal to a backward per channel, without a forward
@@ -84,7 +84,7 @@ def render(vis: Tensor) -> np.ndarray:
 @dataclass
 class NeuronSimilarity(Probe):
     """Neuron similarity from class-average images (the neuron-similarity thesis, ch. 3–5;
-    SEED_METHODS.md §4): for every class average `I_i` and every channel k of every selected
+    docs/methods.md §Neuron similarity): for every class average `I_i` and every channel k of every selected
     layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (one forward of I_i stopped at layer j,
     then one vmapped backward for `chunk_size` channels), similarity method 1 `cos(I_i, ω)` and
     method 2 `cos(GBP(I_i, output, i), ω)`, dead channels flagged; then per-layer curves,

@@ -1,4 +1,4 @@
-"""Channel pruning for the neuron-similarity validation (SEED_METHODS.md §4.5): find the conv that
+"""Channel pruning for the neuron-similarity validation (docs/methods.md §Neuron similarity): find the conv that
 produces a layer's channels, prune them inside a context that restores the model, measure accuracy.
 """
 
@@ -67,7 +67,7 @@ def resolve_mode(model: ModelAdapter, layer: str, mode: str) -> str:
 
 @contextlib.contextmanager
 def pruned(model: ModelAdapter, layer: str, channels: Tensor, mode: str = "auto") -> Iterator[str]:
-    """Prune output `channels` of `layer` for the duration of the block (thesis §5.2; SEED_METHODS.md
+    """Prune output `channels` of `layer` for the duration of the block (thesis §5.2; docs/methods.md
     §4.5); yields the mode used. `weights`: zero the producing conv's filters, bias and the
     following BatchNorm's affine; `output`: zero the layer's output channels; `auto`: see
     `resolve_mode`. The model is restored exactly on exit."""

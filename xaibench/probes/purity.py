@@ -1,4 +1,4 @@
-"""Feature purity (Chen, Cong & Huang 2021; SEED_METHODS.md §3): the normalized entropy of how
+"""Feature purity (Chen, Cong & Huang 2021; docs/methods.md §Feature purity): the normalized entropy of how
 often each channel of a layer fires over a dataset — a label-free score of a layer's features.
 """
 
@@ -63,7 +63,7 @@ def purity_from_counts(counts: np.ndarray) -> tuple[float, float]:
 class FeaturePurity(Probe):
     """Feature purity per layer (Chen, Cong & Huang, "Convolutional Neural Network Image Feature
     Measurement Based on Information Entropy", Laser & Optoelectronics Progress 2021;
-    SEED_METHODS.md §3).
+    docs/methods.md §Feature purity).
 
     One forward and one backward per batch serve every layer: all layers are captured in the
     same pass, the backward of the predicted logits stops at the earliest captured layer (no

@@ -1,4 +1,4 @@
-"""Figures of the model-level probes (SEED_METHODS.md §3, §4): purity per layer and its threshold
+"""Figures of the model-level probes (docs/methods.md §Feature purity, §4): purity per layer and its threshold
 sweep; neuron-similarity curves, channel-visualization grids, class averages and pruning.
 """
 

@@ -50,7 +50,7 @@ EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
 
 def reduce_channels(attr: Tensor, reduce: str) -> Tensor:
-    """(B,C,H,W) per-channel attribution → (B,H,W) map (DESIGN.md "Contracts")."""
+    """(B,C,H,W) per-channel attribution → (B,H,W) map (docs/architecture.md "Contracts")."""
     if reduce == "sum":
         return attr.sum(1)
     if reduce == "abs_sum":

@@ -1,4 +1,4 @@
-"""CF-CAM (specs/SEED_METHODS.md §2): contrastive-LRP relevance at a layer says where each channel
+"""CF-CAM (docs/methods.md §CF-CAM): contrastive-LRP relevance at a layer says where each channel
 matters; a Score-CAM-style perturbation against a blurred baseline says how much.
 """
 
@@ -22,7 +22,7 @@ from .lrp import CanonizerName, CompositeName, layer_relevance, make_composite
 @EXPLAINERS.register("cfcam")
 @dataclass
 class CFCAM(Explainer):
-    """CF-CAM, coarse-to-fine CAM with contrastive LRP (specs/SEED_METHODS.md §2, Algorithm 1).
+    """CF-CAM, coarse-to-fine CAM with contrastive LRP (docs/methods.md §CF-CAM, Algorithm 1).
 
     1. xb = blur(x, blur_kernel, blur_sigma) (reflect padding).
     2–3. One forward of x and one LRP backward to `layer` (Zennit `composite`, default z⁺ for

@@ -21,7 +21,7 @@ from .cam import GradCAM
 @dataclass
 class InputAttribution(Explainer):
     """An explainer with a per-input-channel attribution (B,C,H,W), reduced over colour
-    channels by `reduce` (DESIGN.md "Contracts"). Wrappers (SmoothGrad, VarGrad) call
+    channels by `reduce` (docs/architecture.md "Contracts"). Wrappers (SmoothGrad, VarGrad) call
     `attribute` on perturbed copies of the batch."""
 
     reduce: Reduce = "sum"

@@ -208,7 +208,7 @@ def layer_relevance(
     model: ModelAdapter, x: Tensor, target: Tensor, layer: str, composite, contrastive: bool = True
 ) -> tuple[Tensor, Tensor]:
     """(activations A, relevance R) at `layer` (both (B,K,h,w)); R = ReLU(R_c − R_dual) when
-    `contrastive` (CLRP; specs/SEED_METHODS.md §2 step 3), else the target's relevance."""
+    `contrastive` (CLRP; docs/methods.md §CF-CAM step 3), else the target's relevance."""
     rel, acts = relevance(model, x, target, composite, contrastive=contrastive, scale="one", layer=layer)
     if acts.dim() != 4:
         raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a relevance CAM needs (B,K,h,w)")
@@ -220,7 +220,7 @@ def layer_relevance(
 class RelevanceCAM(Explainer):
     """Relevance-CAM (Lee et al., CVPR 2021): α_k = mean over (i,j) of the relevance R_k at
     `layer`, map = ReLU(Σ_k α_k A_k) upsampled bilinearly. R is the contrastive relevance CF-CAM
-    uses (specs/SEED_METHODS.md §2: z⁺ for convolutions, ε for the final linear layer);
+    uses (docs/methods.md §CF-CAM: z⁺ for convolutions, ε for the final linear layer);
     `contrastive: false` keeps the target's own relevance. 1 forward + 1 backward to the layer."""
 
     layer: str = "auto"

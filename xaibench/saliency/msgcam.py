@@ -1,4 +1,4 @@
-"""MSG-CAM: multi-scale gradient CAM with grouped score masks (specs/SEED_METHODS.md §1).
+"""MSG-CAM: multi-scale gradient CAM with grouped score masks (docs/methods.md §MSG-CAM).
 
 Gradient passes at growing input sizes build per-channel masks; groups of them are scored by
 perturbation against a blurred baseline, all perturbed inputs in one chunked flat batch.
@@ -48,7 +48,7 @@ def group_sums(values: Tensor, group_size: int) -> Tensor:
 @EXPLAINERS.register("msgcam")
 @dataclass
 class MSGCAM(Explainer):
-    """MSG-CAM (SEED_METHODS.md §1, thesis ch. 3, Algorithm 1).
+    """MSG-CAM (docs/methods.md §MSG-CAM, thesis ch. 3, Algorithm 1).
 
     1. x_b = blur(x0, blur_kernel, blur_sigma). 2. For t = 1..scales, x_t = up(x0, ζ_t); the
     scale is valid when argmax F(x_t) = c; valid scales contribute up(A_t), up(G_t) (G = ∂F_c/∂A).
