@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from ..version import __version__
 from . import keys
 from .store import BatchFiles, atomic_write
 
