@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from xaibench import api as xb_api
 from xaibench.config import apply_override, load
 from xaibench.errors import ConfigError
 
@@ -69,3 +72,12 @@ def test_malformed_override(bad, tiny_config):
 def test_missing_file(tmp_path):
     with pytest.raises(ConfigError, match="config file not found"):
         load(tmp_path / "nope.yaml")
+
+
+SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.relative_to(p.parents[1]).as_posix())
+def test_every_shipped_config_validates(path):
+    cfg = xb_api.validate(path)
+    assert cfg.name

@@ -15,7 +15,7 @@ from xaibench.errors import ModelError
 from xaibench.models.fashion import CHECKPOINT, FashionVGG, checkpoint_info
 from xaibench.models.zoo import load_model
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 needs_fashion_mnist = pytest.mark.skipif(
     not Path(DEBIAN_FASHION_MNIST).is_dir(),
     reason=f"Fashion-MNIST not installed at {DEBIAN_FASHION_MNIST} (apt-get install dataset-fashion-mnist)",
