@@ -5,6 +5,7 @@ layers, the default target layer, activation/gradient capture, and counted model
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
@@ -29,12 +30,7 @@ class PassCounter:
     backward_calls: int = 0
 
     def snapshot(self) -> dict[str, int]:
-        return dict(
-            forward_images=self.forward_images,
-            backward_images=self.backward_images,
-            forward_calls=self.forward_calls,
-            backward_calls=self.backward_calls,
-        )
+        return dataclasses.asdict(self)
 
     def since(self, before: dict[str, int]) -> dict[str, int]:
         now = self.snapshot()
