@@ -13,22 +13,27 @@ from torch import Tensor
 from ..errors import ModelError
 from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations, layer_activations_and_gradients
-from ..registry import Registry
+from ..registry import Registry, check_fields, param
 from ..tensorops import assemble_cam
 
 Reduce = Literal["sum", "abs_sum", "abs_max", "l2"]
+LAYER_HELP = "layer of the map (xai list layers); auto: the model's default, else its last conv block"
+REDUCE_HELP = "how colour channels are combined into one map: sum, abs_sum, abs_max or l2"
 
 
 class Explainer:
     """Maps a model-input batch `x` (B,C,H,W) and targets (B,) to float32 maps (B,H,W).
 
-    Subclasses are dataclasses whose fields are their typed parameters. Per-image diagnostics
-    (e.g. an integration error, a fallback taken) go to `self.diagnostics` as (B,) tensors.
+    Subclasses are dataclasses whose fields are their typed parameters (`param(default, help=...,
+    ge=...)`); every range is checked when the explainer is built (bounds here, cross-field checks
+    in a subclass's `__post_init__`, which calls this one). Per-image diagnostics (e.g. an
+    integration error, a fallback taken) go to `self.diagnostics` as (B,) tensors.
     """
 
     registry_name: ClassVar[str] = "explainer"
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.diagnostics: dict[str, Tensor] = {}
 
     @property
@@ -72,7 +77,7 @@ class CAMExplainer(Explainer):
     `relu = False` for variants whose paper keeps the sign (CAM).
     """
 
-    layer: str = "auto"
+    layer: str = param("auto", help=LAYER_HELP)
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True
 

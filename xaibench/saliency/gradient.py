@@ -13,8 +13,9 @@ from ..errors import ConfigError, did_you_mean
 from ..models.adapter import ModelAdapter
 from ..models.gradients import input_gradients
 from ..models.relu_rules import deconvnet_relu, guided_relu
+from ..registry import param
 from ..tensorops import assemble_cam
-from .base import EXPLAINERS, Explainer, Reduce, reduce_channels
+from .base import EXPLAINERS, LAYER_HELP, REDUCE_HELP, Explainer, Reduce, reduce_channels
 from .cam import GradCAM
 
 
@@ -24,7 +25,7 @@ class InputAttribution(Explainer):
     channels by `reduce` (docs/architecture.md "Contracts"). Wrappers (SmoothGrad, VarGrad) call
     `attribute` on perturbed copies of the batch."""
 
-    reduce: Reduce = "sum"
+    reduce: Reduce = param("sum", help=REDUCE_HELP)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
@@ -52,7 +53,7 @@ def issubclass_safe(obj, cls) -> bool:
 class Saliency(InputAttribution):
     """Gradient saliency (Simonyan et al., ICLR-W 2014): |∂y_c/∂x|, max over colour channels."""
 
-    reduce: Reduce = "abs_max"
+    reduce: Reduce = param("abs_max", help=REDUCE_HELP)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         return input_gradients(model, x, target).abs_()
@@ -95,8 +96,8 @@ class GuidedGradCAM(InputAttribution):
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backprop ⊙ the Grad-CAM map of
     `layer` upsampled to the input (`bilinear` as in the paper; `nearest` is Captum's default)."""
 
-    layer: str = "auto"
-    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
+    layer: str = param("auto", help=LAYER_HELP)
+    upsample_mode: Literal["bilinear", "nearest"] = param("bilinear", help="upsampling of the Grad-CAM map to the input")
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         gradcam = GradCAM(layer=self.layer)
