@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..imageops import gaussian_blur
+from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import chunks, class_scores, minmax
 from .base import DERIVED, METRICS, DerivedScore, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
@@ -61,8 +62,6 @@ def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
 
 def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[list[int], Tensor]:
     """Pixel counts perturbed at each curve point, and the x-coordinates of the AUC."""
-    if steps < 1:
-        raise ConfigError(f"steps must be a positive count of steps, got {steps}")
     step = math.ceil(n_pixels / steps)
     if schedule == "even":
         counts = [i * n_pixels // steps for i in range(steps + 1)]
@@ -91,22 +90,21 @@ class CausalCurve(ImageMetric):
     """
 
     mode: ClassVar[str] = "deletion"
-    protocol: Protocol = "default"
-    baseline: Substrate | None = None
-    score: Score | None = None
-    steps: int | None = None
-    blur_kernel: int = 11
-    blur_sigma: float = 5.0
-    chunk_size: ChunkSize = 64
-    seed: int = 0
+    protocol: Protocol = param("default", help="a toolkit's conventions: default, rise, torchcam or quantus "
+                                               "(docs/metrics.md)")
+    baseline: Substrate | None = param(None, help="substrate: zeros, blur, mean or black; null: the protocol's")
+    score: Score | None = param(None, help="class score on the curve: softmax or logit; null: the protocol's")
+    steps: int | None = param(None, help="number of curve steps; null: the protocol's (224, torchcam 20)", ge=1)
+    blur_kernel: int = param(11, help="Gaussian kernel of the blur substrate, px (odd)", ge=1)
+    blur_sigma: float = param(5.0, help="Gaussian sigma of the blur substrate, px", gt=0)
+    chunk_size: ChunkSize = param(64, help="perturbed inputs per model call; auto: sized from the memory budget", ge=1)
+    seed: int = param(0, help="seed of the tie-breaking pixel order")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.protocol not in PRESETS:
             raise ConfigError(f"unknown protocol '{self.protocol}'. Valid: {', '.join(PRESETS)}")
-        if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be a positive count of steps, got {self.steps}")
+        check_odd_kernel(self.blur_kernel)
 
     def resolved_protocol(self) -> dict[str, Any]:
         """The preset's values with the explicit parameters applied (recorded in run.json)."""
@@ -212,13 +210,10 @@ class ConfidenceChange(ImageMetric):
     own figure only (configure the others to get them, with their own directions)."""
 
     key: ClassVar[str] = "average_drop"
-    score: Score = "softmax"
-    masking: Literal["pixel", "input"] = "pixel"
-    chunk_size: ChunkSize = 64
-
-    def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+    score: Score = param("softmax", help="class score compared: softmax or logit")
+    masking: Literal["pixel", "input"] = param("pixel", help="the map multiplies the pixels, or the model input "
+                                                             "(torchcam)")
+    chunk_size: ChunkSize = param(64, help="images per model call; auto: sized from the memory budget", ge=1)
 
     def scores(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         s = minmax(clean_maps(maps).to(x.device))[:, None]
