@@ -9,7 +9,8 @@ from pathlib import Path
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import CROP_HELP, DATASETS, IMAGE_SIZE_HELP, Sample
 from .imagefiles import CROP_FRACTION, error_sample, list_images, read_rgb, require_root, resize_crop
 
 
@@ -20,12 +21,13 @@ class ImageFolderDataset(Dataset):
     labels = index of the class folder in sorted order; no boxes or masks. Images are resized
     (shorter side to image_size/crop_fraction) and centre-cropped."""
 
-    root: str | None = None
-    split: str = "test"
-    image_size: int = 224
-    crop_fraction: float = CROP_FRACTION
+    root: str | None = param(None, help="folder of <class>/<image> files (or of <split>/<class>/<image>)")
+    split: str = param("test", help="sub-folder of root read when it exists, else root itself")
+    image_size: int = param(224, help=IMAGE_SIZE_HELP, ge=1)
+    crop_fraction: float = param(CROP_FRACTION, help=CROP_HELP, gt=0, le=1)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         base = require_root(self.root, "imagefolder")
         self.folder = base / self.split if (base / self.split).is_dir() else base
         classes = sorted(p.name for p in self.folder.iterdir() if p.is_dir() and not p.name.startswith("."))
