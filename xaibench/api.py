@@ -103,11 +103,12 @@ def registries() -> dict[str, Any]:
 
 
 def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
-    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)])."""
+    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)]); the help
+    ends with the parameter's valid range when it has one, e.g. `(>= 1)`."""
     import dataclasses
 
     from .errors import ConfigError, unknown
-    from .registry import type_name
+    from .registry import bound_text, type_name
 
     regs = registries()
     if kind not in regs:
@@ -116,8 +117,9 @@ def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]
     out = []
     for name in reg.names():
         entry = reg.get(name)
+        ranges = {p: f" ({bound_text(b)})" for p, b in entry.bounds.items()}
         params = [(p, type_name(tp), "(required)" if default is dataclasses.MISSING else repr(default),
-                   entry.help.get(p, "")) for p, (tp, default) in entry.params.items()]
+                   entry.help.get(p, "") + ranges.get(p, "")) for p, (tp, default) in entry.params.items()]
         out.append((name, entry.doc, params))
     return out
 
