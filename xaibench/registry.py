@@ -155,8 +155,11 @@ def bound_problems(value: Any, bounds: dict[str, float]) -> list[tuple[str, str]
 
 
 def check_fields(obj: Any) -> None:
-    """Check the declared bounds of a constructed plug-in's fields (called by the families'
-    `__post_init__`, so a plug-in built directly fails like one built from a config)."""
+    """Check the declared types (Literal choices included) and bounds of a constructed plug-in's
+    fields (called by the families' `__post_init__`, so a plug-in built directly fails like one
+    built from a config)."""
+    for name, (tp, _) in param_fields(type(obj)).items():
+        coerce(getattr(obj, name), tp, name)
     for name, bounds in param_bounds(type(obj)).items():
         for sub, msg in bound_problems(getattr(obj, name), bounds):
             raise ConfigError(f"{name}{sub} {msg}")

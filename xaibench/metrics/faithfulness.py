@@ -12,7 +12,6 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
@@ -102,8 +101,6 @@ class CausalCurve(ImageMetric):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.protocol not in PRESETS:
-            raise ConfigError(f"unknown protocol '{self.protocol}'. Valid: {', '.join(PRESETS)}")
         check_odd_kernel(self.blur_kernel)
 
     def resolved_protocol(self) -> dict[str, Any]:

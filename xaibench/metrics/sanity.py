@@ -111,8 +111,6 @@ class Randomization(ImageMetric):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(f"unknown similarity '{self.similarity}'. Valid: {', '.join(SIMILARITIES)}")
 
     def stage_names(self, module: nn.Module) -> list[str]:
         names = list(self.stages) if self.stages else default_stages(module)

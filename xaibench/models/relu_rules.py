@@ -81,7 +81,9 @@ def _root(model_or_module: nn.Module) -> nn.Module:
 
 
 @contextlib.contextmanager
-def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
+def relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
+    """Inside the block every ReLU of the model back-propagates with rule `kind` (`guided` or
+    `deconvnet`, see `_ReLURule`); forward values are unchanged; hooks and the mode are removed on exit."""
     root = _root(model_or_module)
     if getattr(_active, "kind", None) is not None:
         raise ModelError(f"cannot apply the {kind} ReLU rule inside the {_active.kind} rule: they do not nest")
@@ -123,7 +125,7 @@ def guided_relu(model_or_module: nn.Module) -> contextlib.AbstractContextManager
     (Springenberg et al., "Striving for Simplicity", ICLR-W 2015): the gradient passes only where
     the forward input > 0 and the incoming gradient > 0. Forward values are unchanged; hooks and
     the function mode are removed on exit."""
-    return _relu_rule(model_or_module, "guided")
+    return relu_rule(model_or_module, "guided")
 
 
 def deconvnet_relu(model_or_module: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
@@ -131,4 +133,4 @@ def deconvnet_relu(model_or_module: nn.Module) -> contextlib.AbstractContextMana
     Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014): only the positive
     incoming gradient passes, whatever the forward input. Forward values are unchanged; hooks
     and the function mode are removed on exit."""
-    return _relu_rule(model_or_module, "deconvnet")
+    return relu_rule(model_or_module, "deconvnet")

@@ -5,14 +5,14 @@ backprop, deconvnet and guided Grad-CAM; the per-channel base the noise/path wra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
 from ..errors import ConfigError, did_you_mean
 from ..models.adapter import ModelAdapter
 from ..models.gradients import input_gradients
-from ..models.relu_rules import deconvnet_relu, guided_relu
+from ..models.relu_rules import guided_relu, relu_rule
 from ..registry import param
 from ..tensorops import assemble_cam
 from .base import EXPLAINERS, LAYER_HELP, REDUCE_HELP, Explainer, Reduce, reduce_channels
@@ -68,26 +68,32 @@ class InputXGradient(InputAttribution):
         return x * input_gradients(model, x, target)
 
 
-@EXPLAINERS.register("guided_backprop")
 @dataclass
-class GuidedBackprop(InputAttribution):
-    """Guided backpropagation (Springenberg et al., ICLR-W 2015): the input gradient with every
-    ReLU passing gradient only where its input > 0 and the gradient > 0 (hooks, removed after)."""
+class RuleGradient(InputAttribution):
+    """The input gradient with every ReLU's backward replaced by `rule` (models/relu_rules.py;
+    hooks and function mode removed after)."""
+
+    rule: ClassVar[str] = "guided"
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        with guided_relu(model):
+        with relu_rule(model, self.rule):
             return input_gradients(model, x, target)
+
+
+@EXPLAINERS.register("guided_backprop")
+@dataclass
+class GuidedBackprop(RuleGradient):
+    """Guided backpropagation (Springenberg et al., ICLR-W 2015): every ReLU passes the gradient
+    only where its input > 0 and the gradient > 0."""
 
 
 @EXPLAINERS.register("deconvnet")
 @dataclass
-class Deconvnet(InputAttribution):
-    """Deconvnet (Zeiler & Fergus, ECCV 2014): the input gradient with every ReLU passing only
-    the positive gradient, whatever its forward input (hooks, removed after)."""
+class Deconvnet(RuleGradient):
+    """Deconvnet (Zeiler & Fergus, ECCV 2014): every ReLU passes only the positive gradient,
+    whatever its forward input."""
 
-    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        with deconvnet_relu(model):
-            return input_gradients(model, x, target)
+    rule: ClassVar[str] = "deconvnet"
 
 
 @EXPLAINERS.register("guided_gradcam")
