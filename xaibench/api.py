@@ -18,7 +18,9 @@ from .models.zoo import load_model as _load_model
 
 
 def load_model(name: str, weights: str | None = "default", **options: Any) -> ModelAdapter:
-    """A zoo model (`torchvision:resnet18`, `builtin:synthetic-cnn`, …) wrapped in a ModelAdapter."""
+    """A zoo model (`torchvision:resnet18`, `timm:resnet18`, `python:my_net.py:build`, `hf:folder`,
+    `torchscript:model.pt`, `builtin:synthetic-cnn`, …) wrapped in a ModelAdapter; `options`: `params`
+    (the factory's keyword arguments), `mean`, `std`, `input_size`, `class_names`, `score`."""
     return _load_model(name, weights, **options)
 
 
@@ -32,8 +34,9 @@ def explain(model: ModelAdapter, x: Tensor, target: Tensor | int | Sequence[int]
     from .memory import build_sized
     from .saliency import EXPLAINERS
 
-    explainer = build_sized(EXPLAINERS, name, params, model, tuple(x.shape[1:]), backward=True)
-    return explainer(model, x, _targets(target, x.shape[0], x.device))
+    with model.inference():  # the caller's module is restored on exit (modes, requires_grad flags)
+        explainer = build_sized(EXPLAINERS, name, params, model, tuple(x.shape[1:]), backward=True)
+        return explainer(model, x, _targets(target, x.shape[0], x.device))
 
 
 def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int | Sequence[int], name: str,
@@ -42,22 +45,25 @@ def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int 
     from .memory import build_sized
     from .metrics import METRICS
 
-    metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
-    return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
+    with model.inference():
+        metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
+        return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
 
 
 def probe(model: ModelAdapter, batches: Iterable[Any], name: str, **params: Any) -> dict[str, Any]:
     """Run model-level probe `name` (feature_purity, neuron_similarity) over batches of images."""
     from .probes import PROBES
 
-    return PROBES.build(name, **params)(model, batches)
+    with model.inference():
+        return PROBES.build(name, **params)(model, batches)
 
 
 def visualize(model: ModelAdapter, targets: Sequence[int], objective: str = "class", steps: int = 256, **params: Any):
     """Activation maximization with pyramid preconditioning (docs/methods.md §Pyramid activation maximization)."""
     from . import featviz
 
-    return featviz.visualize(model, targets, objective=objective, steps=steps, **params)
+    with model.inference():
+        return featviz.visualize(model, targets, objective=objective, steps=steps, **params)
 
 
 def run(config: str | Path | dict, overrides: Sequence[str] = (), out: str | Path | None = None,
@@ -169,7 +175,7 @@ def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str
     if cfg.featviz is None:
         raise ConfigError(f"{config} has no `featviz:` section (see configs/examples/featviz.yaml)")
     folder = rundir.given_folder(out) if out is not None else rundir.new_folder(cfg.output.dir, f"{cfg.name}-featviz")
-    model = load_model(cfg.model.name, cfg.model.weights).to(resolve_device(cfg.device))
+    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(resolve_device(cfg.device))
     return folder, run_visualize(model, FeatvizParams.from_dict(cfg.featviz), folder)
 
 

@@ -23,6 +23,17 @@ class ModelConfig:
     name: str = "builtin:synthetic-cnn"
     weights: str | None = "default"
     layer: str = "auto"
+    params: dict = field(default_factory=dict)  # keyword arguments of the model factory (`xai list models`)
+    mean: list[float] | None = None  # per input channel; overrides the source's preprocessing
+    std: list[float] | None = None  # per input channel
+    input_size: int | list[int] | None = None  # side or [height, width]; overrides the source's input size
+    class_names: list[str] | None = None  # one name per class, in logit order
+    score: Literal["softmax", "sigmoid"] | None = None  # class probability; None: sigmoid for one logit, else softmax
+
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of `models.load_model` besides the name and weights."""
+        return dict(params=self.params, mean=self.mean, std=self.std, input_size=self.input_size,
+                    class_names=self.class_names, score=self.score)
 
 
 @dataclass
@@ -203,7 +214,13 @@ def check_plugins(cfg: RunConfig) -> None:
     from .saliency import EXPLAINERS
 
     family = cfg.model.name.partition(":")[0]
-    MODELS.get(family)
+    from .errors import ModelError
+    from .models.zoo import check_options
+
+    try:
+        check_options(family, MODELS.get(family).obj, cfg.model.params)
+    except ModelError as e:
+        raise ConfigError(f"model.params: {e}") from None
     ds_params = dict(cfg.dataset.params)
     clash = set(ds_params) & {"root", "split", "image_size"}
     if clash:

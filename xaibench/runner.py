@@ -102,7 +102,8 @@ def run(
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
         plan = build_plan(cfg, run_dir, device)
-        return execute(plan, ranks, progress)
+        with plan.model.inference():  # eval mode, frozen parameters; the module is restored after the run
+            return execute(plan, ranks, progress)
     finally:
         ranks.stop()
 
@@ -155,15 +156,16 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     torch.manual_seed(cfg.seed)
     device = device or resolve_device(cfg.device)
     autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
-    model = load_model(cfg.model.name, cfg.model.weights).to(device)
+    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(device)
     if cfg.model.layer != "auto":
         model.default_layer = model.resolve_layer(cfg.model.layer)
     size = cfg.dataset.image_size or model.input_size[0]
     dataset = DATASETS.build(cfg.dataset.name, root=cfg.dataset.root, split=cfg.dataset.split, image_size=size,
-                             **cfg.dataset.params)
+                             **model_preprocessing(model, cfg.dataset.name, cfg.dataset.params))
     n = len(dataset) if cfg.dataset.limit is None else min(cfg.dataset.limit, len(dataset))
     if n == 0:
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
+    check_classes(model, dataset, cfg.dataset.name)
     shape = (model.channels, size, size)
     explainers = [(s, build_sized(EXPLAINERS, s.name, s.params, model, shape, True, cfg.memory_budget_gb))
                   for s in cfg.explainers]
@@ -173,6 +175,25 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
     return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics)
+
+
+def model_preprocessing(model: ModelAdapter, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's params plus the model's own crop fraction and resize filter (timm, Hugging Face)
+    where the dataset takes them and the config does not set them."""
+    takes = DATASETS.get(dataset).params
+    own = {"crop_fraction": model.crop_fraction, "interpolation": model.interpolation}
+    return {**{k: v for k, v in own.items() if v is not None and k in takes}, **params}
+
+
+def check_classes(model: ModelAdapter, dataset: Any, name: str) -> None:
+    """A DataError when the dataset has more classes than the model scores (labels would index past
+    the logits); each image's label is checked again when its batch is read."""
+    n = getattr(dataset, "num_classes", None)
+    if n is not None and n > model.num_classes:
+        classes = getattr(dataset, "class_names", None)
+        listed = f" ({', '.join(map(str, classes[:12]))}{', …' if len(classes) > 12 else ''})" if classes else ""
+        raise DataError(f"dataset '{name}' has {n} classes{listed} but model '{model.name}' scores "
+                        f"{model.num_classes}: its labels must be class indices 0…{model.num_classes - 1}")
 
 
 def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
@@ -189,6 +210,11 @@ class BatchWork:
         if plan.cfg.on_error == "fail" and any(self.errors):
             i = next(i for i, e in enumerate(self.errors) if e)
             raise DataError(f"image {batch.ids[i]} failed: {self.errors[i]} (on_error: fail)")
+        bad = [i for i, label in enumerate(batch.labels.tolist()) if not 0 <= label < plan.model.num_classes]
+        if bad and plan.cfg.target == "label":
+            raise DataError(f"image {batch.ids[bad[0]]} has label {int(batch.labels[bad[0]])}, outside the "
+                            f"{plan.model.num_classes} classes of model '{plan.model.name}' (valid: 0…"
+                            f"{plan.model.num_classes - 1})")
         self.on_device = batch.to(plan.device)
         self.x = plan.model.normalize(self.on_device.images)
         self.index = batch.index.numpy()

@@ -1,17 +1,39 @@
 """Every temporary change a method makes to a model, each a context manager that restores the model
-on exit (also on error): saved parameters, re-initialization, zeroed filters or outputs, a layer's
-output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
+on exit (also on error): inference mode, saved parameters, re-initialization, zeroed filters or
+outputs, a layer's output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from .adapter import ModelAdapter
+if TYPE_CHECKING:
+    from .adapter import ModelAdapter
+
+
+@contextlib.contextmanager
+def inference_state(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every sub-module is in eval mode (BatchNorm statistics, dropout off) and no
+    parameter requires grad (forwards build no parameter graph); on exit (also on error) each
+    sub-module's train/eval mode and each parameter's `requires_grad` flag are what they were."""
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for m, _ in modes:
+            m.training = False
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 @contextlib.contextmanager
@@ -101,7 +123,8 @@ def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
 
     handle = model.module_of(layer).register_forward_hook(hook)
     try:
-        model.module(x)
+        with model.inference():
+            model.module(x)
     except _StopForward:
         pass
     finally:

@@ -5,7 +5,7 @@ backprop, deconvnet and guided Grad-CAM; the per-channel base the noise/path wra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
@@ -73,6 +73,8 @@ class GuidedBackprop(InputAttribution):
     """Guided backpropagation (Springenberg et al., ICLR-W 2015): the input gradient with every
     ReLU passing gradient only where its input > 0 and the gradient > 0 (hooks, removed after)."""
 
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
+
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         with guided_relu(model):
             return input_gradients(model, x, target)
@@ -83,6 +85,8 @@ class GuidedBackprop(InputAttribution):
 class Deconvnet(InputAttribution):
     """Deconvnet (Zeiler & Fergus, ECCV 2014): the input gradient with every ReLU passing only
     the positive gradient, whatever its forward input (hooks, removed after)."""
+
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         with deconvnet_relu(model):
