@@ -108,8 +108,10 @@ def registries() -> dict[str, Any]:
     return {"explainers": EXPLAINERS, "metrics": METRICS, "probes": PROBES, "models": MODELS, "datasets": DATASETS}
 
 
-def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
-    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)])."""
+def describe(kind: str, model: str | None = None, weights: str = "none"
+             ) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
+    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)]). With
+    `model` (explainers only), each doc starts with whether the explainer applies to that model."""
     import dataclasses
 
     from .errors import ConfigError, unknown
@@ -118,20 +120,66 @@ def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]
     regs = registries()
     if kind not in regs:
         raise ConfigError(unknown("kind", kind, [*regs, "layers"]))
+    if model is not None and kind != "explainers":
+        raise ConfigError(f"--model goes with `xai list explainers` or `xai list layers`, not with {kind}")
     reg = regs[kind]
+    adapter = load_model(model, weights=weights) if model is not None else None
     out = []
     for name in reg.names():
         entry = reg.get(name)
         params = [(p, type_name(tp), "(required)" if default is dataclasses.MISSING else repr(default),
                    entry.help.get(p, "")) for p, (tp, default) in entry.params.items()]
-        out.append((name, entry.doc, params))
+        if not params and not dataclasses.is_dataclass(entry.obj):
+            params = signature_params(entry.obj)
+        doc = entry.doc
+        if adapter is not None:
+            from .saliency.base import unmet_needs
+
+            problem = unmet_needs(entry.obj, adapter)
+            doc = f"[does not apply: {problem}] {doc}" if problem else f"[applies] {doc}"
+        out.append((name, doc, params))
+    return out
+
+
+def signature_params(fn: Any) -> list[tuple[str, str, str, str]]:
+    """(parameter, type, default, help) of a factory function's keyword parameters (help from
+    `Annotated[type, "help"]`); `**options` is listed as such. `arch` and internal ones are left out."""
+    import inspect
+    import typing
+
+    from .registry import type_name
+
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: names only
+        hints = {}
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in ("arch", "preprocessing") or p.name.startswith("_"):
+            continue
+        tp = hints.get(p.name, Any)
+        extras = getattr(tp, "__metadata__", ())
+        base = typing.get_args(tp)[0] if extras else tp
+        help_text = next((str(m) for m in extras if isinstance(m, str)), "")
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            out.append((f"**{p.name}", "any", "", help_text))
+        else:
+            default = "(required)" if p.default is inspect.Parameter.empty else repr(p.default)
+            out.append((p.name, type_name(base), default, help_text))
     return out
 
 
 def layers(model: str) -> tuple[list[tuple[str, str]], str]:
-    """The named layers of a zoo model (name, module type) and the name `auto` resolves to."""
+    """The named layers of a zoo model (name, module type) and the name `auto` resolves to (or why
+    there is none: a TorchScript or token model)."""
+    from .errors import LayerError
+
     m = load_model(model, weights="none")
-    return [(name, type(mod).__name__) for name, mod in m.layers().items()], m.resolve_layer("auto")
+    try:
+        auto = m.resolve_layer("auto")
+    except LayerError as e:
+        auto = f"(no auto layer: {e})"
+    return [(name, type(mod).__name__) for name, mod in m.layers().items()], auto
 
 
 def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False) -> str:
