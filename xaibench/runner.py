@@ -22,7 +22,7 @@ from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
 from .devices import autocast, resolve_device
 from .distributed import Ranks
-from .errors import DataError
+from .errors import DataError, LayerError
 from .memory import build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .models import ModelAdapter, load_model
@@ -68,7 +68,7 @@ class Plan:
         """What run.json says of this run besides versions, timings and costs."""
         return {
             "name": self.cfg.name, "config": self.cfg.to_dict(), "device": str(self.device), "seed": self.cfg.seed,
-            "model": {"name": self.model.name, "default_layer": self.model.resolve_layer("auto"),
+            "model": {"name": self.model.name, "default_layer": default_layer(self.model),
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
@@ -84,6 +84,14 @@ class Plan:
         for d in derived_scores([spec.name for spec, _ in self.metrics]):
             info[d.name] = {"higher_is_better": d.higher_is_better, "protocol": {"definition": d.definition}}
         return info
+
+
+def default_layer(model: ModelAdapter) -> str | None:
+    """The layer `auto` names, or None for a model without one (TorchScript, a token model)."""
+    try:
+        return model.resolve_layer("auto")
+    except LayerError:
+        return None
 
 
 def run(

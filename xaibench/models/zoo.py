@@ -44,6 +44,7 @@ def load_model(name: str, weights: str | None = "default", params: dict[str, Any
     model = factory(arch or None, weights, **kwargs)
     if not isinstance(model, ModelAdapter):
         raise ModelError(f"the model factory of '{family}' returned {type(model).__name__}, not a ModelAdapter")
+    model.module.eval()  # built here for evaluation (a module given to ModelAdapter.wrap keeps its own mode)
     if overrides:
         model.set_preprocessing(**overrides)
     return model

@@ -41,7 +41,8 @@ class Explainer:
         self.diagnostics = {}
         if "hooks" in self.needs:
             model.require_hooks(self.name)
-        maps = self.explain(model, x, target)
+        with model.inference():  # eval mode, no parameter graph, also for direct `model.module` calls
+            maps = self.explain(model, x, target)
         if maps.shape != (x.shape[0], x.shape[-2], x.shape[-1]):
             raise ModelError(f"{self.name} returned maps of shape {tuple(maps.shape)} for input {tuple(x.shape)}")
         return maps.float()
