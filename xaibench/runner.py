@@ -22,10 +22,11 @@ from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
 from .devices import autocast, resolve_device
 from .distributed import Ranks
-from .errors import DataError, LayerError
+from .errors import DataError
 from .memory import build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .models import ModelAdapter, load_model
+from .models.fit import check_classes, check_labels, dataset_options, default_layer
 from .results import keys, provenance, rundir, store
 from .results.provenance import Cost
 from .saliency import EXPLAINERS, Explainer
@@ -84,14 +85,6 @@ class Plan:
         for d in derived_scores([spec.name for spec, _ in self.metrics]):
             info[d.name] = {"higher_is_better": d.higher_is_better, "protocol": {"definition": d.definition}}
         return info
-
-
-def default_layer(model: ModelAdapter) -> str | None:
-    """The layer `auto` names, or None for a model without one (TorchScript, a token model)."""
-    try:
-        return model.resolve_layer("auto")
-    except LayerError:
-        return None
 
 
 def run(
@@ -169,7 +162,7 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
         model.default_layer = model.resolve_layer(cfg.model.layer)
     size = cfg.dataset.image_size or model.input_size[0]
     dataset = DATASETS.build(cfg.dataset.name, root=cfg.dataset.root, split=cfg.dataset.split, image_size=size,
-                             **model_preprocessing(model, cfg.dataset.name, cfg.dataset.params))
+                             **dataset_options(model, DATASETS.get(cfg.dataset.name).params, cfg.dataset.params))
     n = len(dataset) if cfg.dataset.limit is None else min(cfg.dataset.limit, len(dataset))
     if n == 0:
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
@@ -183,25 +176,6 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
     return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics)
-
-
-def model_preprocessing(model: ModelAdapter, dataset: str, params: dict[str, Any]) -> dict[str, Any]:
-    """The dataset's params plus the model's own crop fraction and resize filter (timm, Hugging Face)
-    where the dataset takes them and the config does not set them."""
-    takes = DATASETS.get(dataset).params
-    own = {"crop_fraction": model.crop_fraction, "interpolation": model.interpolation}
-    return {**{k: v for k, v in own.items() if v is not None and k in takes}, **params}
-
-
-def check_classes(model: ModelAdapter, dataset: Any, name: str) -> None:
-    """A DataError when the dataset has more classes than the model scores (labels would index past
-    the logits); each image's label is checked again when its batch is read."""
-    n = getattr(dataset, "num_classes", None)
-    if n is not None and n > model.num_classes:
-        classes = getattr(dataset, "class_names", None)
-        listed = f" ({', '.join(map(str, classes[:12]))}{', …' if len(classes) > 12 else ''})" if classes else ""
-        raise DataError(f"dataset '{name}' has {n} classes{listed} but model '{model.name}' scores "
-                        f"{model.num_classes}: its labels must be class indices 0…{model.num_classes - 1}")
 
 
 def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
@@ -218,11 +192,8 @@ class BatchWork:
         if plan.cfg.on_error == "fail" and any(self.errors):
             i = next(i for i, e in enumerate(self.errors) if e)
             raise DataError(f"image {batch.ids[i]} failed: {self.errors[i]} (on_error: fail)")
-        bad = [i for i, label in enumerate(batch.labels.tolist()) if not 0 <= label < plan.model.num_classes]
-        if bad and plan.cfg.target == "label":
-            raise DataError(f"image {batch.ids[bad[0]]} has label {int(batch.labels[bad[0]])}, outside the "
-                            f"{plan.model.num_classes} classes of model '{plan.model.name}' (valid: 0…"
-                            f"{plan.model.num_classes - 1})")
+        if plan.cfg.target == "label":
+            check_labels(plan.model, batch.labels.tolist(), batch.ids)
         self.on_device = batch.to(plan.device)
         self.x = plan.model.normalize(self.on_device.images)
         self.index = batch.index.numpy()

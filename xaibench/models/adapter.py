@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 
 from ..errors import DataError, LayerError, ModelError, did_you_mean
+from .counting import PassCounter
 from .edits import inference_state
 from .fused import FusedInference
 from .layers import last_conv_block
@@ -19,28 +20,6 @@ from .outputs import SCORES, LogitsOf, as_logits, input_channels, is_single_logi
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class PassCounter:
-    """Images that went through the model's forward and backward (to the logits), counted."""
-
-    forward_images: int = 0
-    backward_images: int = 0
-    forward_calls: int = 0
-    backward_calls: int = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(
-            forward_images=self.forward_images,
-            backward_images=self.backward_images,
-            forward_calls=self.forward_calls,
-            backward_calls=self.backward_calls,
-        )
-
-    def since(self, before: dict[str, int]) -> dict[str, int]:
-        now = self.snapshot()
-        return {k: now[k] - before[k] for k in now}
 
 
 @dataclass
