@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from xaibench.cli import app
 from xaibench.config import load
-from xaibench.errors import ConfigError, DataError
+from xaibench.errors import ConfigError, DataError, ModelError
 from xaibench.runner import build_plan
 
 FACTORY = """
@@ -55,6 +55,12 @@ def test_more_dataset_classes_than_model_classes_is_a_data_error(tmp_path):
     setup(tmp_path, classes=("a", "b", "c"))
     with pytest.raises(DataError, match=r"has 3 classes \(a, b, c\) but model 'python:.*f.py:build' scores 2"):
         build_plan(cfg(tmp_path, {"input_size": 16}), tmp_path / "run")
+
+
+def test_class_names_must_match_the_logits(tmp_path):
+    setup(tmp_path)
+    with pytest.raises(ModelError, match="has 3 class_names but scores 2 classes"):
+        build_plan(cfg(tmp_path, {"input_size": 16, "class_names": ["a", "b", "c"]}), tmp_path / "run")
 
 
 def test_unknown_factory_params_of_zoo_families_fail_validation():

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from ..errors import DataError, LayerError
+from ..errors import DataError, LayerError, ModelError
 from .adapter import ModelAdapter
 
 
@@ -19,8 +19,12 @@ def dataset_options(model: ModelAdapter, takes: Iterable[str], params: dict[str,
 
 
 def check_classes(model: ModelAdapter, dataset: Any, name: str) -> None:
-    """A DataError when the dataset has more classes than the model scores (labels would index past
-    the logits); each image's label is checked again when its batch is read (`check_labels`)."""
+    """A ModelError when the model's class names do not match its logits; a DataError when the dataset
+    has more classes than the model scores (labels would index past the logits). Each image's label
+    is checked again when its batch is read (`check_labels`)."""
+    if model.class_names is not None and len(model.class_names) != model.num_classes:
+        raise ModelError(f"model '{model.name}' has {len(model.class_names)} class_names but scores "
+                         f"{model.num_classes} classes; give one name per logit")
     n = getattr(dataset, "num_classes", None)
     if n is not None and n > model.num_classes:
         classes = list(getattr(dataset, "class_names", None) or [])
