@@ -243,3 +243,25 @@ def test_example_factory_file_is_valid_python():
 
     source = (Path(__file__).parents[2] / "configs/examples/my_net.py").read_text()
     compile(textwrap.dedent(source), "my_net.py", "exec")
+
+
+def test_torchscript_randomization_matches_the_python_models():
+    """The sanity metric re-initializes a TorchScript model's layers as PyTorch's reset_parameters would:
+    the same scores as on the Python model it was scripted from, and the weights restored afterwards."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3)).eval()
+    net[1].running_var.fill_(2.0)
+    scripted = torch.jit.script(net)
+    before = {k: v.clone() for k, v in scripted.state_dict().items()}
+    x = torch.randn(2, 3, 16, 16)
+
+    def scores(module):
+        m = xb.ModelAdapter.wrap(module, input_size=16)
+        maps = xb.explain(m, x, 1, "saliency")
+        return xb.evaluate(m, x, maps, 1, "randomization", explain=lambda mm, xs, t: xb.explain(mm, xs, t, "saliency"))
+
+    got, want = scores(scripted), scores(net)
+    torch.testing.assert_close(got.curves, want.curves)
+    assert got.curves[:, -1].max() < 0.99  # the maps did change once the weights were re-initialized
+    assert all(torch.equal(v, scripted.state_dict()[k]) for k, v in before.items())

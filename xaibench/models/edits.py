@@ -6,6 +6,7 @@ outputs, a layer's output replaced, a forward cut at a layer. (ReLU backward rul
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -59,6 +60,30 @@ def reinitialize(module: nn.Module, seed: int) -> None:
         for sub in module.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
+            elif isinstance(sub, torch.jit.ScriptModule):
+                reset_compiled(sub)
+
+
+def reset_compiled(sub: torch.jit.ScriptModule) -> None:
+    """PyTorch's default initializers for a TorchScript module, which has no `reset_parameters`:
+    convolutions and linear layers (Kaiming-uniform weights, bias uniform in ±1/√fan_in), norm layers
+    (weight 1, bias 0, running statistics reset), read from the module's original class name."""
+    kind = getattr(sub, "original_name", "")
+    params = dict(sub.named_parameters(recurse=False))
+    buffers = dict(sub.named_buffers(recurse=False))
+    weight, bias = params.get("weight"), params.get("bias")
+    if kind.startswith(("Conv", "Linear")) and weight is not None:
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None:
+            fan_in = weight[0].numel()
+            nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    elif kind.startswith(("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")):
+        if weight is not None:
+            nn.init.ones_(weight)
+        if bias is not None:
+            nn.init.zeros_(bias)
+        for name, buf in buffers.items():
+            buf.fill_(1 if name == "running_var" else 0)
 
 
 @contextlib.contextmanager
