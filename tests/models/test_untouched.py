@@ -140,3 +140,22 @@ def test_fused_copy_leaves_the_module_as_it_was():
     xb.evaluate(model, x, torch.rand(2, 16, 16), 1, "deletion", steps=4)
     assert model.fused._frozen is not None  # the traced copy was built and used
     assert_same(before, snapshot(net))
+
+
+def test_another_library_runs_on_the_same_module_afterwards():
+    """The issue's scenario: wrap a torchvision ResNet, explain it, then run pytorch-grad-cam on the same
+    module (it needs parameters that require grad: frozen ones made it fail with 'element 0 of tensors
+    does not require grad')."""
+    from pytorch_grad_cam import GradCAM
+    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    net = resnet18(num_classes=3).eval()
+    model = xb.ModelAdapter.wrap(net, input_size=32)
+    x = torch.randn(2, 3, 32, 32)
+    ours = xb.explain(model, x, 1, "gradcam")
+    assert all(p.requires_grad for p in net.parameters())
+    with GradCAM(model=net, target_layers=[net.layer4]) as cam:
+        theirs = torch.from_numpy(cam(input_tensor=x, targets=[ClassifierOutputTarget(1)] * 2))
+    assert theirs.shape == ours.shape
