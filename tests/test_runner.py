@@ -130,7 +130,7 @@ def test_corrupt_image_goes_to_errors_csv(tiny_config, tmp_path):
     tiny_config["dataset"]["name"] = "synthetic_with_corrupt"
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
     errors = pd.read_csv(run_dir / "errors.csv")
-    assert list(errors["index"]) == [2] and "cannot identify" in errors["error"][0]
+    assert list(errors["index"]) == [2] and "cannot identify" in errors["reason"][0]
     scores = pd.read_csv(run_dir / "scores.csv")
     assert 2 not in set(scores[scores.explainer == "gradcam"]["index"])
     assert len(scores[(scores.explainer == "gradcam") & (scores.metric == "deletion")]) == 11
@@ -165,7 +165,7 @@ def test_nan_logits_are_recorded_and_the_batch_proceeds(tiny_config, tmp_path, m
     monkeypatch.setattr(runner, "process_batch", poison)
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
     errors = pd.read_csv(run_dir / "errors.csv")
-    assert list(errors["index"]) == [5] and "not finite" in errors["error"][0]
+    assert list(errors["index"]) == [5] and "not finite" in errors["reason"][0]
     scores = pd.read_csv(run_dir / "scores.csv")
     assert len(scores[scores.metric == "deletion"]) == 11
 
