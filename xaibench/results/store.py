@@ -160,7 +160,8 @@ def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.
         return h5.create_dataset(name, shape=(n, *shape), dtype="f4", fillvalue=np.nan)
     if dtype.kind == "b":
         return h5.create_dataset(name, shape=(n, *shape), dtype="bool")
-    return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, fillvalue=-1 if dtype.kind == "i" else 0)
+    fill = -1 if dtype.kind == "i" and key.kind != "status" else 0  # a batch the explainer skipped: "not asked"
+    return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, fillvalue=fill)
 
 
 def write_probe(run_dir: Path, name: str, tables: dict[str, Any], csv_folder: Path | None = None,
