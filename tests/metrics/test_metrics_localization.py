@@ -143,9 +143,12 @@ def test_relevance_mass_counts_positive_relevance_only_unlike_quantus():
 
 
 def test_energy_pointing_game_known_value():
-    maps = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]])
+    # Ŝ = minmax(S): an offset or a scale of the map changes nothing
     mask = torch.tensor([[[True, True], [False, False]]])
-    assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1 / 2)
+    for maps in (torch.tensor([[[0.0, 1.0], [0.5, 0.5]]]), torch.tensor([[[3.0, 5.0], [4.0, 4.0]]])):
+        assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1 / 2)
+    maps = torch.tensor([[[2.0, 3.0], [1.0, 1.0]]])  # Ŝ = [[0.5, 1], [0, 0]]: all the energy inside (S: 5/7)
+    assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1.0)
 
 
 def test_nan_and_constant_maps_score_as_documented():
