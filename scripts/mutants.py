@@ -101,7 +101,7 @@ MUTANTS = [
 
 
 def copy_tree(dst: Path) -> None:
-    ignore = shutil.ignore_patterns(".git", ".venv", "results", "__pycache__", ".pytest_cache", "*.egg-info")
+    ignore = shutil.ignore_patterns("__pycache__", ".pytest_cache", "*.egg-info")
     for name in ("xaibench", "tests", "configs", "docs", "scripts", "bench"):
         shutil.copytree(ROOT / name, dst / name, ignore=ignore)
     for name in ("pyproject.toml", "Makefile", "README.md", ".ci"):
