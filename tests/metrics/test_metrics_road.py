@@ -86,11 +86,12 @@ def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
     """Per-image seeds key both the tie-breaks and the imputation noise: an image's ROAD score does
     not depend on its position, its batch or `chunk_size` (it used to: one noise stream per call)."""
     model = ModelAdapter(small_cnn(), input_size=10)
-    x = torch.randn(3, 3, 10, 10, generator=g)
-    maps = torch.rand(3, 10, 10, generator=g).round(decimals=1)  # many ties
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 3, 10, 10, generator=gen)
+    maps = torch.rand(3, 10, 10, generator=gen).round(decimals=1)  # many ties
     target = torch.tensor([0, 1, 2])
     seeds = torch.tensor([runner_seed(0, f"img_{i}") for i in range(3)])
-    params = dict(percentages=[20.0, 60.0], noise=0.3)
+    params = dict(percentages=[20.0, 60.0], noise=1.0)
     batch = METRICS.build(name, chunk_size=3, **params)(model, x, maps, target, seeds=seeds)
     for i in range(3):
         alone = METRICS.build(name, chunk_size=1, **params)(model, x[i:i + 1], maps[i:i + 1], target[i:i + 1],
@@ -98,7 +99,8 @@ def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
         torch.testing.assert_close(alone.curves[0], batch.curves[i], rtol=1e-5, atol=1e-6)
     # the noise matters at this level (so the equality above is not the noise-free one)
     quiet = METRICS.build(name, chunk_size=3, percentages=[20.0, 60.0], noise=0.0)(model, x, maps, target, seeds=seeds)
-    assert (quiet.curves - batch.curves).abs().max() > 1e-3
+    morf = (lambda r: r.curves) if name == "road_morf" else (lambda r: r.extras["morf"])
+    assert (morf(quiet) - morf(batch)).abs().max() > 5e-3
     # MoRF alone equals road_combined's MoRF: the noise of a job is keyed by (image, order, p)
     morf = METRICS.build("road_morf", **params)(model, x, maps, target, seeds=seeds)
     both = METRICS.build("road_combined", **params)(model, x, maps, target, seeds=seeds)
