@@ -5,7 +5,7 @@ import math
 
 import pytest
 import torch
-from cam_models import grad_module, images, module_named, pearson, sharp_tiny, tiny, top1
+from cam_models import grad_module, head_net, images, module_named, pearson, sharp_tiny, tiny, top1
 from pytorch_grad_cam import AblationCAM, ScoreCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torchcam.methods import SSCAM, SmoothGradCAMpp
@@ -138,13 +138,41 @@ def test_smoothgradcampp_weights_agree_with_torchcam_for_one_sample_and_reduce_t
         cam._distrib = type("D", (), {"sample": staticmethod(lambda size: ref_noise.take(tuple(size)))})()
         mod(x)
         ref_w = cam._get_weights(target.tolist(), None, eps=1e-30)[0]  # its eps 1e-8 ~ g² here
-    # torchcam deviates from the paper twice: its ReLU(∂y/∂A) is the last noisy sample's gradient, not
-    # the average D_1, and its final map uses the last noisy sample's activations, not the clean
-    # image's. With one sample the weights coincide.
+    # torchcam deviates from the paper three times: its ReLU(∂y/∂A) is the last noisy sample's gradient,
+    # not the average D_1; its final map uses the last noisy sample's activations, not the clean
+    # image's; its α sums g³·A over positions instead of ΣA·g³. With one sample and a gradient that is
+    # the same at every position (this GAP + linear head) the weights coincide.
     torch.testing.assert_close(ours_w, ref_w, rtol=1e-4, atol=1e-5 * float(ref_w.abs().max()))
     # with no noise every sample is the clean image: Smooth Grad-CAM++ = Grad-CAM++ exactly
     smooth = EXPLAINERS.build("smoothgradcampp", std=0.0, num_samples=3, chunk_size=4)(m, x, target)
     torch.testing.assert_close(smooth, EXPLAINERS.build("gradcampp")(m, x, target), rtol=1e-4, atol=1e-6)
+
+
+def test_smoothgradcampp_weights_by_hand_where_the_noise_matters():
+    """Omeiza et al. 2019 written out: D_n = mean_s (∂y_c/∂A(x + z_s))^n by plain autograd,
+    α = D_2 / (2 D_2 + Σ_ab A_ab D_3) with A the clean activations, w = Σ α ReLU(D_1). A ReLU after
+    the layer makes ∂y/∂A depend on the input (on a plain GAP head the noise could not matter)."""
+    m, x = head_net("relu_gap_linear", relu=False), images(2, size=SIZE)
+    target = top1(m, x)
+    noise = torch.randn(2, 1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(6)) * 0.5
+    fixed = FixedNoise(noise)
+    explainer = EXPLAINERS.build("smoothgradcampp", num_samples=2, chunk_size=2)
+    explainer.noise = lambda draws, shape, gen, device: fixed.take((draws, *shape))
+    net = m.module
+    acts = net.features(x).detach()
+    ours = explainer.model_weights(m, x, target, acts, None, None)
+    grads = []
+    for z in noise[:, 0]:
+        with torch.enable_grad():
+            a = net.features(x + z).detach().requires_grad_(True)
+            (g,) = torch.autograd.grad(net.head(a).gather(1, target[:, None]).sum(), a)
+        grads.append(g)
+    d1, d2, d3 = (torch.stack(grads).pow(n).mean(0) for n in (1, 2, 3))
+    alpha = torch.nan_to_num(d2 / (2 * d2 + acts.sum((2, 3), keepdim=True) * d3))
+    expected = (alpha * d1.clamp_min(0)).sum((2, 3), keepdim=True)
+    torch.testing.assert_close(ours, expected, rtol=1e-4, atol=1e-6 * float(expected.abs().max()))
+    clean = EXPLAINERS.build("smoothgradcampp", num_samples=1, std=0.0).model_weights(m, x, target, acts, None, None)
+    assert ((clean - expected).abs().amax((1, 2, 3)) > 0.05 * expected.abs().amax((1, 2, 3))).all()
 
 
 @pytest.mark.parametrize("name,params", [("scorecam", {"chunk_size": 300}), ("ablationcam", {"chunk_size": 300}),
