@@ -204,3 +204,11 @@ def test_class_balanced_mean():
     hits = torch.tensor([1.0, 1.0, 1.0, 0.0, float("nan")])
     classes = torch.tensor([0, 0, 0, 1, 1])
     assert class_balanced_mean(hits, classes).item() == pytest.approx(0.5)
+
+
+def test_one_seed_per_image_is_required():
+    from xaibench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="2 per-image seeds for 3 maps"):
+        METRICS.build("pointing_game")(None, None, torch.rand(3, 4, 4), torch.zeros(3).long(),
+                                       annotation={"mask": torch.ones(3, 4, 4, dtype=torch.bool)}, seeds=torch.tensor([1, 2]))

@@ -11,6 +11,8 @@ from collections.abc import Iterable
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
+
 
 def image_seeds(seed: int, keys: Iterable) -> Tensor:
     """(B,) int64 seeds `zlib.crc32(f"{seed}:{key}")`, one per key. The runner keys images by their
@@ -23,7 +25,7 @@ def tie_seeds(seed: int, seeds: Tensor | None, b: int) -> Tensor:
     per-image `seeds` the runner hands over (run seed and image id), or by the position 0…B−1 in
     the batch when called without them (docs/metrics.md "Ties")."""
     if seeds is not None and len(seeds) != b:
-        raise ValueError(f"got {len(seeds)} per-image seeds for {b} maps")
+        raise ConfigError(f"seeds: got {len(seeds)} per-image seeds for {b} maps (one per image)")
     return image_seeds(seed, seeds.tolist() if seeds is not None else range(b))
 
 
