@@ -139,7 +139,7 @@ def small_densenet() -> ModelAdapter:
 @cache
 def calibrated(arch: str, size: int) -> ModelAdapter:
     """A copy of `model(arch)` with healthy activation and gradient scales at `size` px: BatchNorm
-    statistics re-estimated on 8 random images, the last linear layer's weights × 100."""
+    statistics re-estimated on 4 random images, the last linear layer's weights × 100."""
     net = copy.deepcopy(model(arch).module)
     for mod in net.modules():
         if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
@@ -147,7 +147,7 @@ def calibrated(arch: str, size: int) -> ModelAdapter:
             mod.momentum = None  # a plain average over the calibration batch
     net.train()
     with torch.no_grad():
-        net(images(8, seed=5, size=size))
+        net(images(4, seed=5, size=size))
         [mod for mod in net.modules() if isinstance(mod, torch.nn.Linear)][-1].weight.mul_(100.0)
     return ModelAdapter.wrap(net.eval(), input_size=size, name=f"{arch}-calibrated")
 
