@@ -73,6 +73,7 @@ class Plan:
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
+            "controls": [spec.name for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
         }
 
     def metric_info(self) -> dict[str, dict[str, Any]]:
