@@ -59,7 +59,8 @@ def test_reliability_is_split_half_and_alpha_on_the_block_and_discrimination_fro
     krippendorff = pytest.importorskip("krippendorff")
     rng = np.random.default_rng(2)
     base = rng.normal(0, 1, size=(24, 1))
-    real = {n: (base + lv + rng.normal(0, 0.8, (24, 1)))[:, 0] for n, lv in {"a": 1.0, "b": 0.6, "c": 0.0}.items()}
+    real = {n: np.round(base + lv + rng.normal(0, 0.8, (24, 1)))[:, 0]  # rounded: tied ranks, unequal marginals
+            for n, lv in {"a": 1.0, "b": 0.6, "c": 0.0}.items()}
     ctrl = {"rand": rng.normal(-3, 0.5, 24), "flat": np.full(24, 0.3) + rng.normal(0, 0.01, 24)}
     scores = long("m", {**real, **ctrl})
     board = paired_board(scores, {"m": True}, controls=set(ctrl))
@@ -67,8 +68,9 @@ def test_reliability_is_split_half_and_alpha_on_the_block_and_discrimination_fro
     values = np.stack([real[n] for n in ["a", "b", "c"]], axis=1)
     assert rel.loc["m", "n_images"] == 24 and rel.loc["m", "n_explainers"] == 3  # controls left out
     assert rel.loc["m", "split_half"] == pytest.approx(split_half(values, 50, 3))
-    ranks = (-values).argsort(1).argsort(1) + 1.0  # per-image ranks, 1 = best (no ties here)
+    ranks = np.stack([pd.Series(-row).rank(method="average").to_numpy() for row in values])  # 1 = best, ties averaged
     assert rel.loc["m", "alpha"] == pytest.approx(krippendorff.alpha(reliability_data=ranks, level_of_measurement="ordinal"))
+    assert rel.loc["m", "alpha"] != pytest.approx(krippendorff.alpha(reliability_data=ranks, level_of_measurement="interval"))
     b = board.set_index("explainer")
     beaten = sum(int(b.loc[n, "controls_beaten"]) for n in real)
     assert rel.loc["m", "control_pairs"] == 6 and rel.loc["m", "discrimination"] == pytest.approx(beaten / 6)

@@ -96,6 +96,19 @@ def test_partial_explainer_is_compared_on_its_own_images_never_on_a_different_se
     assert board.loc["P", "rank"] > board.loc["L", "rank"] and board.loc["L", "rank"] == 1
 
 
+def test_only_fully_measured_explainers_open_groups():
+    """P (3 images, a bit above L there) cannot be told from anyone on 3 images; if it opened
+    group 1, W — worse than L on all 30 images — would join it."""
+    rng = np.random.default_rng(5)
+    lead = rng.normal(0, 1, 30)
+    worse = lead - 1 - rng.uniform(0, 0.1, 30)
+    part = np.full(30, np.nan)
+    part[:3] = lead[:3] + 0.01
+    board = board_of({"L": lead, "W": worse, "P": part})
+    assert board.loc["P", "vs_leader"] > 0 and board.loc["P", "rank"] == 1
+    assert board["group"].to_dict() == {"P": 1, "L": 1, "W": 2}
+
+
 def test_effect_sizes_are_the_paired_ones():
     lead = np.array([5.0, 1.0, 9.0, 3.0, 7.0])
     other = lead - np.array([1.0, 2.0, 3.0, 2.0, 2.0])
@@ -120,6 +133,19 @@ def test_margin_over_the_best_control_and_the_flag():
     assert board.loc["weak", "margin"] == pytest.approx((table["weak"] - table["edges"]).mean())
     assert board.loc["weak", "margin"] < 0
     assert board.loc["edges", "beats_controls"] is None and bool(board.loc["edges", "control"])
+
+
+def test_beating_a_control_is_a_significant_test_not_a_higher_mean():
+    """`lucky` is below `random` on 19 of 20 images and far above it on one: a higher mean, but the
+    signed ranks say worse — it does not beat the control."""
+    rng = np.random.default_rng(6)
+    base = rng.normal(0, 2, size=20)
+    lucky = base + np.r_[10.0, -0.1 - rng.uniform(0, 0.05, 19)]
+    board = board_of({"lucky": lucky, "random": base}, controls={"random"})
+    assert board.loc["lucky", "margin"] > 0 and sps.wilcoxon(lucky - base).pvalue < 0.05
+    assert board.loc["lucky", "beats_controls"] is False and board.loc["lucky", "controls_beaten"] == 0
+    # lucky leads by mean; random, better by ranks, is not significantly worse than it: group 1 too
+    assert board.loc["lucky", "group"] == 1 and board.loc["random", "group"] == 1
 
 
 def test_paired_board_covers_every_metric_with_its_direction():

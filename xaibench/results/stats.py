@@ -12,6 +12,7 @@ from collections.abc import Collection, Mapping
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from .statistics import cohens_dz, holm, paired_ci, wilcoxon_pvalues
 
@@ -19,7 +20,7 @@ ALPHA = 0.05
 BOARD_COLUMNS = ["metric", "explainer", "n", "mean", "partial", "control", "rank", "group", "vs_leader",
                  "vs_leader_low", "vs_leader_high", "cohens_d", "p_leader", "n_leader", "margin", "margin_low",
                  "margin_high", "beats_controls", "controls_beaten"]
-PAIR_COLUMNS = ["metric", "a", "b", "n", "diff", "p", "p_holm"]
+PAIR_COLUMNS = ["metric", "a", "b", "n", "diff", "direction", "p", "p_holm"]
 
 
 def image_table(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -32,8 +33,9 @@ def image_table(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
 def pairwise(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
     """Every pair (a, b) of explainers on the images both have: n, the mean paired difference
     `diff` = mean(a − b) signed so that positive means a is better in the metric's direction, the
-    Wilcoxon signed-rank p (Wilcoxon 1945) and its Holm-adjusted value over all the metric's pairs
-    (Holm 1979). A pair without shared images has n = 0 and no p."""
+    side the signed ranks lean to (`direction`, `rank_direction`), the Wilcoxon signed-rank p
+    (Wilcoxon 1945) and its Holm-adjusted value over all the metric's pairs (Holm 1979). A pair
+    without shared images has n = 0 and no p."""
     v = table.to_numpy(dtype=np.float64) * (1.0 if higher_is_better else -1.0)
     names = list(table.columns)
     finite = np.isfinite(v)
@@ -45,14 +47,21 @@ def pairwise(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
             if shared.any():
                 by_images.setdefault(shared.tobytes(), []).append((len(rows) - 1, i, j))
     out = pd.DataFrame(rows, columns=["a", "b", "n"])
-    diff, p = np.full(len(rows), np.nan), np.full(len(rows), np.nan)
+    diff, p, direction = (np.full(len(rows), np.nan) for _ in range(3))
     for members in by_images.values():
         k = [m[0] for m in members]
         shared = finite[:, members[0][1]] & finite[:, members[0][2]]
         d = np.stack([v[shared, i] - v[shared, j] for _, i, j in members])
-        diff[k], p[k] = d.mean(1), wilcoxon_pvalues(d)
-    out["diff"], out["p"], out["p_holm"] = diff, p, holm(p)
+        diff[k], p[k], direction[k] = d.mean(1), wilcoxon_pvalues(d), rank_direction(d)
+    out["diff"], out["direction"], out["p"], out["p_holm"] = diff, direction, p, holm(p)
     return out
+
+
+def rank_direction(d: np.ndarray) -> np.ndarray:
+    """Per row of differences, the side the signed-rank test leans to: sign(W+ − W−), zeros dropped
+    (+1: a is better). A significant test means better or worse on this side, whatever the mean."""
+    ranks = rankdata(np.where(d != 0, np.abs(d), np.nan), axis=1, nan_policy="omit")
+    return np.sign(np.nansum(np.where(d > 0, ranks, 0.0), 1) - np.nansum(np.where(d < 0, ranks, 0.0), 1))
 
 
 def metric_board(table: pd.DataFrame, higher_is_better: bool, controls: Collection[str] = (), alpha: float = ALPHA,
@@ -72,7 +81,7 @@ def metric_board(table: pd.DataFrame, higher_is_better: bool, controls: Collecti
     full = n == n.max()
     control = np.array([name in set(controls) for name in names])
     pairs = pairwise(table, higher_is_better) if pairs is None else pairs
-    diff, p_adj = _square(pairs, names, "diff"), _square(pairs, names, "p_holm")
+    side, p_adj = _square(pairs, names, "direction"), _square(pairs, names, "p_holm")
     better = np.where(full, sign * means, -np.inf)
     leader = int(np.argmax(better))
     def versus(i: int, ref: int) -> list[float]:
@@ -90,7 +99,7 @@ def metric_board(table: pd.DataFrame, higher_is_better: bool, controls: Collecti
     board["n_leader"] = board["n_leader"].astype(int)
     vs = board["vs_leader"].to_numpy()
     order = sorted(range(k), key=lambda i: (-np.nan_to_num(vs[i], nan=-np.inf), i != leader, names[i]))
-    group = rank_groups(order, full, p_adj, diff, alpha)
+    group = rank_groups(order, full, p_adj, side, alpha)
     order = sorted(order, key=lambda i: group[i])  # stable: by group, then the paired difference
     rank = np.empty(k, dtype=int)
     rank[order] = np.arange(1, k + 1)
@@ -102,7 +111,7 @@ def metric_board(table: pd.DataFrame, higher_is_better: bool, controls: Collecti
         best = ctrl[np.argmax(np.where(full[ctrl], sign * means[ctrl], -np.inf))]
         for i in np.flatnonzero(~control):
             margin[i] = versus(i, best)[:3]
-            beaten[i] = sum(bool(p_adj[i, c] < alpha and diff[i, c] > 0) for c in ctrl)
+            beaten[i] = sum(bool(p_adj[i, c] < alpha and side[i, c] > 0) for c in ctrl)
             beats[i] = bool(beaten[i] == ctrl.size)
     board[["margin", "margin_low", "margin_high"]] = margin
     board["beats_controls"], board["controls_beaten"] = pd.Series(beats, dtype=object), beaten
@@ -110,19 +119,19 @@ def metric_board(table: pd.DataFrame, higher_is_better: bool, controls: Collecti
 
 
 def _square(pairs: pd.DataFrame, names: list[str], column: str) -> np.ndarray:
-    """A pairwise column as a (k, k) matrix: [a, b] = value, [b, a] = value (p) or −value (diff)."""
+    """A pairwise column as a (k, k) matrix: [a, b] = value, [b, a] = value (p) or −value (diff, direction)."""
     pos = {name: i for i, name in enumerate(names)}
     out = np.full((len(names), len(names)), np.nan)
     for a, b, value in zip(pairs["a"], pairs["b"], pairs[column]):
         out[pos[a], pos[b]] = value
-        out[pos[b], pos[a]] = -value if column == "diff" else value
+        out[pos[b], pos[a]] = -value if column in ("diff", "direction") else value
     return out
 
 
-def rank_groups(order: list[int], full: np.ndarray, p_adjusted: np.ndarray, diff: np.ndarray,
+def rank_groups(order: list[int], full: np.ndarray, p_adjusted: np.ndarray, side: np.ndarray,
                 alpha: float = ALPHA) -> np.ndarray:
     """Rank groups from a ranking (indices, best first), which explainers are fully measured, the
-    adjusted pairwise p-values and the signed mean differences ([i, j] > 0: i better). Among the
+    adjusted pairwise p-values and the side each test leans to ([i, j] > 0: i better). Among the
     fully measured explainers, the first one not yet grouped opens group g and takes every
     ungrouped one not significantly worse than it (adjusted p ≥ alpha, no shared images, or a
     difference in its favour); repeat with g + 1. An explainer with fewer images joins the first
@@ -130,7 +139,7 @@ def rank_groups(order: list[int], full: np.ndarray, p_adjusted: np.ndarray, diff
     group = np.zeros(p_adjusted.shape[0], dtype=int)
 
     def worse(j: int, i: int) -> bool:
-        return bool(p_adjusted[j, i] < alpha and diff[j, i] < 0)
+        return bool(p_adjusted[j, i] < alpha and side[j, i] < 0)
 
     openers: list[int] = []
     measured = [i for i in order if full[i]]
