@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -121,3 +122,27 @@ def test_leaderboard_figure_shades_the_best_in_each_direction():
     shades = leaderboard_shades(means, pd.Series({"deletion": False, "insertion": True}))
     assert shades["deletion"].tolist() == [0.0, 1.0, 0.5]  # lowest deletion is best (0 = green)
     assert shades["insertion"].tolist() == [0.0, 1.0, 0.5]  # highest insertion is best
+
+
+def scored_run(folder, explainer, values, ids, index):
+    """A run folder with scores.csv (one metric, `m`, higher better) and the matching summary.csv."""
+    folder.mkdir(parents=True)
+    pd.DataFrame({"index": index, "id": ids, "label": 0, "target": 0, "pred": 0, "explainer": explainer,
+                  "metric": "m", "value": values}).to_csv(folder / "scores.csv", index=False)
+    pd.DataFrame([(explainer, "m", float(np.mean(values)), float(np.std(values, ddof=1)), len(values), 0, 0.0, 0.0,
+                   True, "{}")], columns=["explainer", "metric", "mean", "std", "n", "n_skipped", "ci_low", "ci_high",
+                                          "higher_is_better", "protocol"]).to_csv(folder / "summary.csv", index=False)
+    return folder
+
+
+def test_runs_are_paired_by_image_id_across_runs(tmp_path):
+    """Run b stored the same 20 images in reverse order: pairing by id finds its consistent deficit
+    of 1 (sd of the images 5); pairing by row index would not."""
+    rng = np.random.default_rng(0)
+    base = rng.normal(0, 5, 20)
+    ids = [f"img{i}" for i in range(20)]
+    a = scored_run(tmp_path / "a", "gradcam", base + 1 + rng.normal(0, 0.1, 20), ids, range(20))
+    b = scored_run(tmp_path / "b", "gradcam", (base + rng.normal(0, 0.1, 20))[::-1], ids[::-1], range(20))
+    df = leaderboard([a, b]).set_index("row")
+    assert df.loc["a/gradcam", "group"] == 1 and df.loc["b/gradcam", "group"] == 2
+    assert df.loc["b/gradcam", "n_leader"] == 20 and df.loc["b/gradcam", "vs_leader"] == pytest.approx(-1, abs=0.1)

@@ -144,6 +144,8 @@ def leaderboard(paths: Sequence[str | Path], sort: str | None = None, metrics: S
     df["control"] = df["row"].isin(runs.controls)
     if runs.scores is None or runs.scores.empty:
         return _ranked_by_mean(df)
+    if runs.without_scores:
+        warnings.warn(f"no scores.csv in {', '.join(runs.without_scores)}: those rows are not ranked", stacklevel=2)
     scores = runs.scores[runs.scores["metric"].isin(keep)]
     board = stats.paired_board(scores, runs.directions, runs.controls, alpha, runs.seed)
     board = board.drop(columns=["n", "mean", "control"]).rename(columns={"explainer": "row"})
@@ -156,6 +158,7 @@ def _ranked_by_mean(df: pd.DataFrame) -> pd.DataFrame:
     """Without per-image scores: rank by mean only; no groups, no paired statistics."""
     warnings.warn("no scores.csv beside summary.csv: explainers are ranked by their means only "
                   "(no rank groups, no paired statistics)", stacklevel=3)
+    df = df.drop(columns=["group"], errors="ignore")  # a run's own groups do not compare across runs
     signed = df["mean"] * df["higher_is_better"].map({True: 1.0, False: -1.0})
     df["rank"] = signed.groupby(df["metric"]).rank(ascending=False, method="min")
     return df
