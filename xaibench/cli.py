@@ -56,6 +56,8 @@ def run(
         typer.echo(f"\nrun folder: {run_dir}")
         typer.echo(with_warnings(api.leaderboard, [run_dir], headline=True))
         typer.echo(f"sub-scores, n and protocols: {run_dir / 'summary.csv'}; figures: {run_dir / 'figures'}")
+        typer.echo(f"paired statistics: {run_dir / 'stats'}; which metrics agree and are reliable: "
+                   f"xai compare {run_dir} --meta; per class: --by class")
 
 
 @command()

@@ -50,6 +50,11 @@ def test_wilcoxon_hand_computed_exact_values():
     # rank 2 negative: W− = 2; sums ≤ 2 of subsets of {1..5}: ∅, {1}, {2} → p = 2·3/32
     assert wilcoxon_pvalues(np.array([[1.0, -2, 3, 4, 5]]))[0] == pytest.approx(6 / 32)
     assert wilcoxon_pvalues(np.zeros((1, 7)))[0] == 1.0  # identical values: no evidence of a difference
+    # a zero and a tie (the sign-flip path): [0.5, 0.5, 1, −2, 3, 4] → ranks 1.5, 1.5, 3, 4, 5, 6, W− = 4;
+    # sums ≤ 4 of 2^6 flips: ∅, {1.5}, {1.5'}, {1.5, 1.5'}, {3}, {4} → p = 2·6/64 (untied table: 14/64)
+    assert wilcoxon_pvalues(np.array([[0.5, 0.5, 1, -2, 3, 4]]))[0] == pytest.approx(12 / 64)
+    # the zero is dropped: [1, −1, 2, 3] → ranks 1.5, 1.5, 3, 4, W− = 1.5; sums ≤ 1.5: ∅, {1.5}, {1.5'} → 6/16
+    assert wilcoxon_pvalues(np.array([[0.0, 1, -1, 2, 3]]))[0] == pytest.approx(6 / 16)
 
 
 def test_wilcoxon_is_paired_not_unpaired():

@@ -23,8 +23,10 @@ def test_run_with_controls_then_compare(tiny_config, tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(yaml.safe_dump(tiny_config))
     run = tmp_path / "r"
-    res = cli.invoke(app, ["run", str(cfg), "--out", str(run), "-q"])
+    res = cli.invoke(app, ["run", str(cfg), "--out", str(run)])
     assert res.exit_code == 0, res.output
+    closing = res.output[res.output.index("run folder:"):]  # the leaderboard with groups, then where the rest is
+    assert "(1)" in closing and "margin over the best control" in closing and f"xai compare {run} --meta" in closing
     assert json.loads((run / "run.json").read_text())["controls"] == ["random", "center", "edges"]
     summary = pd.read_csv(run / "summary.csv")
     board = pd.read_csv(run / "stats" / "leaderboard.csv")

@@ -19,7 +19,9 @@ def wilcoxon_pvalues(diffs: np.ndarray) -> np.ndarray:
     Per row exactly what `scipy.stats.wilcoxon(row)` returns (zeros dropped; the exact null
     distribution when n ≤ 50 without ties or zeros, the exact sign-flip distribution when n ≤ 13
     otherwise, else the normal approximation with tie correction), with one vectorized scipy call
-    per kind of row (the sign flips enumerated here). A row of zeros only (identical values) gets p = 1.
+    per kind of row. The sign flips are enumerated here: scipy's own path for them (a
+    `permutation_test` per row) took 0.33 s per 8-image row, ~330× this, and a run has thousands
+    of such pairs. A row of zeros only (identical values) gets p = 1.
     """
     d = np.atleast_2d(np.asarray(diffs, dtype=np.float64))
     p = np.ones(d.shape[0])
