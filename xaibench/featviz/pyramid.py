@@ -62,14 +62,20 @@ def expand(x: Tensor, size: tuple[int, int]) -> Tensor:
     return _expand_axis(_expand_axis(x, size[1], -1), size[0], -2)
 
 
+def max_levels(x: Tensor) -> int:
+    """The most pyramid levels a (…,H,W) image allows: every level but the coarsest is REDUCEd by
+    the 5-tap filter, which needs at least 3 px."""
+    filtered = [min(x.shape[-2:])]  # sizes of the levels that get REDUCEd (all but the coarsest)
+    while filtered[-1] >= 3:
+        filtered.append((filtered[-1] + 1) // 2)
+    return len(filtered)
+
+
 def _check_levels(x: Tensor, levels: int) -> None:
     if levels < 1:
         raise ConfigError(f"pyramid levels must be >= 1, got {levels}")
     h, w = x.shape[-2:]
-    filtered = [min(h, w)]  # sizes of the levels that get REDUCEd (all but the coarsest)
-    while filtered[-1] >= 3:
-        filtered.append((filtered[-1] + 1) // 2)
-    most = len(filtered)  # the 5-tap filter needs >= 3 px, so at most this many levels
+    most = max_levels(x)
     if levels > most:
         raise ConfigError(f"{levels} pyramid levels are too many for {h}x{w} images (a level under 3 px "
                           f"would be filtered); use at most {most}")
