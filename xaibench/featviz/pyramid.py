@@ -123,7 +123,7 @@ def _std(x: Tensor) -> Tensor:
 
 def laplacian_normalize(g: Tensor, levels: int, eps: float = 1e-8) -> Tensor:
     """Divide each Laplacian band of `g` by its own per-image std and recombine (docs/methods.md
-    §5 step 2 `laplacian`): every band gets equal energy, which lifts the weak low frequencies."""
+    §Pyramid activation maximization step 5 `laplacian`; Tao et al. 2017 eq. 8): every band gets equal energy, which lifts the weak low frequencies."""
     bands = laplacian_pyramid(g, levels)
     return laplacian_reconstruct([band / (_std(band) + eps) for band in bands])
 

@@ -72,7 +72,7 @@ def channel_visualizations(model: ModelAdapter, image: Tensor, layer: str, chann
 
 
 def cosine_and_dead(reference: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
-    """(P,) cosine similarity of flattened `reference` and `vis` (§4.3) and the dead flag: an
+    """(P,) cosine similarity of flattened `reference` and `vis` (thesis eqs. 3-3, 3-6) and the dead flag: an
     all-zero visualization has similarity 0 and is dead (a zero reference also gives 0)."""
     a, b = reference.flatten(1).double(), vis.flatten(1).double()
     dead = b.abs().amax(1) == 0
@@ -123,7 +123,7 @@ class NeuronSimilarity(Probe):
     grid_classes: int = param(4, help="top/bottom-8 grids for the first N analysed classes", ge=0)
     grid_average: str = param("simple", help="class average the grids show (one of averages)")
     prune: bool = param(True, help="validate by pruning: accuracy with the top / bottom channels zeroed")
-    prune_fraction: float = param(0.4, help="fraction p of each layer's channels pruned (§4.5)", gt=0, le=1)
+    prune_fraction: float = param(0.4, help="fraction p of each layer's channels pruned (thesis Table 5-1: 0.4)", gt=0, le=1)
     prune_average: str = param("simple", help="class average whose similarities rank the channels (one of averages)")
     prune_method: int = param(1, help="similarity method that ranks the channels (one of methods)")
     prune_mode: PruneMode = param("auto", help="weights (zero the producing conv), output (zero the layer's output) "
@@ -248,7 +248,7 @@ class NeuronSimilarity(Probe):
 
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """Per-layer mean/std of similarity over channels, per class (scope `class`) and averaged over
-    classes (scope `mean`, class −1: the mean of the per-class means and stds) (§4.4)."""
+    classes (scope `mean`, class −1: the mean of the per-class means and stds) (thesis §4.3.2, Fig. 4-18)."""
     keys = ["average", "method", "order", "layer", "stage"]
     per_class = (table.groupby(keys + ["class"], sort=True)
                  .agg(mean=("similarity", "mean"), std=("similarity", lambda s: float(np.std(s))),

@@ -68,7 +68,7 @@ def resolve_mode(model: ModelAdapter, layer: str, mode: str) -> str:
 @contextlib.contextmanager
 def pruned(model: ModelAdapter, layer: str, channels: Tensor, mode: str = "auto") -> Iterator[str]:
     """Prune output `channels` of `layer` for the duration of the block (thesis §5.2; docs/methods.md
-    §4.5); yields the mode used. `weights`: zero the producing conv's filters, bias and the
+    §Neuron similarity); yields the mode used. `weights`: zero the producing conv's filters, bias and the
     following BatchNorm's affine; `output`: zero the layer's output channels; `auto`: see
     `resolve_mode`. The model is restored exactly on exit."""
     used = resolve_mode(model, layer, mode)

@@ -32,7 +32,7 @@ def upsample_adjoint_ones(shape: tuple[int, int], size: tuple[int, int], device:
 
 
 def scale_sizes(size: tuple[int, int], scales: int, max_size: int) -> list[tuple[int, int]]:
-    """ζ_t = ζ_0 + Δ·(t−1) per side, Δ = floor(max_size / N) (§1, thesis eq. 3-2)."""
+    """ζ_t = ζ_0 + Δ·(t−1) per side, Δ = floor(max_size / N) (thesis eq. 3-2)."""
     step = max_size // scales
     return [(size[0] + step * t, size[1] + step * t) for t in range(scales)]
 
