@@ -91,18 +91,23 @@ def compare(
 @command("list")
 def list_(
     kind: Annotated[str, typer.Argument(help="explainers | metrics | probes | models | datasets | layers")],
-    model: Annotated[str, typer.Option(help="With `layers`: the model whose layers to list.")] = "builtin:synthetic-cnn",
+    model: Annotated[str | None, typer.Option(
+        help="With `layers`: the model whose layers to list (default builtin:synthetic-cnn); with `explainers`: "
+             "say which explainers apply to this model.")] = None,
+    weights: Annotated[str, typer.Option(help="Weights of --model (none: random, enough to inspect it).")] = "none",
 ) -> None:
     """List what is registered, with each parameter, its type, default and help."""
     if kind == "layers":
-        names, auto = api.layers(model)
+        names, auto = api.layers(model or "builtin:synthetic-cnn")
         for name, kind_name in names:
             typer.echo(f"{name:<40} {kind_name}{'   <- auto' if name == auto else ''}")
+        if auto not in dict(names):
+            typer.echo(auto)
         return
-    for name, doc, params in api.describe(kind):
+    for name, doc, params in api.describe(kind, model, weights):
         typer.echo(f"{name}: {doc}")
         for param, tp, default, help_text in params:
-            typer.echo(f"    {param}: {tp} = {default}" + (f"  — {help_text}" if help_text else ""))
+            typer.echo(f"    {param}: {tp}" + (f" = {default}" if default else "") + (f"  — {help_text}" if help_text else ""))
 
 
 @command()

@@ -24,6 +24,19 @@ class ModelConfig:
     name: str = param("builtin:synthetic-cnn", help="zoo model as family:arch (xai list models)")
     weights: str | None = param("default", help="default (shipped or pretrained), none (random) or a state-dict file")
     layer: str = param("auto", help="default layer of the CAMs and probes (xai list layers); auto: the last conv block")
+    params: dict = param(default_factory=dict, help="keyword arguments of the model factory (xai list models)")
+    mean: list[float] | None = param(None, help="per input channel; overrides the source's preprocessing")
+    std: list[float] | None = param(None, help="per input channel; overrides the source's preprocessing", gt=0)
+    input_size: int | list[int] | None = param(None, help="side or [height, width], px; overrides the source's input size",
+                                               ge=1)
+    class_names: list[str] | None = param(None, help="one name per class, in logit order")
+    score: Literal["softmax", "sigmoid"] | None = param(None, help="class probability; null: sigmoid for one logit, "
+                                                                  "else softmax")
+
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of `models.load_model` besides the name and weights."""
+        return dict(params=self.params, mean=self.mean, std=self.std, input_size=self.input_size,
+                    class_names=self.class_names, score=self.score)
 
 
 @dataclass
@@ -208,7 +221,13 @@ def check_plugins(cfg: RunConfig) -> None:
     from .saliency import EXPLAINERS
 
     family = cfg.model.name.partition(":")[0]
-    MODELS.get(family)
+    from .errors import ModelError
+    from .models.zoo import check_options
+
+    try:
+        check_options(family, MODELS.get(family).obj, cfg.model.params)
+    except ModelError as e:
+        raise ConfigError(f"model.params: {e}") from None
     ds_params = dict(cfg.dataset.params)
     clash = set(ds_params) & {"root", "split", "image_size"}
     if clash:

@@ -21,7 +21,7 @@ class PatchSum(nn.Module):
 
 
 def patch_model():
-    return ModelAdapter.wrap(PatchSum(), input_size=16, name="patch")
+    return ModelAdapter.wrap(PatchSum().eval(), input_size=16, name="patch")
 
 
 def test_occlusion_known_answer_and_pass_count():

@@ -151,7 +151,7 @@ class CausalCurve(ImageMetric):
                 if p["target"] == "top1":
                     target = logits_x.argmax(dim=1)
                 if x_count in counts:
-                    curve[:, counts.index(x_count)] = class_scores(logits_x, target, p["score"])
+                    curve[:, counts.index(x_count)] = class_scores(logits_x, target, model.score_kind(p["score"]))
             point_ids = torch.tensor([i for i, n in enumerate(counts) if n != x_count], device=x.device)
             counts_t = torch.tensor(counts, device=x.device)
             jobs = torch.stack(torch.meshgrid(torch.arange(b, device=x.device), point_ids, indexing="ij"), -1)
@@ -163,7 +163,7 @@ class CausalCurve(ImageMetric):
                     batch = torch.where(perturbed, base[img], x[img])
                 else:
                     batch = torch.where(perturbed, x[img], base[img])
-                curve[img, pt] = class_scores(model(batch), target[img], p["score"])
+                curve[img, pt] = class_scores(model(batch), target[img], model.score_kind(p["score"]))
         return curve, xs
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
@@ -220,7 +220,7 @@ class ConfidenceChange(ImageMetric):
         out = torch.empty(both.shape[0], dtype=torch.float32, device=x.device)
         with torch.inference_mode():
             for sl in chunks(both.shape[0], self.chunk_size):
-                out[sl] = class_scores(model(both[sl]), tgt[sl], self.score)
+                out[sl] = class_scores(model(both[sl]), tgt[sl], model.score_kind(self.score))
         return out[: x.shape[0]].double().cpu(), out[x.shape[0] :].double().cpu()
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:

@@ -135,7 +135,7 @@ class ROADBase(ImageMetric):
             remove = torch.where(lerf[:, None], r >= h * w - k[j, None], r < k[j, None]).view(-1, h, w)
             imputed = noisy_linear_imputation(x[i], remove, self.noise, gen)
             with torch.inference_mode():
-                out[o, i, j] = class_scores(model(imputed), target[i], self.score)
+                out[o, i, j] = class_scores(model(imputed), target[i], model.score_kind(self.score))
         return {name: out[n] for n, name in enumerate(self.orders)}
 
 

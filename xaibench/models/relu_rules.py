@@ -74,9 +74,13 @@ class _ReLURuleMode(TorchFunctionMode):
 _active = threading.local()
 
 
-def _root(model_or_module: nn.Module) -> nn.Module:
+def _root(model_or_module: nn.Module, kind: str) -> nn.Module:
     if not isinstance(model_or_module, nn.Module):
         raise ModelError(f"a ReLU rule needs an nn.Module or ModelAdapter, got {type(model_or_module).__name__}")
+    if hasattr(model_or_module, "require_hooks"):  # a ModelAdapter
+        model_or_module.require_hooks(f"the {kind} ReLU rule")
+    elif isinstance(model_or_module, torch.jit.ScriptModule):
+        raise ModelError(f"the {kind} ReLU rule needs Python modules; a TorchScript module runs compiled code")
     return model_or_module
 
 
@@ -84,7 +88,7 @@ def _root(model_or_module: nn.Module) -> nn.Module:
 def relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
     """Inside the block every ReLU of the model back-propagates with rule `kind` (`guided` or
     `deconvnet`, see `_ReLURule`); forward values are unchanged; hooks and the mode are removed on exit."""
-    root = _root(model_or_module)
+    root = _root(model_or_module, kind)
     if getattr(_active, "kind", None) is not None:
         raise ModelError(f"cannot apply the {kind} ReLU rule inside the {_active.kind} rule: they do not nest")
     handles = []

@@ -5,12 +5,13 @@ its weight formula (the pytorch-grad-cam `BaseCAM.get_cam_weights` shape, kept o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from ..errors import ModelError
+from ..errors import LayerError, ModelError
 from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations, layer_activations_and_gradients
 from ..registry import Registry, check_fields, param
@@ -31,6 +32,7 @@ class Explainer:
     """
 
     registry_name: ClassVar[str] = "explainer"
+    needs: ClassVar[frozenset[str]] = frozenset()  # "hooks": module hooks (ReLU rules, LRP); a `layer` field: a layer
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -42,7 +44,10 @@ class Explainer:
 
     def __call__(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         self.diagnostics = {}
-        maps = self.explain(model, x, target)
+        if "hooks" in self.needs:
+            model.require_hooks(self.name)
+        with model.inference():  # eval mode, no parameter graph, also for direct `model.module` calls
+            maps = self.explain(model, x, target)
         if maps.shape != (x.shape[0], x.shape[-2], x.shape[-1]):
             raise ModelError(f"{self.name} returned maps of shape {tuple(maps.shape)} for input {tuple(x.shape)}")
         return maps.float()
@@ -52,6 +57,21 @@ class Explainer:
 
 
 EXPLAINERS: Registry[Explainer] = Registry("explainer")
+
+
+def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> str | None:
+    """Why `explainer` cannot run on `model` — a TorchScript model has no hooks, a token model (ViT)
+    no CAM layer yet — or None when it applies (`xai list explainers --model M`)."""
+    layer = getattr(explainer, "layer", "auto") if not isinstance(explainer, type) else "auto"
+    has_layer = dataclasses.is_dataclass(explainer) and "layer" in {f.name for f in dataclasses.fields(explainer)}
+    try:
+        if "hooks" in explainer.needs:
+            model.require_hooks(getattr(explainer, "registry_name", "this explainer"))
+        if has_layer:
+            model.resolve_layer(layer)
+    except LayerError as e:
+        return str(e)
+    return None
 
 
 def reduce_channels(attr: Tensor, reduce: str) -> Tensor:
@@ -98,7 +118,8 @@ class CAMExplainer(Explainer):
         else:
             (acts, logits), grads = layer_activations(model, x, layer), None
         if acts.dim() != 4:
-            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w)")
+            tokens = " (token layers of vision transformers are not supported yet)" if acts.dim() == 3 else ""
+            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w){tokens}")
         return acts, grads, logits
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:

@@ -83,12 +83,12 @@ class CFCAM(Explainer):
         self.diagnostics["channels_scored"] = live.sum(1)
         cam = torch.zeros(b, h, w, device=x.device, dtype=x.dtype)
         with torch.inference_mode(), model.fused_inference():
-            base_score = class_scores(model(xb), target, self.score)
+            base_score = class_scores(model(xb), target, model.score_kind(self.score))
             for piece in chunks(len(img_of), self.chunk_size):
                 img, chan = img_of[piece], chan_of[piece]
                 masks = minmax(upsample(weighted[img, chan], (h, w)))  # (k,H,W)
                 m = masks.unsqueeze(1).to(x.dtype)
                 xs = x[img] * m + xb[img] * (1 - m)
-                alpha = class_scores(model(xs), target[img], self.score) - base_score[img]
+                alpha = class_scores(model(xs), target[img], model.score_kind(self.score)) - base_score[img]
                 cam.index_add_(0, img, alpha.view(-1, 1, 1) * masks)
         return torch.relu(cam) if self.relu else cam

@@ -75,6 +75,8 @@ class RuleGradient(InputAttribution):
 
     rule: ClassVar[str] = "guided"
 
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
+
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         with relu_rule(model, self.rule):
             return input_gradients(model, x, target)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -158,6 +158,7 @@ def relevance(
     With Zennit, the modified gradient arriving at a tensor *is* its relevance (each rule
     returns a_i·Σ_j w_ij R_j / z_j as its input gradient)."""
     target = target.to(x.device)
+    model.require_hooks("LRP")  # Zennit's rules are module hooks
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
         stack.enter_context(composite.context(model.module))
@@ -173,6 +174,7 @@ def relevance(
 
 @dataclass
 class LRPBase(InputAttribution):
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
     composite: CompositeName = param("epsilon_plus_flat", help=COMPOSITE_HELP)
     canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
     epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)

@@ -157,10 +157,10 @@ class MSGCAM(Explainer):
         alpha = torch.zeros(masks.shape[:2], device=x.device, dtype=x.dtype)
         pairs = (masks.flatten(2).amax(2) > 0).nonzero()
         with torch.no_grad(), model.fused_inference():
-            base = class_scores(model(xb), target, self.score)
+            base = class_scores(model(xb), target, model.score_kind(self.score))
             for sl in chunks(len(pairs), self.chunk_size):
                 b, r = pairs[sl, 0], pairs[sl, 1]
                 m = masks[b, r][:, None]
                 xr = x[b] * m + xb[b] * (1 - m)
-                alpha[b, r] = class_scores(model(xr), target[b], self.score) - base[b]
+                alpha[b, r] = class_scores(model(xr), target[b], model.score_kind(self.score)) - base[b]
         return alpha

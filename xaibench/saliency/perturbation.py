@@ -67,7 +67,7 @@ class Occlusion(InputAttribution):
         ar_h, ar_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
         drops = torch.empty(b, n_win, device=x.device, dtype=x.dtype)
         with torch.inference_mode(), model.fused_inference():
-            ref = class_scores(model(x), target, self.score)
+            ref = class_scores(model(x), target, model.score_kind(self.score))
             for piece in chunks(n_win * b, self.chunk_size):
                 idx = torch.arange(piece.start, piece.stop, device=x.device)
                 win, img = idx // b, idx % b
@@ -77,7 +77,7 @@ class Occlusion(InputAttribution):
                 in_cols = (ar_w >= c0) & (ar_w < c0 + self.window)  # (k,W)
                 mask = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(x.dtype)
                 xs = x[img] * (1 - mask) + base[img] * mask
-                drops[img, win] = ref[img] - class_scores(model(xs), target[img], self.score)
+                drops[img, win] = ref[img] - class_scores(model(xs), target[img], model.score_kind(self.score))
         # spread each window's drop over its pixels and average: a transposed conv with a box kernel
         box = torch.ones(1, 1, self.window, self.window, device=x.device, dtype=x.dtype)
         grid = drops.view(b, 1, len(rows), len(cols))
@@ -136,7 +136,7 @@ class RISE(Explainer):
                     m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
                 k = m.shape[0]
                 xs = (x[rows].unsqueeze(0) * m.unsqueeze(1)).flatten(0, 1)  # (k·n, C,h,w), mask-major
-                scores = class_scores(model(xs), target[rows].repeat(k), self.score).view(k, -1)
+                scores = class_scores(model(xs), target[rows].repeat(k), model.score_kind(self.score)).view(k, -1)
                 sal[rows] += scores.T @ m.view(k, h * w)
         return (sal / (self.n_masks * self.p)).view(b, h, w)
 
