@@ -287,3 +287,28 @@ def test_octaves_split_the_steps_and_optimize_a_coarse_change_first(small):
     assert changed[1].nonzero().tolist() == [[c, c]]  # full size: only the centre unit's pixel moves
     rows, cols = changed[2].nonzero().T  # the coarse step moved a blob around it, upsampled
     assert len(rows) > 4 and rows.min() >= c - 3 and rows.max() <= c + 2 and cols.min() >= c - 3 and cols.max() <= c + 2
+
+
+def test_default_step_preconditions_with_both_pyramids_of_eq_8():
+    # the default pyramid: r(g) = Σ_k LP_k + GP_k (eq. 8) with K = 4, built here from the pyramid
+    # levels (tested against scipy in test_featviz_pyramid.py): each Laplacian band over its std,
+    # plus every Gaussian level expanded back to full size
+    from xaibench.featviz.pyramid import expand_to, gaussian_pyramid, laplacian_pyramid, laplacian_reconstruct
+
+    model = ModelAdapter.wrap(Linear(size=16), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=16)
+    start = 0.3 + 0.4 * torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    kw = dict(lr=0.002, jitter=0, p_norm_weight=0.0, tv_weight=0.0, blur_every=0, octaves=1, init_images=start)
+    r = visualize(model, [1], steps=2, **kw)  # pyramid, levels, momentum: the defaults
+    g = (model.module.w[1:2] / 0.25).detach().double()
+    g = g / (g.flatten().std() + 1e-8)
+    bands = [b / (b.flatten().std() + 1e-8) for b in laplacian_pyramid(g, 4)]
+    lap = laplacian_reconstruct(bands)
+    gauss = sum(expand_to(level, (16, 16)) for level in gaussian_pyramid(g, 4))
+    expected, v = start.double(), torch.zeros_like(g)
+    for _ in range(2):
+        v = 0.9 * v + 0.002 * (lap + gauss)
+        expected = (expected + v).clamp(0, 1)
+    assert 0 < expected.min() and expected.max() < 1
+    torch.testing.assert_close(r.images.double(), expected, rtol=0, atol=2e-6)
+    laplacian_only = visualize(model, [1], steps=2, pyramid="laplacian", **kw)  # the option, not eq. 8
+    assert (laplacian_only.images - r.images).abs().max() > 1e-3
