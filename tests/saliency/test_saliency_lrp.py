@@ -1,5 +1,6 @@
-"""LRP family through Zennit: agreement with calling Zennit directly, conservation on a plain
-sequential model, CLRP by linearity, Relevance-CAM formula, and the model left untouched."""
+"""LRP family through Zennit: our composites and canonizers wired as calling Zennit directly would
+(the rules themselves are checked without Zennit in test_lrp_rules.py), conservation, CLRP by
+linearity, Relevance-CAM's formula, and the model left untouched."""
 
 import pytest
 import torch
