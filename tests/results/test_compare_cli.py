@@ -151,3 +151,21 @@ def test_leaderboard_figure_shades_the_best_in_each_direction():
     shades = leaderboard_shades(means, pd.Series({"deletion": False, "insertion": True}))
     assert shades["deletion"].tolist() == [0.0, 1.0, 0.5]  # lowest deletion is best (0 = green)
     assert shades["insertion"].tolist() == [0.0, 1.0, 0.5]  # highest insertion is best
+
+
+def test_leaderboard_survives_nan_means(tmp_path):
+    """A metric that scored no image has a NaN mean: it ranks last, never leads, and every format
+    renders it as '—' (once an IntCastingNaNError traceback)."""
+    rows = [*ROWS, ("gradcam", "pointing_game", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("saliency", "pointing_game", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("saliency", "box_iou", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("gradcam", "box_iou", 0.4, 0.1, 6, 0, 0.3, 0.5, True, "{}")]
+    df = leaderboard([fake_run(tmp_path / "a", rows)])
+    iou = df[df.metric == "box_iou"].set_index("explainer")
+    assert iou.loc["gradcam", "rank"] == 1 and iou.loc["saliency", "rank"] == 2 and not iou["tie"].any()
+    assert not df[df.metric == "pointing_game"]["tie"].any()
+    for fmt in ("table", "markdown", "csv", "json"):
+        render(df, fmt, sort="box_iou")
+    assert "—" in render(df, "markdown")
+    result = cli.invoke(app, ["compare", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output

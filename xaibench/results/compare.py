@@ -58,8 +58,10 @@ def leaderboard(runs: list[str | Path], sort: str | None = None) -> pd.DataFrame
     df["rank"] = 0
     for _, grp in df.groupby("metric"):
         hib = bool(grp["higher_is_better"].iloc[0])
-        order = grp["mean"].rank(ascending=not hib, method="min")
-        df.loc[grp.index, "rank"] = order.astype(int)
+        order = grp["mean"].rank(ascending=not hib, method="min")  # NaN means (nothing scored) stay NaN
+        df.loc[grp.index, "rank"] = order.fillna(len(grp)).astype(int)  # … and rank last
+        if order.isna().all():
+            continue  # no leader, no ties
         best = grp.loc[order.idxmin()]
         if "ci_low" in grp and pd.notna(best.get("ci_low")):
             overlap = (grp["ci_high"] >= best["ci_low"]) & (grp["ci_low"] <= best["ci_high"])
