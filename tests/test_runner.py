@@ -143,8 +143,13 @@ def test_corrupt_image_is_fatal_with_on_error_fail(tiny_config, tmp_path):
         runner.run(tiny_config, out=tmp_path / "run", progress=False)
 
 
-def test_nan_and_constant_maps_are_stored_and_scored(tiny_config, tmp_path):
+def test_nan_maps_are_errors_and_constant_maps_are_scored(tiny_config, tmp_path):
+    """docs/metrics.md "Failed maps": a NaN map (even rows) is a row of errors.csv naming the explainer,
+    the image and the reason, NaN for every metric and counted in n_skipped; the all-zero maps (odd
+    rows) are scored, as the metrics define a constant map. (Until issue 16 a NaN map was scored as
+    the all-zero map.)"""
     tiny_config["explainers"] = ["nan_map"]
+    tiny_config["metrics"] = [{"name": "deletion", "params": {"steps": 8}}, "pointing_game", "sparseness"]
     tiny_config["dataset"]["limit"] = 8
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
     from xaibench.api import load_model
@@ -156,12 +161,21 @@ def test_nan_and_constant_maps_are_stored_and_scored(tiny_config, tmp_path):
     x = model.normalize(torch.stack([ds[i].image for i in range(8)]))
     t = torch.tensor([ds[i].label for i in range(8)])
     seeds = image_seeds(0, [ds[i].id for i in range(8)])  # the runner's: run seed 0 and the image id
+    errors = pd.read_csv(run_dir / "errors.csv")
+    assert list(errors["index"]) == [0, 2, 4, 6] and set(errors["plugin"]) == {"nan_map"}
+    assert list(errors["id"]) == [ds[i].id for i in (0, 2, 4, 6)] and errors["reason"].str.contains("not finite").all()
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
     with h5py.File(run_dir / "results.h5", "r") as h5:
         maps = h5["maps/nan_map"][()]
         assert np.isnan(maps[0]).all() and (maps[1] == 0).all()  # stored as they are
-        for name in ("deletion", "insertion"):  # a NaN map is scored exactly as the all-zero map
-            zero = METRICS.build(name, steps=8)(model, x, torch.zeros(8, 32, 32), t, seeds=seeds).values
-            np.testing.assert_allclose(h5[f"scores/nan_map/{name}"][()], zero.numpy(), rtol=1e-5, err_msg=name)
+        for name in ("deletion", "pointing_game", "sparseness"):
+            values = h5[f"scores/nan_map/{name}"][()]
+            assert np.isnan(values[::2]).all() and np.isfinite(values[1::2]).all(), name
+            assert list(h5[f"status/nan_map/{name}"][()][::2]) == [-3] * 4, name
+            assert summary.loc[name, "n"] == 4 and summary.loc[name, "n_skipped"] == 4, name
+        zero = METRICS.build("deletion", steps=8)(model, x, torch.zeros(8, 32, 32), t, seeds=seeds).values
+        np.testing.assert_allclose(h5["scores/nan_map/deletion"][()][1::2], zero[1::2].numpy(), rtol=1e-5)
+        assert (h5["scores/nan_map/pointing_game"][()][1::2] == 0).all()  # a constant map points nowhere
 
 
 def test_nan_logits_are_recorded_and_the_batch_proceeds(tiny_config, tmp_path, monkeypatch):

@@ -36,6 +36,7 @@ from .saliency import EXPLAINERS, Explainer
 # explainer's own index; a metric's METRIC_SLOT + 100 · explainer index + metric index; a probe's
 # model_level.PROBE_SLOT + its index.
 METRIC_SLOT = 10_000
+NONFINITE_MAP = "the map is not finite (NaN or inf): every metric scores it NaN"
 
 
 @dataclass
@@ -245,9 +246,13 @@ class BatchWork:
             self.arrays[keys.map_key(spec.name)] = self.full(sel, maps)
         for key, value in explainer.diagnostics.items():
             self.arrays[keys.diagnostic(spec.name, key)] = self.full(sel, value)
+        nonfinite = np.zeros_like(sel)  # a NaN/inf map earns nothing: errors.csv, NaN for every metric
+        nonfinite[sel] = (~torch.isfinite(maps).flatten(1).all(1)).cpu().numpy()
+        if nonfinite.any():
+            self.arrays[keys.failure(spec.name)] = np.where(nonfinite, NONFINITE_MAP, "")
         for mslot, (mspec, metric) in enumerate(self.plan.metrics):
             seed = self.plan.seed_for(self.k, METRIC_SLOT + slot * 100 + mslot)
-            self.score(spec, explainer, mspec, metric, sel, xs, ts, maps, seed)
+            self.score(spec, explainer, mspec, metric, sel, nonfinite, xs, ts, maps, seed)
 
     def attempt(self, fn, rows: np.ndarray, explainer: str, metric: str | None = None):
         """`fn()` of a plug-in on `rows`. If it raises, `on_error: fail` stops the run naming the plug-in
@@ -271,13 +276,14 @@ class BatchWork:
         out[rows] = values.detach().float().cpu().numpy()
         return out
 
-    def score(self, spec, explainer, mspec, metric, sel, xs, ts, maps, seed: int) -> None:
-        """Run one metric on the explained rows that have the annotation it needs."""
+    def score(self, spec, explainer, mspec, metric, sel, nonfinite, xs, ts, maps, seed: int) -> None:
+        """Run one metric on the explained rows that have a finite map and the annotation it needs."""
         b = self.on_device
         status = np.zeros(len(self.index), dtype=np.int8)
         ok = metric.available(b.boxes, b.masks).numpy()
         status[sel & ~ok] = -1
-        use = sel & ok
+        status[nonfinite] = keys.NONFINITE
+        use = sel & ok & ~nonfinite
         if mspec.limit is not None:
             use &= self.index < mspec.limit
         if use.any():
@@ -294,6 +300,8 @@ class BatchWork:
                 self.plan.model, xs[sub], maps[sub], ts[sub], annotation=ann, explain=explainer, seeds=seeds),
                 len(rows)), use, spec.name, mspec.name)
             status[use] = -2 if res is None else 1
+            if res is not None and res.skipped is not None:  # the metric's own skips (e.g. empty region)
+                status[rows[res.skipped.cpu().numpy().astype(bool)]] = -1
             for extra, values in ({} if res is None else {None: res.values, **res.extras}).items():
                 self.arrays[keys.score(spec.name, mspec.name, extra)] = self.full(use, values)
             if res is not None and res.curves is not None:

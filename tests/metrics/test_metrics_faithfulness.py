@@ -65,19 +65,24 @@ def test_reverse_ranking_is_worse_and_costs_steps_plus_one_forwards():
 
 @pytest.mark.parametrize("name", ["deletion", "insertion"])
 @pytest.mark.parametrize("protocol", ["default", "rise", "torchcam", "quantus"])
-def test_nan_and_constant_maps_score_as_the_zero_map(name, protocol):
-    """docs/metrics.md: NaN and ±inf count as 0, so a NaN map is the all-zero map and, like any
-    constant map, is read in its tie permutation's order: the same seed gives the same curve."""
+def test_nan_maps_are_skipped_and_constant_maps_follow_the_permutation(name, protocol):
+    """docs/metrics.md "Failed maps": a NaN/inf map is not scored (NaN value and curve, skipped, no
+    forward spent on it); a constant map is read in its tie permutation's order, so the same seed
+    gives the same curve. (Until issue 16 a NaN map was scored as the all-zero map.)"""
     model = ModelAdapter(small_cnn(), input_size=12)
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4)).expand(3, 3, 12, 12)
     maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0), torch.zeros(12, 12)])
     maps[0, 0, 0] = float("inf")
-    res = METRICS.build(name, protocol=protocol, steps=8)(model, x, maps, torch.tensor([1, 1, 1]),
-                                                          seeds=torch.tensor([9, 9, 9]))
-    assert torch.equal(res.curves[0], res.curves[2]) and torch.equal(res.curves[1], res.curves[2])
-    assert res.values[0].item() == res.values[2].item()
-    other = METRICS.build(name, protocol=protocol, steps=8)(model, x[:1], maps[2:], torch.tensor([1]),
-                                                            seeds=torch.tensor([10]))
+    metric = METRICS.build(name, protocol=protocol, steps=8)
+    before = model.counter.snapshot()
+    res = metric(model, x, maps, torch.tensor([1, 1, 1]), seeds=torch.tensor([9, 9, 9]))
+    passes = model.counter.since(before)["forward_images"]
+    assert torch.isnan(res.values[0]) and torch.isnan(res.curves[0]).all() and res.skipped.tolist() == [True, False, False]
+    assert torch.equal(res.curves[1], res.curves[2]) and res.values[1].item() == res.values[2].item()
+    before = model.counter.snapshot()
+    metric(model, x[1:], maps[1:], torch.tensor([1, 1]), seeds=torch.tensor([9, 9]))
+    assert passes == model.counter.since(before)["forward_images"]  # the NaN map cost nothing
+    other = metric(model, x[:1], maps[2:], torch.tensor([1]), seeds=torch.tensor([10]))
     assert not torch.equal(other.curves[0], res.curves[2])  # another image's seed: another order
 
 
@@ -267,23 +272,24 @@ def test_average_drop_masks_in_pixel_space():
 
 
 @torch.no_grad()
-def test_confidence_metrics_on_nan_and_constant_maps_mask_everything():
-    """A NaN or constant map has Ŝ = 0: O is the score of the black image (pixel masking) or of the
-    mean-colour image (input masking)."""
+def test_confidence_metrics_on_constant_maps_mask_everything_and_skip_nan_maps():
+    """A constant (or all-zero) map has Ŝ = 0: O is the score of the black image (pixel masking) or of
+    the mean-colour image (input masking). A NaN map is not scored (NaN, skipped)."""
     model = ModelAdapter(small_cnn(), input_size=12, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
-    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(6))
-    maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0)])
-    t = torch.tensor([0, 1])
-    y = model(x).softmax(1)[[0, 1], t].double()
-    black = model(model.normalize(torch.zeros_like(x))).softmax(1)[[0, 1], t].double()
-    grey = model(torch.zeros_like(x)).softmax(1)[[0, 1], t].double()
+    x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(6))
+    maps = torch.stack([torch.zeros(12, 12), torch.full((12, 12), 2.0), torch.full((12, 12), float("nan"))])
+    t = torch.tensor([0, 1, 0])
+    y = model(x[:2]).softmax(1)[[0, 1], t[:2]].double()
+    black = model(model.normalize(torch.zeros_like(x[:2]))).softmax(1)[[0, 1], t[:2]].double()
+    grey = model(torch.zeros_like(x[:2])).softmax(1)[[0, 1], t[:2]].double()
     for masking, o in (("pixel", black), ("input", grey)):
         drop = METRICS.build("average_drop", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(drop, 100 * (y - o).clamp_min(0) / y, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(drop[:2], 100 * (y - o).clamp_min(0) / y, rtol=1e-5, atol=1e-5)
         gain = METRICS.build("average_gain", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(gain, 100 * (o - y).clamp_min(0) / (1 - y), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gain[:2], 100 * (o - y).clamp_min(0) / (1 - y), rtol=1e-5, atol=1e-5)
         inc = METRICS.build("increase_in_confidence", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(inc, 100 * (o > y).double())
+        torch.testing.assert_close(inc[:2], 100 * (o > y).double())
+        assert torch.isnan(drop[2]) and torch.isnan(gain[2]) and torch.isnan(inc[2])
 
 
 @torch.no_grad()

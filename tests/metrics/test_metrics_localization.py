@@ -151,29 +151,42 @@ def test_energy_pointing_game_known_value():
     assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1.0)
 
 
-def test_nan_and_constant_maps_score_as_documented():
-    """docs/metrics.md "Degenerate maps": a NaN map is the all-zero map; a constant map's maximum and
-    top pixels are its tie permutation's first ones."""
+def test_failed_and_constant_maps_score_as_documented():
+    """docs/metrics.md "Failed maps": a NaN (or inf) map is not scored (NaN, skipped); a constant map
+    (all-zero included) has no peak and no box, a miss for every localization metric, even where
+    the region covers most of the image. (Until issue 16 a NaN map was scored as the all-zero map
+    and box IoU gave a constant map the whole frame.)"""
     maps = torch.stack([torch.full((8, 8), float("nan")), torch.full((8, 8), 3.0), torch.zeros(8, 8),
-                        torch.full((8, 8), -1.0)])
-    mask = torch.zeros(4, 8, 8, dtype=torch.bool)
-    mask[:, 2:5, 2:6] = True  # 12 pixels, the same region as the box
-    ann = {"mask": mask, "boxes": [torch.tensor([[2.0, 2, 6, 5]])] * 4}
-    inside = mask[0].flatten()
-    first = [documented_permutation(64, i) for i in range(4)]  # keyed by the batch position
-    expected = {
-        "pointing_game": [float(inside[p[0]]) for p in first],
-        "energy_pointing_game": [0.0] * 4,
-        "relevance_mass_accuracy": [0.0, 12 / 64, 0.0, 0.0],
-        "relevance_rank_accuracy": [inside[p[:12]].sum().item() / 12 for p in first],
-        "box_iou": [12 / 64, 12 / 64, 12 / 64, 0.0],  # S ≥ 0: the whole frame is one component
-    }
-    for name, values in expected.items():
-        got = run(name, maps, ann).values
-        torch.testing.assert_close(got, torch.tensor(values), msg=name)
-        same_seed = METRICS.build(name)(None, None, maps[[0, 2]], torch.zeros(2).long(), seeds=torch.tensor([7, 7]),
-                                        annotation={"mask": mask[:2], "boxes": ann["boxes"][:2]}).values
-        assert same_seed[0].item() == same_seed[1].item(), name  # NaN map = zero map, tie for tie
+                        torch.full((8, 8), -1.0), torch.zeros(8, 8)])
+    maps[4, 0, 0] = float("inf")
+    mask = torch.zeros(5, 8, 8, dtype=torch.bool)
+    mask[:, 1:8, 0:7] = True  # 49 of 64 pixels: the whole frame would be a box hit (IoU 0.77)
+    ann = {"mask": mask, "boxes": [torch.tensor([[0.0, 1, 7, 8]])] * 5}
+    nan = float("nan")
+    for name in ("pointing_game", "energy_pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
+                 "box_iou"):
+        res = run(name, maps, ann)
+        torch.testing.assert_close(res.values, torch.tensor([nan, 0.0, 0.0, 0.0, nan]), equal_nan=True, msg=name)
+        assert res.skipped.tolist() == [True, False, False, False, True], name
+        for extra, v in res.extras.items():
+            torch.testing.assert_close(v, torch.tensor([nan, 0.0, 0.0, 0.0, nan]), equal_nan=True, msg=extra)
+    one_peak = torch.zeros(1, 8, 8)
+    one_peak[0, 4, 3] = 1.0  # a single peak inside: a hit for all of them
+    for name in ("pointing_game", "relevance_mass_accuracy", "box_iou"):
+        assert run(name, one_peak, {"mask": mask[:1], "boxes": ann["boxes"][:1]}).values.item() > 0, name
+
+
+def test_finite_rows_keep_their_batch_keys_next_to_a_failed_map():
+    """Scoring the finite maps of a batch with a NaN map gives them the values they get without it."""
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randint(0, 3, (4, 8, 8), generator=g).float()  # many ties: the permutation matters
+    mask = torch.rand(4, 8, 8, generator=g) > 0.5
+    broken = maps.clone()
+    broken[1, 2, 2] = float("nan")
+    for name in ("pointing_game", "relevance_rank_accuracy"):
+        whole = run(name, maps, {"mask": mask}).values
+        part = run(name, broken, {"mask": mask}).values
+        assert torch.isnan(part[1]) and torch.equal(part[[0, 2, 3]], whole[[0, 2, 3]]), name
 
 
 def test_box_iou_largest_component_and_threshold():

@@ -108,13 +108,17 @@ def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
 
 
 @pytest.mark.parametrize("name", ["road_morf", "road_lerf", "road_combined"])
-def test_road_nan_map_scores_as_the_zero_map(name):
+def test_road_nan_map_is_not_scored(name):
+    """docs/metrics.md "Failed maps": NaN value, curve and extras, skipped; the constant maps beside
+    it are read in the permutation's order (until issue 16 a NaN map scored as the zero map)."""
     model = ModelAdapter(small_cnn(), input_size=8)
     x = torch.randn(1, 3, 8, 8, generator=g).expand(3, 3, 8, 8)
     maps = torch.stack([torch.full((8, 8), float("nan")), torch.zeros(8, 8), torch.ones(8, 8)])
     seeds = torch.tensor([5, 5, 5])  # the same image and seed three times: the same tie-breaks and noise
     res = METRICS.build(name, percentages=[30.0, 70.0])(model, x, maps, torch.tensor([0, 0, 0]), seeds=seeds)
-    assert res.values[0].item() == res.values[1].item() == res.values[2].item()  # all three: the permutation's order
+    assert torch.isnan(res.values[0]) and torch.isnan(res.curves[0]).all() and res.skipped.tolist() == [True, False, False]
+    assert all(torch.isnan(v[0]) for v in res.extras.values())
+    assert res.values[1].item() == res.values[2].item()  # both constant maps: the permutation's order
 
 
 @torch.no_grad()

@@ -54,6 +54,12 @@ def ground_truth(annotation: dict[str, Any] | None, shape: tuple[int, int, int],
     return boxes_to_mask(list(annotation["boxes"]), h, w, device)
 
 
+def is_flat(maps: Tensor) -> Tensor:
+    """(B,) bool: the map is constant (all-zero included), so it has no peak and no region."""
+    flat = maps.flatten(1)
+    return flat.amax(1) == flat.amin(1)
+
+
 def class_balanced_mean(values: Tensor, classes: Tensor) -> Tensor:
     """Mean over classes of each class's mean value (TorchRay's pointing-game accuracy), NaN ignored."""
     keep = ~torch.isnan(values)
@@ -101,6 +107,8 @@ class PointingGame(ImageMetric):
             hit = (gt & near).flatten(1).any(1) | strict
         else:
             hit = strict
+        peak = ~is_flat(maps)  # a constant map points nowhere: a miss (docs/metrics.md "Failed maps")
+        hit, strict = hit & peak, strict & peak
         return MetricResult(values=hit.float(), extras={"hit_strict": strict.float()})
 
 
@@ -159,7 +167,7 @@ def box_iou_matrix(a: Tensor, b: Tensor) -> Tensor:
 class BoxIoU(ImageMetric):
     """Localization by bounding box (Zhou et al., CAM, CVPR 2016): threshold S at τ·max(S), box of
     the largest connected component, IoU with the best-matching ground-truth box. Extra `hit` is
-    IoU ≥ 0.5 (localization accuracy)."""
+    IoU ≥ 0.5 (localization accuracy). A constant map, or one whose maximum is ≤ 0, has no box: IoU 0."""
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
@@ -172,7 +180,8 @@ class BoxIoU(ImageMetric):
         if boxes is None:
             raise DataError("box_iou needs ground-truth boxes; the annotation has none")
         peak = maps.amax(dim=(1, 2), keepdim=True)
-        binary = maps >= self.threshold * peak
+        # no box from a constant map or one without a positive peak (docs/metrics.md "Failed maps")
+        binary = (maps >= self.threshold * peak) & ((peak > 0) & ~is_flat(maps)[:, None, None])
         pred = torch.from_numpy(largest_component_boxes(binary.cpu().numpy())).to(maps.device, torch.float32)
         ious = torch.zeros(maps.shape[0], device=maps.device)
         for i, gt in enumerate(boxes):  # K boxes per image; the IoU itself is batched over them
@@ -185,7 +194,7 @@ class BoxIoU(ImageMetric):
 @dataclass
 class RelevanceMassAccuracy(ImageMetric):
     """Relevance mass accuracy (Arras et al., CLEVR-XAI, Inf. Fusion 2022): the share of positive
-    relevance inside the mask, Σ S⁺·mask / Σ S⁺; a map without positive relevance scores 0."""
+    relevance inside the mask, Σ S⁺·mask / Σ S⁺; a map without positive relevance, or constant, scores 0."""
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"mask"})
@@ -195,14 +204,15 @@ class RelevanceMassAccuracy(ImageMetric):
         gt = ground_truth(annotation, tuple(s.shape), s.device, "mask")
         total = s.sum(dim=(1, 2))
         inside = (s * gt).sum(dim=(1, 2))
-        return MetricResult(values=torch.where(total > 0, inside / total.clamp_min(1e-300), 0.0).float())
+        ok = (total > 0) & ~is_flat(s)  # a constant map localizes nothing: 0
+        return MetricResult(values=torch.where(ok, inside / total.clamp_min(1e-300), 0.0).float())
 
 
 @METRICS.register("relevance_rank_accuracy")
 @dataclass
 class RelevanceRankAccuracy(ImageMetric):
     """Relevance rank accuracy (Arras et al., CLEVR-XAI, Inf. Fusion 2022): the share of the
-    top-|mask| pixels by S that lie inside the mask (ties broken by the seeded permutation)."""
+    top-|mask| pixels by S that lie inside the mask (ties broken by the seeded permutation); a constant map 0."""
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"mask"})
@@ -214,4 +224,5 @@ class RelevanceRankAccuracy(ImageMetric):
         k = gt.sum(1, keepdim=True)
         top = saliency_rank(maps, tie_seeds(self.seed, seeds, maps.shape[0])) < k
         hits = (top & gt).sum(1).double()
-        return MetricResult(values=torch.where(k[:, 0] > 0, hits / k[:, 0].clamp_min(1), 0.0).float())
+        ok = (k[:, 0] > 0) & ~is_flat(maps)  # a constant map has no top pixels: 0
+        return MetricResult(values=torch.where(ok, hits / k[:, 0].clamp_min(1), 0.0).float())
