@@ -14,7 +14,7 @@ import torch
 from xaibench import runner
 from xaibench.datasets import DATASETS
 from xaibench.datasets.synthetic import SyntheticShapes
-from xaibench.errors import DataError, OutputError
+from xaibench.errors import ConfigError, DataError, OutputError
 from xaibench.saliency import EXPLAINERS, Explainer
 
 
@@ -266,3 +266,57 @@ def test_sub_scores_carry_their_own_direction(tiny_config, tmp_path):
     assert summary["road_combined"] and summary["road_combined:lerf"]
     assert not summary["road_combined:morf"] and not summary["average_drop"]
     assert not any(m.startswith("average_drop:") for m in summary.index)
+
+
+def test_one_metric_under_several_display_names_and_overall_per_protocol(tiny_config, tmp_path):
+    """Issue 16: `as:` lists a metric again under its own name (stored and shown under it); `overall`
+    pairs only an insertion and a deletion measured with the same protocol, and says which."""
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["dataset"]["limit"] = 4
+    tiny_config["metrics"] += [
+        {"name": "deletion", "as": "deletion_rise", "params": {"protocol": "rise"}},
+        {"name": "insertion", "as": "insertion_rise", "params": {"protocol": "rise"}},
+        {"name": "box_iou", "as": "box_iou_t0.3", "params": {"threshold": 0.3}},
+        "box_iou",
+    ]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
+    assert {"deletion_rise", "insertion_rise", "box_iou_t0.3", "box_iou:hit", "box_iou_t0.3:hit", "overall",
+            "overall_rise"} <= set(summary.index)
+    assert json.loads(summary.loc["deletion_rise", "protocol"])["pixels_per_step"] == 224
+    assert "insertion_rise - deletion_rise, both with protocol=rise" in summary.loc["overall_rise", "protocol"]
+    assert "insertion - deletion, both with protocol=default" in summary.loc["overall", "protocol"]
+    scores = pd.read_csv(run_dir / "scores.csv").pivot_table(index="index", columns="metric", values="value")
+    np.testing.assert_allclose(scores["overall_rise"], scores["insertion_rise"] - scores["deletion_rise"], atol=1e-6)
+    assert not np.allclose(scores["deletion_rise"], scores["deletion"])  # another protocol, another number
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        assert h5["curves/gradcam/deletion_rise"].shape == (4, 6)  # 1024 px: ⌈1024/224⌉ = 5 steps
+        assert h5["curves/gradcam/deletion"].shape == (4, 9)
+    assert set(json.loads((run_dir / "run.json").read_text())["protocols"]) >= {"deletion_rise", "box_iou_t0.3"}
+
+
+def test_overall_needs_an_insertion_and_a_deletion_with_the_same_protocol(tiny_config, tmp_path):
+    from xaibench.config import load
+
+    tiny_config["metrics"] = [{"name": "deletion", "params": {"steps": 8}}, {"name": "insertion", "params": {"steps": 4}}]
+    plan = runner.build_plan(load(tiny_config), tmp_path)
+    with pytest.warns(UserWarning, match="different protocols"):
+        assert plan.derived() == []
+    tiny_config["metrics"] = [{"name": "deletion", "as": "d8", "params": {"steps": 8}},
+                              {"name": "insertion", "as": "i8", "params": {"steps": 8}}]
+    assert [(d.name, d.inputs) for d in runner.build_plan(load(tiny_config), tmp_path).derived()] == [
+        ("overall_i8_d8", ("i8", "d8"))]
+
+
+def test_a_metric_twice_needs_a_display_name(tiny_config):
+    from xaibench.config import load
+
+    tiny_config["metrics"] = ["box_iou", {"name": "box_iou", "params": {"threshold": 0.3}}]
+    with pytest.raises(ConfigError, match="listed twice; give each entry its own display name with `as:`"):
+        load(tiny_config)
+    tiny_config["metrics"][1]["as"] = "box_iou:0.3"
+    with pytest.raises(ConfigError, match="not a valid display name"):
+        load(tiny_config)
+    tiny_config["metrics"][1]["as"] = "box_iou_t0.3"
+    assert [m.key for m in load(tiny_config).metrics] == ["box_iou", "box_iou_t0.3"]
+    assert load(tiny_config, ["metrics.0.as=iou15"]).metrics[0].key == "iou15"

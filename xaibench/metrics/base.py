@@ -92,8 +92,8 @@ METRICS: Registry[ImageMetric] = Registry("metric")
 @dataclass(frozen=True)
 class DerivedScore:
     """A per-image score computed from other metrics' scores of the same image (e.g. `overall` =
-    insertion − deletion), declared by the metrics' module and applied by the store to any run
-    that has every input."""
+    insertion − deletion), made by a rule in `DERIVED` from the configured metrics and applied by
+    the store to every image that has all its inputs (`inputs`: the metrics' display names)."""
 
     name: str
     inputs: tuple[str, ...]
@@ -105,12 +105,13 @@ class DerivedScore:
         return all(m in metric_names for m in self.inputs)
 
 
-DERIVED: list[DerivedScore] = []
+# Rules declared by the metrics' modules: (display name, metric) pairs of a run → its derived scores.
+DERIVED: list[Callable[[list[tuple[str, ImageMetric]]], list[DerivedScore]]] = []
 
 
-def derived_scores(metric_names: list[str]) -> list[DerivedScore]:
-    """The derived scores whose inputs are all among `metric_names`."""
-    return [d for d in DERIVED if d.applies(list(metric_names))]
+def derived_scores(metrics: list[tuple[str, ImageMetric]]) -> list[DerivedScore]:
+    """The derived scores the configured metrics (display name, built metric) allow."""
+    return [d for rule in DERIVED for d in rule(list(metrics))]
 
 
 def clean_maps(maps: Tensor) -> Tensor:

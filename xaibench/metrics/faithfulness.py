@@ -216,9 +216,38 @@ class Insertion(CausalCurve):
     higher_is_better: ClassVar[bool] = True
 
 
-# The RISE paper's single figure of both games (Petsiuk et al. 2018, §4): insertion − deletion.
-DERIVED.append(DerivedScore("overall", ("insertion", "deletion"), True, "insertion - deletion",
-                            lambda insertion, deletion: insertion - deletion))
+# What must agree between an insertion and a deletion for insertion − deletion to mean anything
+# (the substrate differs by design; chunk_size and blur do not change the deletion curve)
+PAIRED = ("protocol", "score", "steps", "pixels_per_step", "target", "schedule", "auc", "ties")
+
+
+def overall_scores(metrics: list[tuple[str, ImageMetric]]) -> list[DerivedScore]:
+    """`overall` = insertion − deletion per image, the RISE paper's single figure of both games
+    (Petsiuk et al., BMVC 2018, §4), for every insertion and deletion entry measured with the same
+    protocol (`PAIRED`). Named `overall` + what both display names share after `insertion` and
+    `deletion` (`insertion_rise`, `deletion_rise` → `overall_rise`), else `overall_<ins>_<del>`;
+    an insertion and a deletion with different protocols give none (and a warning)."""
+    import warnings
+
+    ins = [(k, m) for k, m in metrics if isinstance(m, Insertion)]
+    dels = [(k, m) for k, m in metrics if isinstance(m, Deletion)]
+    out: list[DerivedScore] = []
+    for ki, mi in ins:
+        pi = {f: mi.resolved_protocol()[f] for f in PAIRED}
+        for kd, md in dels:
+            if {f: md.resolved_protocol()[f] for f in PAIRED} != pi:
+                continue
+            suffix = ki.removeprefix("insertion")
+            name = f"overall{suffix}" if ki.startswith("insertion") and kd == f"deletion{suffix}" else f"overall_{ki}_{kd}"
+            out.append(DerivedScore(name, (ki, kd), True, f"{ki} - {kd}, both with " + ", ".join(f"{f}={v}" for f, v in pi.items()),
+                                    lambda insertion, deletion: insertion - deletion))
+    if ins and dels and not out:
+        warnings.warn(f"no overall score: the insertion ({', '.join(k for k, _ in ins)}) and deletion "
+                      f"({', '.join(k for k, _ in dels)}) entries use different protocols", stacklevel=2)
+    return out
+
+
+DERIVED.append(overall_scores)
 
 
 @dataclass
