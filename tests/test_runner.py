@@ -320,3 +320,22 @@ def test_a_metric_twice_needs_a_display_name(tiny_config):
     tiny_config["metrics"][1]["as"] = "box_iou_t0.3"
     assert [m.key for m in load(tiny_config).metrics] == ["box_iou", "box_iou_t0.3"]
     assert load(tiny_config, ["metrics.0.as=iou15"]).metrics[0].key == "iou15"
+
+
+def test_pointing_game_with_target_prediction_skips_other_classes_and_counts_them(tiny_config, tmp_path):
+    """TorchRay: an image whose prediction is not the annotated class has no region for that class —
+    skipped (status −1) and counted in n_skipped, not a miss (issue 16)."""
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["target"] = "prediction"
+    tiny_config["metrics"] = ["pointing_game"]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        label, pred = h5["samples/label"][()], h5["samples/pred"][()]
+        status = h5["status/gradcam/pointing_game"][()]
+        values = h5["scores/gradcam/pointing_game"][()]
+    other = pred != label
+    assert 0 < other.sum() < len(label)  # the random test net gets some right, some wrong
+    assert (status[other] == -1).all() and (status[~other] == 1).all()
+    assert np.isnan(values[other]).all() and np.isfinite(values[~other]).all()
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
+    assert summary.loc["pointing_game", "n_skipped"] == other.sum() and summary.loc["pointing_game", "n"] == (~other).sum()

@@ -297,8 +297,11 @@ class BatchWork:
             ann: dict[str, Any] = {}
             if "boxes" in metric.needs or any(bx is not None for bx in b.boxes):
                 ann["boxes"] = [b.boxes[i] for i in rows]
+            if b.box_labels is not None:  # each box's class (VOC): the metric takes the target's boxes
+                ann["box_labels"] = [b.box_labels[i] for i in rows]
             if b.masks is not None:
                 ann["mask"] = b.masks[torch.from_numpy(rows).to(b.masks.device)]
+            ann["labels"] = b.labels[torch.from_numpy(rows).to(b.labels.device)]  # whose boxes/masks they are
             seeds = image_seeds(self.plan.cfg.seed, [self.batch.ids[i] for i in rows])  # tie-breaks, per image
             torch.manual_seed(seed)
             res = self.attempt(lambda: timed(self.plan, f"metric/{mspec.key}", lambda: metric(

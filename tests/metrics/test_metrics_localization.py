@@ -1,12 +1,14 @@
 """Localization metrics: known answers (map = mask), tolerance geometry, largest component box,
 and agreement with Quantus (PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy)."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
 from metric_models import documented_permutation, runner_seed
 
-from xaibench.errors import DataError
+from xaibench.errors import ConfigError, DataError
 from xaibench.metrics.base import METRICS
 from xaibench.metrics.localization import boxes_to_mask, class_balanced_mean
 
@@ -225,3 +227,79 @@ def test_one_seed_per_image_is_required():
     with pytest.raises(ConfigError, match="2 per-image seeds for 3 maps"):
         METRICS.build("pointing_game")(None, None, torch.rand(3, 4, 4), torch.zeros(3).long(),
                                        annotation={"mask": torch.ones(3, 4, 4, dtype=torch.bool)}, seeds=torch.tensor([1, 2]))
+
+
+def peak_at(points, size=16):
+    """(B,H,W) maps, each with a single peak at (row, col)."""
+    maps = torch.zeros(len(points), size, size)
+    for i, (r, c) in enumerate(points):
+        maps[i, r, c] = 1.0
+    return maps
+
+
+def test_pointing_game_skips_an_empty_region_and_a_target_without_boxes():
+    """TorchRay: no region, no game — skipped (NaN, counted), never a miss. With `labels` the boxes are
+    the label's, so a target (e.g. the prediction) of another class has none; with `box_labels`
+    (VOC) the target's own boxes are used."""
+    maps = peak_at([(4, 4), (4, 4), (4, 4), (12, 12)])
+    box_a = torch.tensor([[2.0, 2, 7, 7]])  # around (4, 4)
+    box_b = torch.tensor([[10.0, 10, 15, 15]])  # around (12, 12)
+    ann = {"boxes": [box_a, torch.zeros(0, 4), box_a, torch.cat([box_a, box_b])],
+           "labels": torch.tensor([1, 1, 1, 2]), "box_labels": [None, None, None, torch.tensor([2, 3])]}
+    target = torch.tensor([1, 1, 0, 3])  # image 2: another class than its label; image 3: its second class
+    nan = float("nan")
+    for name in ("pointing_game", "energy_pointing_game", "box_iou"):
+        res = METRICS.build(name, **({"tolerance": 0} if name == "pointing_game" else {}))(
+            None, None, maps, target, annotation=ann)
+        assert res.skipped.tolist() == [False, True, True, False], name
+        assert torch.isnan(res.values[[1, 2]]).all() and not torch.isnan(res.values[[0, 3]]).any(), name
+    res = METRICS.build("pointing_game", tolerance=0)(None, None, maps, target, annotation=ann)
+    torch.testing.assert_close(res.values, torch.tensor([1.0, nan, nan, 1.0]), equal_nan=True)
+    miss = METRICS.build("pointing_game", tolerance=0)(None, None, maps[3:], torch.tensor([2]),
+                                                       annotation={k: v[3:] for k, v in ann.items()})
+    assert miss.values.item() == 0.0  # class 2's box is at (4, 4), the peak at (12, 12)
+    # without labels (plain Python use) every box counts, as before
+    plain = METRICS.build("pointing_game", tolerance=0)(None, None, maps[2:3], torch.tensor([0]),
+                                                        annotation={"boxes": [box_a]})
+    assert plain.values.item() == 1.0
+
+
+def test_region_metrics_use_masks_of_mask_only_datasets():
+    """A dataset with masks and no boxes is not skipped by the metrics that can use a mask."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, 2:5, 2:5] = True
+    for name in ("pointing_game", "energy_pointing_game"):
+        assert METRICS.build(name).available([None, None], masks).tolist() == [True, False], name
+        assert METRICS.build(name, region="boxes").available([None, None], masks).tolist() == [False, False], name
+    assert METRICS.build("box_iou").available([None, None], masks).tolist() == [False, False]
+
+
+def test_pointing_game_multiclass_scores_every_annotated_class():
+    """`classes: annotated` (TorchRay's multi-class protocol): each annotated class of an image is
+    explained and scored against its own boxes; the curve holds the hit per class, NaN where the
+    class is absent; `multiclass_accuracy` is the mean over classes of their hit rates."""
+    from xaibench.metrics.localization import multiclass_accuracy
+
+    boxes = {0: torch.tensor([[0.0, 0, 4, 4]]), 1: torch.tensor([[12.0, 12, 16, 16]]), 2: torch.tensor([[0.0, 12, 4, 16]])}
+    centre = {0: (2, 2), 1: (14, 14), 2: (14, 2)}
+    calls = []
+
+    def explain(model, x, target):  # points at class 0 and 1 correctly, at class 2 wrongly (its peak at class 1's box)
+        calls.append(target.tolist())
+        return peak_at([centre[1] if c == 2 else centre[c] for c in target.tolist()])
+
+    model = types.SimpleNamespace(num_classes=4)
+    ann = {"boxes": [torch.cat([boxes[0], boxes[2]]), torch.cat([boxes[1], boxes[2]]), boxes[1]],
+           "box_labels": [torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([1])], "labels": torch.tensor([0, 1, 1])}
+    x = torch.zeros(3, 3, 16, 16)
+    res = METRICS.build("pointing_game", classes="annotated", tolerance=0)(
+        model, x, peak_at([(0, 0)] * 3), torch.tensor([0, 1, 1]), annotation=ann, explain=explain)
+    assert calls == [[0, 2, 1, 2, 1]]  # one batched call for every (image, class) pair
+    nan = float("nan")
+    expected = torch.tensor([[1.0, nan, 0.0, nan], [nan, 1.0, 0.0, nan], [nan, 1.0, nan, nan]])
+    torch.testing.assert_close(res.curves, expected, equal_nan=True)
+    torch.testing.assert_close(res.values, torch.tensor([0.5, 0.5, 1.0]))
+    assert multiclass_accuracy(res.curves).item() == pytest.approx((1 + 1 + 0) / 3)
+    with pytest.raises(ConfigError, match="explain"):
+        METRICS.build("pointing_game", classes="annotated")(model, x, peak_at([(0, 0)] * 3), torch.tensor([0, 1, 1]),
+                                                            annotation=ann)

@@ -32,7 +32,8 @@ class ImageMetric:
     (`param(default, help=..., ge=...)`), checked when the metric is built (bounds here,
     cross-field checks in a subclass's `__post_init__`, which calls this one).
 
-    `needs` lists the annotation keys required ("boxes", "mask") and "explain" when the metric
+    `needs` lists the annotation keys required ("boxes", "mask", or "region": either, as the metric's
+    `region` parameter says) and "explain" when the metric
     must re-run the explainer (the runner passes `explain=callable(model, x, target) -> maps`).
     `seeds` (B,) int64 key each image's random choices (tie-breaks, ROAD's noise): the runner
     passes `ordering.image_seeds(run seed, image ids)`; None keys images by their batch position.
@@ -67,9 +68,15 @@ class ImageMetric:
         """(B,) bool: the images that have every annotation this metric needs (a non-empty box
         list, a non-empty mask); the others are skipped and counted."""
         ok = torch.ones(len(boxes), dtype=torch.bool)
-        if "boxes" in self.needs:
+        if "region" in self.needs:  # boxes or a mask, as the metric's `region` says
+            region = getattr(self, "region", "auto")
+            use_mask = region == "mask" or (region == "auto" and masks is not None)
+            needs = {"mask"} if use_mask else {"boxes"}
+        else:
+            needs = self.needs
+        if "boxes" in needs:
             ok &= torch.tensor([bx is not None and len(bx) > 0 for bx in boxes], dtype=torch.bool)
-        if "mask" in self.needs:
+        if "mask" in needs:
             ok &= masks.flatten(1).any(1).cpu() if masks is not None else torch.zeros_like(ok)
         return ok
 
