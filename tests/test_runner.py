@@ -14,7 +14,7 @@ import torch
 from xaibench import runner
 from xaibench.datasets import DATASETS
 from xaibench.datasets.synthetic import SyntheticShapes
-from xaibench.errors import DataError, OutputError
+from xaibench.errors import ConfigError, DataError, OutputError
 from xaibench.saliency import EXPLAINERS, Explainer
 
 
@@ -143,8 +143,13 @@ def test_corrupt_image_is_fatal_with_on_error_fail(tiny_config, tmp_path):
         runner.run(tiny_config, out=tmp_path / "run", progress=False)
 
 
-def test_nan_and_constant_maps_are_stored_and_scored(tiny_config, tmp_path):
+def test_nan_maps_are_errors_and_constant_maps_are_scored(tiny_config, tmp_path):
+    """docs/metrics.md "Failed maps": a NaN map (even rows) is a row of errors.csv naming the explainer,
+    the image and the reason, NaN for every metric and counted in n_skipped; the all-zero maps (odd
+    rows) are scored, as the metrics define a constant map. (Until issue 16 a NaN map was scored as
+    the all-zero map.)"""
     tiny_config["explainers"] = ["nan_map"]
+    tiny_config["metrics"] = [{"name": "deletion", "params": {"steps": 8}}, "pointing_game", "sparseness"]
     tiny_config["dataset"]["limit"] = 8
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
     from xaibench.api import load_model
@@ -156,12 +161,21 @@ def test_nan_and_constant_maps_are_stored_and_scored(tiny_config, tmp_path):
     x = model.normalize(torch.stack([ds[i].image for i in range(8)]))
     t = torch.tensor([ds[i].label for i in range(8)])
     seeds = image_seeds(0, [ds[i].id for i in range(8)])  # the runner's: run seed 0 and the image id
+    errors = pd.read_csv(run_dir / "errors.csv")
+    assert list(errors["index"]) == [0, 2, 4, 6] and set(errors["plugin"]) == {"nan_map"}
+    assert list(errors["id"]) == [ds[i].id for i in (0, 2, 4, 6)] and errors["reason"].str.contains("not finite").all()
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
     with h5py.File(run_dir / "results.h5", "r") as h5:
         maps = h5["maps/nan_map"][()]
         assert np.isnan(maps[0]).all() and (maps[1] == 0).all()  # stored as they are
-        for name in ("deletion", "insertion"):  # a NaN map is scored exactly as the all-zero map
-            zero = METRICS.build(name, steps=8)(model, x, torch.zeros(8, 32, 32), t, seeds=seeds).values
-            np.testing.assert_allclose(h5[f"scores/nan_map/{name}"][()], zero.numpy(), rtol=1e-5, err_msg=name)
+        for name in ("deletion", "pointing_game", "sparseness"):
+            values = h5[f"scores/nan_map/{name}"][()]
+            assert np.isnan(values[::2]).all() and np.isfinite(values[1::2]).all(), name
+            assert list(h5[f"status/nan_map/{name}"][()][::2]) == [-3] * 4, name
+            assert summary.loc[name, "n"] == 4 and summary.loc[name, "n_skipped"] == 4, name
+        zero = METRICS.build("deletion", steps=8)(model, x, torch.zeros(8, 32, 32), t, seeds=seeds).values
+        np.testing.assert_allclose(h5["scores/nan_map/deletion"][()][1::2], zero[1::2].numpy(), rtol=1e-5)
+        assert (h5["scores/nan_map/pointing_game"][()][1::2] == 0).all()  # a constant map points nowhere
 
 
 def test_nan_logits_are_recorded_and_the_batch_proceeds(tiny_config, tmp_path, monkeypatch):
@@ -252,3 +266,76 @@ def test_sub_scores_carry_their_own_direction(tiny_config, tmp_path):
     assert summary["road_combined"] and summary["road_combined:lerf"]
     assert not summary["road_combined:morf"] and not summary["average_drop"]
     assert not any(m.startswith("average_drop:") for m in summary.index)
+
+
+def test_one_metric_under_several_display_names_and_overall_per_protocol(tiny_config, tmp_path):
+    """Issue 16: `as:` lists a metric again under its own name (stored and shown under it); `overall`
+    pairs only an insertion and a deletion measured with the same protocol, and says which."""
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["dataset"]["limit"] = 4
+    tiny_config["metrics"] += [
+        {"name": "deletion", "as": "deletion_rise", "params": {"protocol": "rise"}},
+        {"name": "insertion", "as": "insertion_rise", "params": {"protocol": "rise"}},
+        {"name": "box_iou", "as": "box_iou_t0.3", "params": {"threshold": 0.3}},
+        "box_iou",
+    ]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
+    assert {"deletion_rise", "insertion_rise", "box_iou_t0.3", "box_iou:hit", "box_iou_t0.3:hit", "overall",
+            "overall_rise"} <= set(summary.index)
+    assert json.loads(summary.loc["deletion_rise", "protocol"])["pixels_per_step"] == 224
+    assert "insertion_rise - deletion_rise, both with protocol=rise" in summary.loc["overall_rise", "protocol"]
+    assert "insertion - deletion, both with protocol=default" in summary.loc["overall", "protocol"]
+    scores = pd.read_csv(run_dir / "scores.csv").pivot_table(index="index", columns="metric", values="value")
+    np.testing.assert_allclose(scores["overall_rise"], scores["insertion_rise"] - scores["deletion_rise"], atol=1e-6)
+    assert not np.allclose(scores["deletion_rise"], scores["deletion"])  # another protocol, another number
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        assert h5["curves/gradcam/deletion_rise"].shape == (4, 6)  # 1024 px: ⌈1024/224⌉ = 5 steps
+        assert h5["curves/gradcam/deletion"].shape == (4, 9)
+    assert set(json.loads((run_dir / "run.json").read_text())["protocols"]) >= {"deletion_rise", "box_iou_t0.3"}
+
+
+def test_overall_needs_an_insertion_and_a_deletion_with_the_same_protocol(tiny_config, tmp_path):
+    from xaibench.config import load
+
+    tiny_config["metrics"] = [{"name": "deletion", "params": {"steps": 8}}, {"name": "insertion", "params": {"steps": 4}}]
+    plan = runner.build_plan(load(tiny_config), tmp_path)
+    with pytest.warns(UserWarning, match="different protocols"):
+        assert plan.derived() == []
+    tiny_config["metrics"] = [{"name": "deletion", "as": "d8", "params": {"steps": 8}},
+                              {"name": "insertion", "as": "i8", "params": {"steps": 8}}]
+    assert [(d.name, d.inputs) for d in runner.build_plan(load(tiny_config), tmp_path).derived()] == [
+        ("overall_i8_d8", ("i8", "d8"))]
+
+
+def test_a_metric_twice_needs_a_display_name(tiny_config):
+    from xaibench.config import load
+
+    tiny_config["metrics"] = ["box_iou", {"name": "box_iou", "params": {"threshold": 0.3}}]
+    with pytest.raises(ConfigError, match="listed twice; give each entry its own display name with `as:`"):
+        load(tiny_config)
+    tiny_config["metrics"][1]["as"] = "box_iou:0.3"
+    with pytest.raises(ConfigError, match="not a valid display name"):
+        load(tiny_config)
+    tiny_config["metrics"][1]["as"] = "box_iou_t0.3"
+    assert [m.key for m in load(tiny_config).metrics] == ["box_iou", "box_iou_t0.3"]
+    assert load(tiny_config, ["metrics.0.as=iou15"]).metrics[0].key == "iou15"
+
+
+def test_pointing_game_with_target_prediction_skips_other_classes_and_counts_them(tiny_config, tmp_path):
+    """TorchRay: an image whose prediction is not the annotated class has no region for that class —
+    skipped (status −1) and counted in n_skipped, not a miss (issue 16)."""
+    tiny_config["explainers"] = ["gradcam"]
+    tiny_config["target"] = "prediction"
+    tiny_config["metrics"] = ["pointing_game"]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    with h5py.File(run_dir / "results.h5", "r") as h5:
+        label, pred = h5["samples/label"][()], h5["samples/pred"][()]
+        status = h5["status/gradcam/pointing_game"][()]
+        values = h5["scores/gradcam/pointing_game"][()]
+    other = pred != label
+    assert 0 < other.sum() < len(label)  # the random test net gets some right, some wrong
+    assert (status[other] == -1).all() and (status[~other] == 1).all()
+    assert np.isnan(values[other]).all() and np.isfinite(values[~other]).all()
+    summary = pd.read_csv(run_dir / "summary.csv").set_index("metric")
+    assert summary.loc["pointing_game", "n_skipped"] == other.sum() and summary.loc["pointing_game", "n"] == (~other).sum()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -58,6 +59,13 @@ class PluginSpec:
     name: str = param(help="registry name (xai list explainers | metrics | probes)")
     params: dict = param(default_factory=dict, help="its parameters (xai list shows them with their help)")
     limit: int | None = param(None, help="only the first N images; null: all", ge=0)
+    label: str | None = param(None, help="display name (YAML key `as`) under which it is stored and shown, so one "
+                                         "plug-in can be listed with several settings; null: its name")
+
+    @property
+    def key(self) -> str:
+        """The name its results are stored and shown under: `as` when given, else the registry name."""
+        return self.label or self.name
 
 
 @dataclass
@@ -136,7 +144,7 @@ def apply_override(raw: dict, item: str) -> None:
                 node[part] = {}
         else:
             raise ConfigError(f"override '{item}': '{'.'.join(parts[:i])}' is not a section")
-        if isinstance(node[slot], str) and parts[i + 1] in ("params", "limit", "name"):
+        if isinstance(node[slot], str) and parts[i + 1] in ("params", "limit", "name", "as"):
             node[slot] = {"name": node[slot]}  # a bare plug-in name becomes a mapping
         node = node[slot]
     last = parts[-1]
@@ -201,12 +209,24 @@ def _plugins(where: str, value: Any) -> list[PluginSpec]:
             item = {"name": item}
         if not isinstance(item, dict) or "name" not in item:
             raise ConfigError(f"{where}[{i}] must be a name or a mapping with a 'name' key, got {item!r}")
-        specs.append(_section(PluginSpec, item, f"{where}[{i}]"))
-    names = [s.name for s in specs]
+        if "as" in item:
+            if where == "probes":
+                raise ConfigError(f"{where}[{i}].as: probes take no display name (only explainers and metrics)")
+            item = {("label" if k == "as" else k): v for k, v in item.items()}
+        spec = _section(PluginSpec, item, f"{where}[{i}]")
+        if spec.label is not None and not DISPLAY_NAME.fullmatch(spec.label):
+            raise ConfigError(f"{where}[{i}].as: '{spec.label}' is not a valid display name: letters, digits and "
+                              "_ . - only (no '/' or ':', which separate explainers, metrics and sub-scores)")
+        specs.append(spec)
+    names = [s.key for s in specs]
     dup = {n for n in names if names.count(n) > 1}
     if dup:
-        raise ConfigError(f"{where}: {', '.join(sorted(dup))} listed twice")
+        raise ConfigError(f"{where}: {', '.join(sorted(dup))} listed twice; give each entry its own display name "
+                          f"with `as:` (e.g. {{name: {sorted(dup)[0]}, as: {sorted(dup)[0]}_2, params: {{…}}}})")
     return specs
+
+
+DISPLAY_NAME = re.compile(r"[A-Za-z0-9_.\-]+")
 
 
 def check_plugins(cfg: RunConfig) -> None:

@@ -36,6 +36,7 @@ from .saliency import EXPLAINERS, Explainer
 # explainer's own index; a metric's METRIC_SLOT + 100 · explainer index + metric index; a probe's
 # model_level.PROBE_SLOT + its index.
 METRIC_SLOT = 10_000
+NONFINITE_MAP = "the map is not finite (NaN or inf): every metric scores it NaN"
 
 
 @dataclass
@@ -73,20 +74,24 @@ class Plan:
             "model": {"name": self.model.name, "default_layer": default_layer(self.model),
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
-            "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
-            "controls": [spec.name for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
+            "protocols": {spec.key: m.resolved_protocol() for spec, m in self.metrics},
+            "controls": [spec.key for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
         }
 
     def metric_info(self) -> dict[str, dict[str, Any]]:
         """Direction, protocol and aggregates of every metric, its sub-scores and derived scores."""
-        info = {spec.name: {"higher_is_better": m.higher_is_better, "protocol": m.resolved_protocol(),
-                            "class_mean": m.class_mean} for spec, m in self.metrics}
+        info = {spec.key: {"higher_is_better": m.higher_is_better, "protocol": m.resolved_protocol(),
+                           "class_mean": m.class_mean} for spec, m in self.metrics}
         for spec, m in self.metrics:  # sub-scores (road_combined:morf, …) whose direction differs
             for extra, hib in m.extra_directions.items():
-                info[f"{spec.name}:{extra}"] = {**info[spec.name], "higher_is_better": hib, "class_mean": None}
-        for d in derived_scores([spec.name for spec, _ in self.metrics]):
+                info[f"{spec.key}:{extra}"] = {**info[spec.key], "higher_is_better": hib, "class_mean": None}
+        for d in self.derived():
             info[d.name] = {"higher_is_better": d.higher_is_better, "protocol": {"definition": d.definition}}
         return info
+
+    def derived(self) -> list:
+        """The derived scores (e.g. `overall`) the configured metrics allow, by display name."""
+        return derived_scores([(spec.key, m) for spec, m in self.metrics])
 
 
 def run(
@@ -125,7 +130,7 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
                         num_workers=cfg.dataset.num_workers, collate_fn=collate)
     show = progress and ranks.is_main
     bars = {  # one bar per explainer over the batches (they advance together, batch-major)
-        spec.name: tqdm(total=len(todo), desc=f"{spec.name:>20}", position=i, unit="batch",
+        spec.key: tqdm(total=len(todo), desc=f"{spec.key:>20}", position=i, unit="batch",
                         disable=not show, leave=True, dynamic_ncols=True)
         for i, (spec, _) in enumerate(plan.explainers)
     }
@@ -141,8 +146,8 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
         return run_dir
     model_level.run_probes(plan)
     model_level.run_featviz(plan)
-    derived = derived_scores([spec.name for spec, _ in plan.metrics])
-    store.assemble(run_dir, plan.n_batches, plan.metric_info(), provenance.h5_attrs(cfg.to_yaml()), cfg.seed, derived)
+    store.assemble(run_dir, plan.n_batches, plan.metric_info(), provenance.h5_attrs(cfg.to_yaml()), cfg.seed,
+                   plan.derived())
     store.add_extras_to_h5(run_dir)
     store.write_errors(run_dir)
     probe_costs = {name: c for name, c in plan.costs.items() if name.startswith("probe/")}
@@ -225,7 +230,7 @@ class BatchWork:
             self.arrays.update(store.preview_arrays(self.batch.images, self.batch.boxes, self.batch.masks))
         for slot, (spec, explainer) in enumerate(plan.explainers):
             self.explain(slot, spec, explainer)
-            bars[spec.name].update(1)
+            bars[spec.key].update(1)
         for name, cost in plan.costs.items():
             self.arrays[keys.cost(name)] = cost.totals() - before.get(name, 0.0)  # this batch's share
         return self.arrays
@@ -238,18 +243,23 @@ class BatchWork:
         rows = torch.from_numpy(np.flatnonzero(sel)).to(self.plan.device)
         xs, ts = self.x[rows], self.target[rows]
         torch.manual_seed(self.plan.seed_for(self.k, slot))
-        maps = self.attempt(lambda: timed(self.plan, f"explainer/{spec.name}",
-                                          lambda: explainer(self.plan.model, xs, ts), len(rows)), sel, spec.name)
+        maps = self.attempt(lambda: timed(self.plan, f"explainer/{spec.key}",
+                                          lambda: explainer(self.plan.model, xs, ts), len(rows)), sel, spec.key)
         if maps is None:  # failed (on_error: skip): so are its metrics on these rows
-            self.arrays.update({keys.status(spec.name, m.name): np.where(sel, -2, 0).astype(np.int8) for m, _ in self.plan.metrics})
+            self.arrays.update({keys.status(spec.key, m.key): np.where(sel, -2, 0).astype(np.int8)
+                                for m, _ in self.plan.metrics})
             return
         if self.plan.cfg.output.save_maps:
-            self.arrays[keys.map_key(spec.name)] = self.full(sel, maps)
+            self.arrays[keys.map_key(spec.key)] = self.full(sel, maps)
         for key, value in explainer.diagnostics.items():
-            self.arrays[keys.diagnostic(spec.name, key)] = self.full(sel, value)
+            self.arrays[keys.diagnostic(spec.key, key)] = self.full(sel, value)
+        nonfinite = np.zeros_like(sel)  # a NaN/inf map earns nothing: errors.csv, NaN for every metric
+        nonfinite[sel] = (~torch.isfinite(maps).flatten(1).all(1)).cpu().numpy()
+        if nonfinite.any():
+            self.arrays[keys.failure(spec.key)] = np.where(nonfinite, NONFINITE_MAP, "")
         for mslot, (mspec, metric) in enumerate(self.plan.metrics):
             seed = self.plan.seed_for(self.k, METRIC_SLOT + slot * 100 + mslot)
-            self.score(spec, explainer, mspec, metric, sel, xs, ts, maps, seed)
+            self.score(spec, explainer, mspec, metric, sel, nonfinite, xs, ts, maps, seed)
 
     def attempt(self, fn, rows: np.ndarray, explainer: str, metric: str | None = None):
         """`fn()` of a plug-in on `rows`. If it raises, `on_error: fail` stops the run naming the plug-in
@@ -273,13 +283,14 @@ class BatchWork:
         out[rows] = values.detach().float().cpu().numpy()
         return out
 
-    def score(self, spec, explainer, mspec, metric, sel, xs, ts, maps, seed: int) -> None:
-        """Run one metric on the explained rows that have the annotation it needs."""
+    def score(self, spec, explainer, mspec, metric, sel, nonfinite, xs, ts, maps, seed: int) -> None:
+        """Run one metric on the explained rows that have a finite map and the annotation it needs."""
         b = self.on_device
         status = np.zeros(len(self.index), dtype=np.int8)
         ok = metric.available(b.boxes, b.masks).numpy()
         status[sel & ~ok] = -1
-        use = sel & ok
+        status[nonfinite] = keys.NONFINITE
+        use = sel & ok & ~nonfinite
         if mspec.limit is not None:
             use &= self.index < mspec.limit
         if use.any():
@@ -288,19 +299,24 @@ class BatchWork:
             ann: dict[str, Any] = {}
             if "boxes" in metric.needs or any(bx is not None for bx in b.boxes):
                 ann["boxes"] = [b.boxes[i] for i in rows]
+            if b.box_labels is not None:  # each box's class (VOC): the metric takes the target's boxes
+                ann["box_labels"] = [b.box_labels[i] for i in rows]
             if b.masks is not None:
                 ann["mask"] = b.masks[torch.from_numpy(rows).to(b.masks.device)]
+            ann["labels"] = b.labels[torch.from_numpy(rows).to(b.labels.device)]  # whose boxes/masks they are
             seeds = image_seeds(self.plan.cfg.seed, [self.batch.ids[i] for i in rows])  # tie-breaks, per image
             torch.manual_seed(seed)
-            res = self.attempt(lambda: timed(self.plan, f"metric/{mspec.name}", lambda: metric(
+            res = self.attempt(lambda: timed(self.plan, f"metric/{mspec.key}", lambda: metric(
                 self.plan.model, xs[sub], maps[sub], ts[sub], annotation=ann, explain=explainer, seeds=seeds),
-                len(rows)), use, spec.name, mspec.name)
+                len(rows)), use, spec.key, mspec.key)
             status[use] = -2 if res is None else 1
+            if res is not None and res.skipped is not None:  # the metric's own skips (e.g. empty region)
+                status[rows[res.skipped.cpu().numpy().astype(bool)]] = -1
             for extra, values in ({} if res is None else {None: res.values, **res.extras}).items():
-                self.arrays[keys.score(spec.name, mspec.name, extra)] = self.full(use, values)
+                self.arrays[keys.score(spec.key, mspec.key, extra)] = self.full(use, values)
             if res is not None and res.curves is not None:
-                self.arrays[keys.curve(spec.name, mspec.name)] = self.full(use, res.curves)
-        self.arrays[keys.status(spec.name, mspec.name)] = status
+                self.arrays[keys.curve(spec.key, mspec.key)] = self.full(use, res.curves)
+        self.arrays[keys.status(spec.key, mspec.key)] = status
 
 
 def timed(plan: Plan, name: str, fn, images: int):

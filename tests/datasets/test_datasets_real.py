@@ -126,7 +126,7 @@ def make_voc(root):
     save_image(year / "JPEGImages" / "2008_000001.jpg", 64, 48, (255, 255, 255), box=(10, 5, 30, 25))
     voc_xml(
         year / "Annotations" / "2008_000001.xml",
-        [("dog", (11, 6, 30, 25)), ("person", (1, 1, 64, 48)), ("dog", (40, 10, 64, 48))],
+        [("dog", (11, 6, 30, 25)), ("cat", (59, 1, 64, 10)), ("person", (1, 1, 64, 48)), ("dog", (40, 10, 64, 48))],
     )
     (year / "JPEGImages" / "2008_000002.jpg").write_bytes(b"corrupt")
     voc_xml(year / "Annotations" / "2008_000002.xml", [("cat", (1, 1, 5, 5))])
@@ -139,8 +139,10 @@ def test_voc(tmp_path):
     assert ds.folder == year and len(ds) == 2
     s = ds[0]
     assert s.label == VOC_CLASSES.index("dog") and s.id == "2008_000001"
-    # 1-based inclusive → 0-based exclusive, then crop offset (8, 0)
-    assert s.boxes.tolist() == [[2.0, 5.0, 22.0, 25.0], [31.0, 9.0, 48.0, 48.0]]
+    # 1-based inclusive → 0-based exclusive, then crop offset (8, 0); every object's box with its class
+    # (issue 16: TorchRay scores each annotated class), the cat outside the crop dropped with its class
+    assert s.boxes.tolist() == [[2.0, 5.0, 22.0, 25.0], [0.0, 0.0, 48.0, 48.0], [31.0, 9.0, 48.0, 48.0]]
+    assert [VOC_CLASSES[c] for c in s.box_labels.tolist()] == ["dog", "person", "dog"]
     bad = ds[1]
     assert bad.label == VOC_CLASSES.index("cat") and "2008_000002.jpg" in bad.error
 

@@ -28,15 +28,16 @@ def test_uniform_and_one_hot_closed_forms():
     assert torch.allclose(run("complexity", maps), torch.tensor([math.log(n), 0.0, math.log(n)]), atol=1e-5)
 
 
-def test_nan_maps_score_as_the_all_zero_map():
-    maps = torch.full((1, 6, 6), float("nan"))  # docs/metrics.md: sparseness 0, complexity ln(H·W)
-    assert run("sparseness", maps).item() == 0.0
-    assert run("complexity", maps).item() == pytest.approx(math.log(36), abs=1e-6)
-    partly = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(1))
-    zeroed = partly.clone()
-    partly[0, 2, 3], zeroed[0, 2, 3] = float("nan"), 0.0  # a NaN pixel counts as 0
+def test_nan_maps_are_not_scored():
+    """docs/metrics.md "Failed maps": a map with a NaN or inf pixel scores NaN (skipped); until
+    issue 16 NaN pixels counted as 0."""
+    maps = torch.rand(3, 6, 6, generator=torch.Generator().manual_seed(1))
+    maps[0] = float("nan")
+    maps[1, 2, 3] = float("inf")
     for name in ("sparseness", "complexity"):
-        assert run(name, partly).item() == pytest.approx(run(name, zeroed).item(), abs=1e-7), name
+        res = METRICS.build(name)(None, None, maps, torch.zeros(3).long())
+        assert torch.isnan(res.values[:2]).all() and torch.isfinite(res.values[2]), name
+        assert res.values[2].item() == run(name, maps[2:]).item() and res.skipped.tolist() == [True, True, False]
 
 
 @pytest.mark.slow

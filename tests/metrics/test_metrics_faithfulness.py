@@ -3,6 +3,7 @@ against the RISE reference CausalMetric (re-implemented literally), torchcam and
 
 import contextlib
 import math
+import unittest.mock
 from functools import partial
 
 import numpy as np
@@ -65,20 +66,26 @@ def test_reverse_ranking_is_worse_and_costs_steps_plus_one_forwards():
 
 @pytest.mark.parametrize("name", ["deletion", "insertion"])
 @pytest.mark.parametrize("protocol", ["default", "rise", "torchcam", "quantus"])
-def test_nan_and_constant_maps_score_as_the_zero_map(name, protocol):
-    """docs/metrics.md: NaN and ±inf count as 0, so a NaN map is the all-zero map and, like any
-    constant map, is read in its tie permutation's order: the same seed gives the same curve."""
+def test_nan_maps_are_skipped_and_constant_maps_follow_the_permutation(name, protocol):
+    """docs/metrics.md "Failed maps": a NaN/inf map is not scored (NaN value and curve, skipped, no
+    forward spent on it); a constant map is read in its tie permutation's order, so the same seed
+    gives the same curve. (Until issue 16 a NaN map was scored as the all-zero map.)"""
     model = ModelAdapter(small_cnn(), input_size=12)
     x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4)).expand(3, 3, 12, 12)
     maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0), torch.zeros(12, 12)])
     maps[0, 0, 0] = float("inf")
-    res = METRICS.build(name, protocol=protocol, steps=8)(model, x, maps, torch.tensor([1, 1, 1]),
-                                                          seeds=torch.tensor([9, 9, 9]))
-    assert torch.equal(res.curves[0], res.curves[2]) and torch.equal(res.curves[1], res.curves[2])
-    assert res.values[0].item() == res.values[2].item()
-    other = METRICS.build(name, protocol=protocol, steps=8)(model, x[:1], maps[2:], torch.tensor([1]),
-                                                            seeds=torch.tensor([10]))
-    assert not torch.equal(other.curves[0], res.curves[2])  # another image's seed: another order
+    metric = METRICS.build(name, protocol=protocol, steps=8)
+    before = model.counter.snapshot()
+    res = metric(model, x, maps, torch.tensor([1, 1, 1]), seeds=torch.tensor([9, 9, 9]))
+    passes = model.counter.since(before)["forward_images"]
+    assert torch.isnan(res.values[0]) and torch.isnan(res.curves[0]).all() and res.skipped.tolist() == [True, False, False]
+    assert torch.equal(res.curves[1], res.curves[2]) and res.values[1].item() == res.values[2].item()
+    before = model.counter.snapshot()
+    metric(model, x[1:], maps[1:], torch.tensor([1, 1]), seeds=torch.tensor([9, 9]))
+    assert passes == model.counter.since(before)["forward_images"]  # the NaN map cost nothing
+    other = metric(model, x[:1], maps[2:], torch.tensor([1]), seeds=torch.tensor([10]))
+    # another image's seed: another order, but for the presets that order ties by pixel index
+    assert torch.equal(other.curves[0], res.curves[2]) == (protocol in ("rise", "torchcam"))
 
 
 def test_constant_map_curve_follows_the_documented_permutation():
@@ -162,6 +169,63 @@ def test_rise_preset_matches_reference_causal_metric():
         assert np.allclose(ours.values.numpy(), expected, atol=1e-6), (name, ours.values, expected)
 
 
+@torch.no_grad()
+def test_rise_preset_takes_224_pixels_a_step_and_orders_ties_as_rise():
+    """Issue 16: `protocol: rise` is RISE's CausalMetric(step=224): 224 *pixels* a step (5 steps at
+    30×30, not 224 steps), and its salient order flip(argsort(S)), so a flat map (constant, or flat
+    regions read as a stable sort) gives RISE's numbers, not a seeded random order."""
+    cnn = small_cnn()
+    model = ModelAdapter(cnn, input_size=30)
+    gen = torch.Generator().manual_seed(5)
+    x = torch.randn(3, 3, 30, 30, generator=gen)
+    maps = torch.zeros(3, 30, 30)  # image 0: constant; 1: flat regions; 2: no ties
+    maps[1, 5:20, 3:25] = 0.5
+    maps[1, 22:, :] = 0.25
+    maps[2] = torch.rand(30, 30, generator=gen)
+    softmax_model = torch.nn.Sequential(cnn, torch.nn.Softmax(dim=1))
+    blur = partial(torch.nn.functional.conv2d, weight=gkern(11, 5), padding=11 // 2)
+    stable_argsort = partial(np.argsort, kind="stable")  # numpy's default sort leaves partial ties unordered
+    for mode, name, substrate in [("del", "deletion", torch.zeros_like), ("ins", "insertion", blur)]:
+        ref = CausalMetric(softmax_model, mode, 224, substrate)
+        expected = [ref.single_run(x[i : i + 1].clone(), maps[i].numpy()) for i in (0, 2)]
+        with unittest.mock.patch.object(np, "argsort", stable_argsort):
+            expected.insert(1, ref.single_run(x[1:2].clone(), maps[1].numpy()))
+        ours = METRICS.build(name, protocol="rise")(model, x, maps, torch.zeros(3).long(), seeds=torch.tensor([1, 2, 3]))
+        assert ours.curves.shape == (3, 6)  # ceil(900/224) = 5 steps + the start
+        assert np.allclose(ours.values.numpy(), expected, atol=1e-6), (name, ours.values, expected)
+
+
+@torch.no_grad()
+def test_torchcam_preset_orders_ties_as_torchcam_on_flat_maps():
+    """torchcam ranks with a stable descending argsort (ties: the lower pixel index first); a map
+    with flat regions reproduces its deletion and insertion AUCs exactly."""
+    from torchcam.metrics import DeletionInsertionMetric
+
+    cnn = small_cnn()
+    model = ModelAdapter(cnn, input_size=14)
+    x = torch.randn(3, 3, 14, 14, generator=torch.Generator().manual_seed(8))
+    maps = torch.zeros(3, 14, 14)
+    maps[1, 2:9, 3:12] = 1.0
+    maps[2, :7] = 0.3
+    maps[2, 10:, 5:] = 0.6
+    ref = DeletionInsertionMetric(FixedCams(cnn, maps), partial(torch.softmax, dim=-1), steps=20)
+    ref.update(x)
+    out = ref.summary()
+    seeds = torch.tensor([4, 5, 6])
+    dele = METRICS.build("deletion", protocol="torchcam")(model, x, maps, torch.zeros(3).long(), seeds=seeds)
+    ins = METRICS.build("insertion", protocol="torchcam")(model, x, maps, torch.zeros(3).long(), seeds=seeds)
+    assert dele.values.mean().item() == pytest.approx(out["deletion_auc"], abs=1e-6)
+    assert ins.values.mean().item() == pytest.approx(out["insertion_auc"], abs=1e-6)
+
+
+def test_pixels_per_step_and_steps_are_exclusive():
+    with pytest.raises(ConfigError, match="not both"):
+        METRICS.build("deletion", protocol="rise", steps=10, pixels_per_step=20)
+    with pytest.raises(ConfigError, match="pixels_per_step applies"):
+        METRICS.build("deletion", pixels_per_step=20)
+    assert METRICS.build("deletion", protocol="rise", steps=10).resolved_protocol()["pixels_per_step"] is None
+
+
 # ----------------------------------------------------------------------------- torchcam, Quantus
 class FixedCams:
     """A stand-in CAM extractor for torchcam's metric: returns the given maps."""
@@ -240,7 +304,9 @@ def test_average_drop_closed_form_on_region_mean_model():
     assert METRICS.build("increase_in_confidence")(model, x, maps, t).values.item() == 0
     assert METRICS.build("average_gain")(model, x, maps, t).values.item() == 0
     assert res.extras == {}  # each metric reports its own figure (no sub-scores with a wrong direction)
-    assert METRICS.build("average_drop", score="logit")(model, x, maps, t).values.item() == pytest.approx(50, abs=1e-4)
+    with pytest.raises(ConfigError, match="average_drop: score 'logit' is not allowed"):  # (Y−O)/Y needs Y > 0
+        METRICS.build("average_drop", score="logit")
+    assert METRICS.build("average_gain", score="logit")(model, x, maps, t).values.item() == 0  # still defined
     # x = -1: masking raises the score from -1 to -0.5
     res = METRICS.build("average_gain")(model, -x, maps, t)
     y, o = sig(-1.0), sig(-0.5)
@@ -260,30 +326,34 @@ def test_average_drop_masks_in_pixel_space():
     maps[0, 4:8, 4:12] = 1.0  # half of the region kept
     t = torch.zeros(1, dtype=torch.long)
     # pixel space: the other half goes to black, input (0-0.5)/0.5 = -1, so the region mean is 0
-    assert METRICS.build("average_drop", score="logit")(model, x, maps, t).values.item() == pytest.approx(100)
+    y, o = METRICS.build("increase_in_confidence", score="logit").scores(model, x, maps, t)
+    assert y.item() == pytest.approx(1.0) and o.item() == pytest.approx(0.0, abs=1e-6)
+    assert METRICS.build("average_drop")(model, x, maps, t).values.item() == pytest.approx(
+        100 * (sig(1.0) - sig(0.0)) / sig(1.0), abs=1e-4)
     # input space (torchcam): the other half goes to input 0, region mean 0.5
-    res = METRICS.build("average_drop", score="logit", masking="input")(model, x, maps, t)
-    assert res.values.item() == pytest.approx(50)
+    y, o = METRICS.build("increase_in_confidence", score="logit", masking="input").scores(model, x, maps, t)
+    assert o.item() == pytest.approx(0.5)
 
 
 @torch.no_grad()
-def test_confidence_metrics_on_nan_and_constant_maps_mask_everything():
-    """A NaN or constant map has Ŝ = 0: O is the score of the black image (pixel masking) or of the
-    mean-colour image (input masking)."""
+def test_confidence_metrics_on_constant_maps_mask_everything_and_skip_nan_maps():
+    """A constant (or all-zero) map has Ŝ = 0: O is the score of the black image (pixel masking) or of
+    the mean-colour image (input masking). A NaN map is not scored (NaN, skipped)."""
     model = ModelAdapter(small_cnn(), input_size=12, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
-    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(6))
-    maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0)])
-    t = torch.tensor([0, 1])
-    y = model(x).softmax(1)[[0, 1], t].double()
-    black = model(model.normalize(torch.zeros_like(x))).softmax(1)[[0, 1], t].double()
-    grey = model(torch.zeros_like(x)).softmax(1)[[0, 1], t].double()
+    x = torch.randn(3, 3, 12, 12, generator=torch.Generator().manual_seed(6))
+    maps = torch.stack([torch.zeros(12, 12), torch.full((12, 12), 2.0), torch.full((12, 12), float("nan"))])
+    t = torch.tensor([0, 1, 0])
+    y = model(x[:2]).softmax(1)[[0, 1], t[:2]].double()
+    black = model(model.normalize(torch.zeros_like(x[:2]))).softmax(1)[[0, 1], t[:2]].double()
+    grey = model(torch.zeros_like(x[:2])).softmax(1)[[0, 1], t[:2]].double()
     for masking, o in (("pixel", black), ("input", grey)):
         drop = METRICS.build("average_drop", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(drop, 100 * (y - o).clamp_min(0) / y, rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(drop[:2], 100 * (y - o).clamp_min(0) / y, rtol=1e-5, atol=1e-5)
         gain = METRICS.build("average_gain", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(gain, 100 * (o - y).clamp_min(0) / (1 - y), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(gain[:2], 100 * (o - y).clamp_min(0) / (1 - y), rtol=1e-5, atol=1e-5)
         inc = METRICS.build("increase_in_confidence", masking=masking)(model, x, maps, t).values.double()
-        torch.testing.assert_close(inc, 100 * (o > y).double())
+        torch.testing.assert_close(inc[:2], 100 * (o > y).double())
+        assert torch.isnan(drop[2]) and torch.isnan(gain[2]) and torch.isnan(inc[2])
 
 
 @torch.no_grad()

@@ -1,12 +1,14 @@
 """Localization metrics: known answers (map = mask), tolerance geometry, largest component box,
 and agreement with Quantus (PointingGame, RelevanceMassAccuracy, RelevanceRankAccuracy)."""
 
+import types
+
 import numpy as np
 import pytest
 import torch
 from metric_models import documented_permutation, runner_seed
 
-from xaibench.errors import DataError
+from xaibench.errors import ConfigError, DataError
 from xaibench.metrics.base import METRICS
 from xaibench.metrics.localization import boxes_to_mask, class_balanced_mean
 
@@ -151,29 +153,42 @@ def test_energy_pointing_game_known_value():
     assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1.0)
 
 
-def test_nan_and_constant_maps_score_as_documented():
-    """docs/metrics.md "Degenerate maps": a NaN map is the all-zero map; a constant map's maximum and
-    top pixels are its tie permutation's first ones."""
+def test_failed_and_constant_maps_score_as_documented():
+    """docs/metrics.md "Failed maps": a NaN (or inf) map is not scored (NaN, skipped); a constant map
+    (all-zero included) has no peak and no box, a miss for every localization metric, even where
+    the region covers most of the image. (Until issue 16 a NaN map was scored as the all-zero map
+    and box IoU gave a constant map the whole frame.)"""
     maps = torch.stack([torch.full((8, 8), float("nan")), torch.full((8, 8), 3.0), torch.zeros(8, 8),
-                        torch.full((8, 8), -1.0)])
-    mask = torch.zeros(4, 8, 8, dtype=torch.bool)
-    mask[:, 2:5, 2:6] = True  # 12 pixels, the same region as the box
-    ann = {"mask": mask, "boxes": [torch.tensor([[2.0, 2, 6, 5]])] * 4}
-    inside = mask[0].flatten()
-    first = [documented_permutation(64, i) for i in range(4)]  # keyed by the batch position
-    expected = {
-        "pointing_game": [float(inside[p[0]]) for p in first],
-        "energy_pointing_game": [0.0] * 4,
-        "relevance_mass_accuracy": [0.0, 12 / 64, 0.0, 0.0],
-        "relevance_rank_accuracy": [inside[p[:12]].sum().item() / 12 for p in first],
-        "box_iou": [12 / 64, 12 / 64, 12 / 64, 0.0],  # S ≥ 0: the whole frame is one component
-    }
-    for name, values in expected.items():
-        got = run(name, maps, ann).values
-        torch.testing.assert_close(got, torch.tensor(values), msg=name)
-        same_seed = METRICS.build(name)(None, None, maps[[0, 2]], torch.zeros(2).long(), seeds=torch.tensor([7, 7]),
-                                        annotation={"mask": mask[:2], "boxes": ann["boxes"][:2]}).values
-        assert same_seed[0].item() == same_seed[1].item(), name  # NaN map = zero map, tie for tie
+                        torch.full((8, 8), -1.0), torch.zeros(8, 8)])
+    maps[4, 0, 0] = float("inf")
+    mask = torch.zeros(5, 8, 8, dtype=torch.bool)
+    mask[:, 1:8, 0:7] = True  # 49 of 64 pixels: the whole frame would be a box hit (IoU 0.77)
+    ann = {"mask": mask, "boxes": [torch.tensor([[0.0, 1, 7, 8]])] * 5}
+    nan = float("nan")
+    for name in ("pointing_game", "energy_pointing_game", "relevance_mass_accuracy", "relevance_rank_accuracy",
+                 "box_iou"):
+        res = run(name, maps, ann)
+        torch.testing.assert_close(res.values, torch.tensor([nan, 0.0, 0.0, 0.0, nan]), equal_nan=True, msg=name)
+        assert res.skipped.tolist() == [True, False, False, False, True], name
+        for extra, v in res.extras.items():
+            torch.testing.assert_close(v, torch.tensor([nan, 0.0, 0.0, 0.0, nan]), equal_nan=True, msg=extra)
+    one_peak = torch.zeros(1, 8, 8)
+    one_peak[0, 4, 3] = 1.0  # a single peak inside: a hit for all of them
+    for name in ("pointing_game", "relevance_mass_accuracy", "box_iou"):
+        assert run(name, one_peak, {"mask": mask[:1], "boxes": ann["boxes"][:1]}).values.item() > 0, name
+
+
+def test_finite_rows_keep_their_batch_keys_next_to_a_failed_map():
+    """Scoring the finite maps of a batch with a NaN map gives them the values they get without it."""
+    g = torch.Generator().manual_seed(3)
+    maps = torch.randint(0, 3, (4, 8, 8), generator=g).float()  # many ties: the permutation matters
+    mask = torch.rand(4, 8, 8, generator=g) > 0.5
+    broken = maps.clone()
+    broken[1, 2, 2] = float("nan")
+    for name in ("pointing_game", "relevance_rank_accuracy"):
+        whole = run(name, maps, {"mask": mask}).values
+        part = run(name, broken, {"mask": mask}).values
+        assert torch.isnan(part[1]) and torch.equal(part[[0, 2, 3]], whole[[0, 2, 3]]), name
 
 
 def test_box_iou_largest_component_and_threshold():
@@ -212,3 +227,79 @@ def test_one_seed_per_image_is_required():
     with pytest.raises(ConfigError, match="2 per-image seeds for 3 maps"):
         METRICS.build("pointing_game")(None, None, torch.rand(3, 4, 4), torch.zeros(3).long(),
                                        annotation={"mask": torch.ones(3, 4, 4, dtype=torch.bool)}, seeds=torch.tensor([1, 2]))
+
+
+def peak_at(points, size=16):
+    """(B,H,W) maps, each with a single peak at (row, col)."""
+    maps = torch.zeros(len(points), size, size)
+    for i, (r, c) in enumerate(points):
+        maps[i, r, c] = 1.0
+    return maps
+
+
+def test_pointing_game_skips_an_empty_region_and_a_target_without_boxes():
+    """TorchRay: no region, no game — skipped (NaN, counted), never a miss. With `labels` the boxes are
+    the label's, so a target (e.g. the prediction) of another class has none; with `box_labels`
+    (VOC) the target's own boxes are used."""
+    maps = peak_at([(4, 4), (4, 4), (4, 4), (12, 12)])
+    box_a = torch.tensor([[2.0, 2, 7, 7]])  # around (4, 4)
+    box_b = torch.tensor([[10.0, 10, 15, 15]])  # around (12, 12)
+    ann = {"boxes": [box_a, torch.zeros(0, 4), box_a, torch.cat([box_a, box_b])],
+           "labels": torch.tensor([1, 1, 1, 2]), "box_labels": [None, None, None, torch.tensor([2, 3])]}
+    target = torch.tensor([1, 1, 0, 3])  # image 2: another class than its label; image 3: its second class
+    nan = float("nan")
+    for name in ("pointing_game", "energy_pointing_game", "box_iou"):
+        res = METRICS.build(name, **({"tolerance": 0} if name == "pointing_game" else {}))(
+            None, None, maps, target, annotation=ann)
+        assert res.skipped.tolist() == [False, True, True, False], name
+        assert torch.isnan(res.values[[1, 2]]).all() and not torch.isnan(res.values[[0, 3]]).any(), name
+    res = METRICS.build("pointing_game", tolerance=0)(None, None, maps, target, annotation=ann)
+    torch.testing.assert_close(res.values, torch.tensor([1.0, nan, nan, 1.0]), equal_nan=True)
+    miss = METRICS.build("pointing_game", tolerance=0)(None, None, maps[3:], torch.tensor([2]),
+                                                       annotation={k: v[3:] for k, v in ann.items()})
+    assert miss.values.item() == 0.0  # class 2's box is at (4, 4), the peak at (12, 12)
+    # without labels (plain Python use) every box counts, as before
+    plain = METRICS.build("pointing_game", tolerance=0)(None, None, maps[2:3], torch.tensor([0]),
+                                                        annotation={"boxes": [box_a]})
+    assert plain.values.item() == 1.0
+
+
+def test_region_metrics_use_masks_of_mask_only_datasets():
+    """A dataset with masks and no boxes is not skipped by the metrics that can use a mask."""
+    masks = torch.zeros(2, 8, 8, dtype=torch.bool)
+    masks[0, 2:5, 2:5] = True
+    for name in ("pointing_game", "energy_pointing_game"):
+        assert METRICS.build(name).available([None, None], masks).tolist() == [True, False], name
+        assert METRICS.build(name, region="boxes").available([None, None], masks).tolist() == [False, False], name
+    assert METRICS.build("box_iou").available([None, None], masks).tolist() == [False, False]
+
+
+def test_pointing_game_multiclass_scores_every_annotated_class():
+    """`classes: annotated` (TorchRay's multi-class protocol): each annotated class of an image is
+    explained and scored against its own boxes; the curve holds the hit per class, NaN where the
+    class is absent; `multiclass_accuracy` is the mean over classes of their hit rates."""
+    from xaibench.metrics.localization import multiclass_accuracy
+
+    boxes = {0: torch.tensor([[0.0, 0, 4, 4]]), 1: torch.tensor([[12.0, 12, 16, 16]]), 2: torch.tensor([[0.0, 12, 4, 16]])}
+    centre = {0: (2, 2), 1: (14, 14), 2: (14, 2)}
+    calls = []
+
+    def explain(model, x, target):  # points at class 0 and 1 correctly, at class 2 wrongly (its peak at class 1's box)
+        calls.append(target.tolist())
+        return peak_at([centre[1] if c == 2 else centre[c] for c in target.tolist()])
+
+    model = types.SimpleNamespace(num_classes=4)
+    ann = {"boxes": [torch.cat([boxes[0], boxes[2]]), torch.cat([boxes[1], boxes[2]]), boxes[1]],
+           "box_labels": [torch.tensor([0, 2]), torch.tensor([1, 2]), torch.tensor([1])], "labels": torch.tensor([0, 1, 1])}
+    x = torch.zeros(3, 3, 16, 16)
+    res = METRICS.build("pointing_game", classes="annotated", tolerance=0)(
+        model, x, peak_at([(0, 0)] * 3), torch.tensor([0, 1, 1]), annotation=ann, explain=explain)
+    assert calls == [[0, 2, 1, 2, 1]]  # one batched call for every (image, class) pair
+    nan = float("nan")
+    expected = torch.tensor([[1.0, nan, 0.0, nan], [nan, 1.0, 0.0, nan], [nan, 1.0, nan, nan]])
+    torch.testing.assert_close(res.curves, expected, equal_nan=True)
+    torch.testing.assert_close(res.values, torch.tensor([0.5, 0.5, 1.0]))
+    assert multiclass_accuracy(res.curves).item() == pytest.approx((1 + 1 + 0) / 3)
+    with pytest.raises(ConfigError, match="explain"):
+        METRICS.build("pointing_game", classes="annotated")(model, x, peak_at([(0, 0)] * 3), torch.tensor([0, 1, 1]),
+                                                            annotation=ann)

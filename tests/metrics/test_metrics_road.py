@@ -108,13 +108,17 @@ def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
 
 
 @pytest.mark.parametrize("name", ["road_morf", "road_lerf", "road_combined"])
-def test_road_nan_map_scores_as_the_zero_map(name):
+def test_road_nan_map_is_not_scored(name):
+    """docs/metrics.md "Failed maps": NaN value, curve and extras, skipped; the constant maps beside
+    it are read in the permutation's order (until issue 16 a NaN map scored as the zero map)."""
     model = ModelAdapter(small_cnn(), input_size=8)
     x = torch.randn(1, 3, 8, 8, generator=g).expand(3, 3, 8, 8)
     maps = torch.stack([torch.full((8, 8), float("nan")), torch.zeros(8, 8), torch.ones(8, 8)])
     seeds = torch.tensor([5, 5, 5])  # the same image and seed three times: the same tie-breaks and noise
     res = METRICS.build(name, percentages=[30.0, 70.0])(model, x, maps, torch.tensor([0, 0, 0]), seeds=seeds)
-    assert res.values[0].item() == res.values[1].item() == res.values[2].item()  # all three: the permutation's order
+    assert torch.isnan(res.values[0]) and torch.isnan(res.curves[0]).all() and res.skipped.tolist() == [True, False, False]
+    assert all(torch.isnan(v[0]) for v in res.extras.values())
+    assert res.values[1].item() == res.values[2].item()  # both constant maps: the permutation's order
 
 
 @torch.no_grad()
@@ -138,3 +142,55 @@ def test_road_constant_map_removes_in_the_documented_order_with_the_documented_n
 def test_road_bad_percentages():
     with pytest.raises(ConfigError, match="percentages"):
         METRICS.build("road_morf", percentages=[0.0, 100.0])
+
+
+def grey_linear(side: int, classes: int = 5) -> torch.nn.Module:
+    """A one-channel linear classifier whose top-1 class moves with the pixels (Quantus' ROAD ranks
+    the attribution broadcast over the channels, so its indices are pixels only for one channel)."""
+    torch.manual_seed(3)
+    return torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(side * side, classes)).eval()
+
+
+@torch.no_grad()
+def test_road_accuracy_form_is_top1_agreement_over_1_to_99_percent():
+    """`score: accuracy` (Rong et al. 2022's figures): 1 where the top-1 prediction on the imputed image
+    is still the target, at p = 1, 3, …, 99 by default; equal to a per-job recomputation."""
+    cnn = grey_linear(10)
+    model = ModelAdapter(cnn, mean=(0.0,), std=(1.0,), input_size=10)
+    x = torch.randn(4, 1, 10, 10, generator=torch.Generator().manual_seed(11))
+    maps = torch.rand(4, 10, 10, generator=torch.Generator().manual_seed(12))
+    target = cnn(x).argmax(1)
+    metric = METRICS.build("road_morf", score="accuracy", noise=0.0)
+    assert metric.curve_percentages == [float(p) for p in range(1, 100, 2)]
+    assert metric.resolved_protocol()["percentages"][:3] == [1.0, 3.0, 5.0]
+    assert METRICS.build("road_morf").curve_percentages == [10.0 * k for k in range(1, 10)]
+    res = METRICS.build("road_morf", score="accuracy", noise=0.0, percentages=[10.0, 50.0, 90.0])(model, x, maps, target)
+    order = maps.flatten(1).argsort(1, descending=True)
+    for i in range(4):
+        for j, p in enumerate([10.0, 50.0, 90.0]):
+            remove = torch.zeros(100, dtype=torch.bool)
+            remove[order[i, : int(100 * p / 100)]] = True
+            pred = cnn(linear_imputation(x[i : i + 1], remove.view(1, 10, 10))).argmax(1).item()
+            assert res.curves[i, j].item() == float(pred == target[i].item())
+    assert 0 < res.curves.mean() < 1  # the predictions do change: not a trivial all-ones curve
+    torch.testing.assert_close(res.values, res.curves.mean(1))
+
+
+@pytest.mark.slow
+@torch.no_grad()
+def test_road_accuracy_form_equals_quantus_road():
+    """Quantus `ROAD` (noise 0, un-normalized, tie-free maps) gives the same per-image 0/1 curve and,
+    averaged over images, the same accuracy per percentage."""
+    import quantus
+
+    cnn = grey_linear(12)
+    model = ModelAdapter(cnn, mean=(0.0,), std=(1.0,), input_size=12)
+    x = torch.randn(6, 1, 12, 12, generator=torch.Generator().manual_seed(13))
+    maps = torch.rand(6, 12, 12, generator=torch.Generator().manual_seed(14))
+    y = cnn(x).argmax(1)
+    ref = quantus.ROAD(noise=0.0, normalise=False, disable_warnings=True)
+    by_p = ref(model=cnn, x_batch=x.numpy(), y_batch=y.numpy(), a_batch=maps[:, None].numpy(), device="cpu")
+    ours = METRICS.build("road_morf", score="accuracy", noise=0.0)(model, x, maps, y)
+    assert list(by_p) == list(range(1, 100, 2))
+    np.testing.assert_allclose(ours.curves.mean(0).numpy(), np.array(list(by_p.values())), atol=1e-7)
+    assert 0 < ours.curves.mean() < 1

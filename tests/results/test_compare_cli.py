@@ -161,3 +161,18 @@ def test_runs_are_paired_by_image_id_across_runs(tmp_path):
     df = leaderboard([a, b]).set_index("row")
     assert df.loc["a/gradcam", "group"] == 1 and df.loc["b/gradcam", "group"] == 2
     assert df.loc["b/gradcam", "n_leader"] == 20 and df.loc["b/gradcam", "vs_leader"] == pytest.approx(-1, abs=0.1)
+def test_leaderboard_survives_nan_means(tmp_path):
+    """A metric that scored no image has a NaN mean: it ranks last, never leads, and every format
+    renders it as '—' (once an IntCastingNaNError traceback)."""
+    rows = [*ROWS, ("gradcam", "pointing_game", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("saliency", "pointing_game", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("saliency", "box_iou", float("nan"), 0.0, 0, 4, float("nan"), float("nan"), True, "{}"),
+            ("gradcam", "box_iou", 0.4, 0.1, 6, 0, 0.3, 0.5, True, "{}")]
+    df = leaderboard([fake_run(tmp_path / "a", rows)])
+    iou = df[df.metric == "box_iou"].set_index("explainer")
+    assert iou.loc["gradcam", "rank"] == 1 and iou.loc["saliency", "rank"] == 2
+    for fmt in ("table", "markdown", "csv", "json"):
+        render(df, fmt, sort="box_iou")
+    assert "—" in render(df, "markdown")
+    result = cli.invoke(app, ["compare", str(tmp_path / "a")])
+    assert result.exit_code == 0, result.output

@@ -60,7 +60,7 @@ def test_results_h5_layout(tiny_config, tmp_path):
             else:
                 assert d.shape == shape and d.dtype == dtype, (name, d.shape, d.dtype)
         assert set(h5.attrs) == {"config", "versions", "xaibench", "completed_batches"}
-        assert yaml.safe_load(h5.attrs["config"])["explainers"][1] == {"name": "scorecam", "params": {}, "limit": 6}
+        assert yaml.safe_load(h5.attrs["config"])["explainers"][1] == {"name": "scorecam", "params": {}, "limit": 6, "label": None}
         assert json.loads(h5.attrs["versions"])["xaibench"] == h5.attrs["xaibench"]
         assert list(h5.attrs["completed_batches"]) == [0, 1, 2]
         # the values the layout promises

@@ -28,6 +28,7 @@ class Sample:
     boxes: Tensor | None = None  # (K,4) float32 xyxy pixels
     mask: Tensor | None = None  # (H,W) bool
     error: str | None = None  # set when the image could not be read (the runner skips it)
+    box_labels: Tensor | None = None  # (K,) int64 class of each box; None: every box is the label's
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Batch:
     boxes: list[Tensor | None]
     masks: Tensor | None
     errors: list[str | None]
+    box_labels: list[Tensor | None] | None = None  # per image (K,) box classes; None: the label's boxes
 
     def to(self, device: torch.device | str) -> Batch:
         return Batch(
@@ -51,6 +53,7 @@ class Batch:
             [b.to(device) if b is not None else None for b in self.boxes],
             self.masks.to(device) if self.masks is not None else None,
             self.errors,
+            self.box_labels,
         )
 
 
@@ -80,6 +83,7 @@ def collate(items: list[tuple[int, Sample]]) -> Batch:
         boxes=[s.boxes for s in samples],
         masks=torch.stack(masks) if all(m is not None for m in masks) else None,
         errors=[s.error for s in samples],
+        box_labels=[s.box_labels for s in samples] if any(s.box_labels is not None for s in samples) else None,
     )
 
 

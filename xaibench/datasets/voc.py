@@ -1,5 +1,6 @@
 """The `voc` dataset: PASCAL VOC images with their XML boxes (JPEGImages/, Annotations/,
-ImageSets/Main/<split>.txt); label = the first object's class, boxes = every box of that class."""
+ImageSets/Main/<split>.txt); label = the first object's class, boxes = every object's box with its
+class in `box_labels` (the metrics take the boxes of the class they score)."""
 
 from __future__ import annotations
 
@@ -7,12 +8,23 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError, unknown
 from ..registry import check_fields, param
 from .base import CROP_HELP, DATASETS, IMAGE_SIZE_HELP, Sample
-from .imagefiles import CROP_FRACTION, error_sample, parse_voc_xml, read_rgb, require_dir, require_root, resize_crop
+from .imagefiles import (
+    CROP_FRACTION,
+    crop_geometry,
+    error_sample,
+    parse_voc_xml,
+    read_rgb,
+    require_dir,
+    require_root,
+    resize_crop,
+    transform_boxes,
+)
 
 VOC_CLASSES = (
     "aeroplane",
@@ -82,22 +94,27 @@ class VOCDataset(Dataset):
     def __len__(self) -> int:
         return len(self.ids)
 
-    def annotation(self, index: int) -> tuple[int, np.ndarray]:
-        """(label, all boxes of the first object's class, 0-based end-exclusive)."""
+    def annotation(self, index: int) -> tuple[int, np.ndarray, np.ndarray]:
+        """(label = the first object's class, every object's box 0-based end-exclusive, their classes)."""
         xml = self.folder / "Annotations" / f"{self.ids[index]}.xml"
         objects = parse_voc_xml(xml)
-        name = objects[0][0]
-        if name not in VOC_CLASSES:
-            raise DataError(f"malformed annotation {xml}: unknown class '{name}' (valid: {', '.join(VOC_CLASSES)})")
-        boxes = np.stack([box for n, box in objects if n == name]) - np.array([1.0, 1.0, 0.0, 0.0])
-        return VOC_CLASSES.index(name), boxes
+        for name, _ in objects:
+            if name not in VOC_CLASSES:
+                raise DataError(f"malformed annotation {xml}: unknown class '{name}' (valid: {', '.join(VOC_CLASSES)})")
+        boxes = np.stack([box for _, box in objects]) - np.array([1.0, 1.0, 0.0, 0.0])
+        classes = np.array([VOC_CLASSES.index(n) for n, _ in objects], dtype=np.int64)
+        return int(classes[0]), boxes, classes
 
     def __getitem__(self, index: int) -> Sample:
         image_id = self.ids[index]
-        label, boxes = self.annotation(index)
+        label, boxes, classes = self.annotation(index)
         path = self.folder / "JPEGImages" / f"{image_id}.jpg"
         im, error = read_rgb(path)
         if im is None:
             return error_sample(error or str(path), label, image_id, self.image_size)
         image, tboxes = resize_crop(im, self.image_size, boxes, self.crop_fraction)
-        return Sample(image=image, label=label, id=image_id, boxes=tboxes)
+        w, h = im.size  # the boxes resize_crop keeps (some area left in the crop), for their classes
+        nw, nh, left, top = crop_geometry(w, h, self.image_size, self.crop_fraction)
+        kept = [len(transform_boxes(b[None], nw / w, nh / h, left, top, self.image_size)) > 0 for b in boxes]
+        return Sample(image=image, label=label, id=image_id, boxes=tboxes,
+                      box_labels=torch.from_numpy(classes[np.array(kept, dtype=bool)]))

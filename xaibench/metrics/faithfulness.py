@@ -12,36 +12,40 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from ..registry import param
 from ..tensorops import chunks, class_scores, minmax
 from .base import DERIVED, METRICS, DerivedScore, ImageMetric, MetricResult, clean_maps
-from .ordering import saliency_rank, tie_seeds
+from .ordering import index_rank, saliency_rank, tie_seeds
 
 Protocol = Literal["default", "rise", "torchcam", "quantus"]
 Substrate = Literal["zeros", "blur", "mean", "black"]
 Score = Literal["softmax", "logit"]
 
-# Each preset: the deletion and insertion substrates, the score, the step count, the class
-# (the given target or the model's top-1), the step schedule and the AUC's x-axis (docs/metrics.md "Protocol").
+# Each preset: the deletion and insertion substrates, the score, the step count or the pixels per
+# step, the class (the given target or the model's top-1), the step schedule, the AUC's x-axis and
+# the order of tied pixels (docs/metrics.md "Protocol").
 PRESETS: dict[str, dict[str, Any]] = {
     # ours: even schedule n_i = floor(i·HW/steps), trapezoid over the deleted fraction in [0,1]
-    "default": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, target="given",
-                    schedule="even", auc="fraction", blur="gaussian"),
-    # RISE reference CausalMetric: ceil(HW/steps) pixels a step, AUC = trapezoid with equal spacing
-    # over [0,1], blur = scipy gaussian_filter kernel with zero padding in input space, top-1 class
-    "rise": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, target="top1",
-                 schedule="fixed_step", auc="uniform", blur="rise"),
+    "default": dict(deletion="zeros", insertion="blur", score="softmax", steps=224, pixels_per_step=None,
+                    target="given", schedule="even", auc="fraction", blur="gaussian", ties="seeded"),
+    # RISE reference CausalMetric(step=224): 224 pixels a step, AUC = trapezoid with equal spacing
+    # over [0,1], blur = scipy gaussian_filter kernel with zero padding in input space, top-1 class,
+    # salient order flip(argsort(S)): among ties the higher pixel index first
+    "rise": dict(deletion="zeros", insertion="blur", score="softmax", steps=None, pixels_per_step=224,
+                 target="top1", schedule="fixed_step", auc="uniform", blur="rise", ties="descending"),
     # torchcam DeletionInsertionMetric: zeros for both curves, 20 steps of ceil(HW/20) pixels, trapezoid
-    # over the actual perturbed fraction, top-1 class, softmax as in its documented usage
-    "torchcam": dict(deletion="zeros", insertion="zeros", score="softmax", steps=20, target="top1",
-                     schedule="torchcam", auc="fraction", blur="gaussian"),
+    # over the actual perturbed fraction, top-1 class, softmax as in its documented usage, stable
+    # descending argsort: among ties the lower pixel index first
+    "torchcam": dict(deletion="zeros", insertion="zeros", score="softmax", steps=20, pixels_per_step=None,
+                     target="top1", schedule="torchcam", auc="fraction", blur="gaussian", ties="ascending"),
     # quantus PixelFlipping: baseline "black" (the image minimum in input space), the curve starts after
     # the first step (no unperturbed point), AUC = np.trapz with dx=1 (un-normalized), given target
-    "quantus": dict(deletion="black", insertion="black", score="softmax", steps=224, target="given",
-                    schedule="quantus", auc="unit_step", blur="gaussian"),
+    "quantus": dict(deletion="black", insertion="black", score="softmax", steps=224, pixels_per_step=None,
+                    target="given", schedule="quantus", auc="unit_step", blur="gaussian", ties="seeded"),
 }
 
 
@@ -59,9 +63,12 @@ def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
     return F.conv2d(x, k.expand(c, 1, kernel, kernel), padding=kernel // 2, groups=c)
 
 
-def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[list[int], Tensor]:
-    """Pixel counts perturbed at each curve point, and the x-coordinates of the AUC."""
-    step = math.ceil(n_pixels / steps)
+def step_schedule(n_pixels: int, steps: int | None, schedule: str, auc: str,
+                  pixels_per_step: int | None = None) -> tuple[list[int], Tensor]:
+    """Pixel counts perturbed at each curve point, and the x-coordinates of the AUC. `pixels_per_step`
+    (RISE's `step`), when given, is the step of the fixed-step schedules instead of ceil(HW/steps)."""
+    step = pixels_per_step or math.ceil(n_pixels / steps)
+    steps = steps or math.ceil(n_pixels / step)
     if schedule == "even":
         counts = [i * n_pixels // steps for i in range(steps + 1)]
     elif schedule == "fixed_step":
@@ -93,7 +100,10 @@ class CausalCurve(ImageMetric):
                                                "(docs/metrics.md)")
     baseline: Substrate | None = param(None, help="substrate: zeros, blur, mean or black; null: the protocol's")
     score: Score | None = param(None, help="class score on the curve: softmax or logit; null: the protocol's")
-    steps: int | None = param(None, help="number of curve steps; null: the protocol's (224, torchcam 20)", ge=1)
+    steps: int | None = param(None, help="number of curve steps; null: the protocol's (224, torchcam 20; rise: "
+                                         "224 pixels a step)", ge=1)
+    pixels_per_step: int | None = param(None, help="pixels perturbed a step (RISE's `step`; rise, torchcam and "
+                                                   "quantus schedules); null: the protocol's (rise 224)", ge=1)
     blur_kernel: int = param(11, help="Gaussian kernel of the blur substrate, px (odd)", ge=1)
     blur_sigma: float = param(5.0, help="Gaussian sigma of the blur substrate, px", gt=0)
     chunk_size: ChunkSize = param(64, help="perturbed inputs per model call; auto: sized from the memory budget", ge=1)
@@ -102,18 +112,27 @@ class CausalCurve(ImageMetric):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_odd_kernel(self.blur_kernel)
+        if self.pixels_per_step is not None and self.steps is not None:
+            raise ConfigError("give either steps (a count) or pixels_per_step (pixels a step), not both")
+        if self.pixels_per_step is not None and PRESETS[str(self.protocol)]["schedule"] == "even":
+            raise ConfigError(f"pixels_per_step applies to the rise, torchcam and quantus schedules; protocol "
+                              f"'{self.protocol}' takes steps")
 
     def resolved_protocol(self) -> dict[str, Any]:
-        """The preset's values with the explicit parameters applied (recorded in run.json)."""
+        """The preset's values with the explicit parameters applied (recorded in run.json): an explicit
+        `steps` replaces the preset's pixels per step, an explicit `pixels_per_step` its step count."""
         preset = PRESETS[str(self.protocol)]
+        explicit = self.steps is not None or self.pixels_per_step is not None
         return dict(
             protocol=str(self.protocol),
             baseline=self.baseline or preset[self.mode],
             score=self.score or preset["score"],
-            steps=self.steps or preset["steps"],
+            steps=self.steps if explicit else preset["steps"],
+            pixels_per_step=self.pixels_per_step if explicit else preset["pixels_per_step"],
             target=preset["target"],
             schedule=preset["schedule"],
             auc=preset["auc"],
+            ties=preset["ties"],
             blur=f"{preset['blur']}({self.blur_kernel},{self.blur_sigma})",
             chunk_size=self.chunk_size,
             seed=self.seed,
@@ -137,8 +156,11 @@ class CausalCurve(ImageMetric):
         p = self.resolved_protocol()
         b, c, h, w = x.shape
         n_pixels = h * w
-        counts, xs = step_schedule(n_pixels, p["steps"], p["schedule"], p["auc"])
-        rank = saliency_rank(clean_maps(maps).to(x.device), tie_seeds(self.seed, seeds, b))  # (B,HW)
+        counts, xs = step_schedule(n_pixels, p["steps"], p["schedule"], p["auc"], p["pixels_per_step"])
+        if p["ties"] == "seeded":
+            rank = saliency_rank(clean_maps(maps).to(x.device), tie_seeds(self.seed, seeds, b))  # (B,HW)
+        else:  # the reference toolkit's index order
+            rank = index_rank(clean_maps(maps).to(x.device), p["ties"])
         deleting = self.mode == "deletion"
         base = self.substrate(x, p["baseline"])
         # the point whose image is exactly x: none perturbed (deletion) or all inserted (insertion)
@@ -194,9 +216,38 @@ class Insertion(CausalCurve):
     higher_is_better: ClassVar[bool] = True
 
 
-# The RISE paper's single figure of both games (Petsiuk et al. 2018, §4): insertion − deletion.
-DERIVED.append(DerivedScore("overall", ("insertion", "deletion"), True, "insertion - deletion",
-                            lambda insertion, deletion: insertion - deletion))
+# What must agree between an insertion and a deletion for insertion − deletion to mean anything
+# (the substrate differs by design; chunk_size and blur do not change the deletion curve)
+PAIRED = ("protocol", "score", "steps", "pixels_per_step", "target", "schedule", "auc", "ties")
+
+
+def overall_scores(metrics: list[tuple[str, ImageMetric]]) -> list[DerivedScore]:
+    """`overall` = insertion − deletion per image, the RISE paper's single figure of both games
+    (Petsiuk et al., BMVC 2018, §4), for every insertion and deletion entry measured with the same
+    protocol (`PAIRED`). Named `overall` + what both display names share after `insertion` and
+    `deletion` (`insertion_rise`, `deletion_rise` → `overall_rise`), else `overall_<ins>_<del>`;
+    an insertion and a deletion with different protocols give none (and a warning)."""
+    import warnings
+
+    ins = [(k, m) for k, m in metrics if isinstance(m, Insertion)]
+    dels = [(k, m) for k, m in metrics if isinstance(m, Deletion)]
+    out: list[DerivedScore] = []
+    for ki, mi in ins:
+        pi = {f: mi.resolved_protocol()[f] for f in PAIRED}
+        for kd, md in dels:
+            if {f: md.resolved_protocol()[f] for f in PAIRED} != pi:
+                continue
+            suffix = ki.removeprefix("insertion")
+            name = f"overall{suffix}" if ki.startswith("insertion") and kd == f"deletion{suffix}" else f"overall_{ki}_{kd}"
+            out.append(DerivedScore(name, (ki, kd), True, f"{ki} - {kd}, both with " + ", ".join(f"{f}={v}" for f, v in pi.items()),
+                                    lambda insertion, deletion: insertion - deletion))
+    if ins and dels and not out:
+        warnings.warn(f"no overall score: the insertion ({', '.join(k for k, _ in ins)}) and deletion "
+                      f"({', '.join(k for k, _ in dels)}) entries use different protocols", stacklevel=2)
+    return out
+
+
+DERIVED.append(overall_scores)
 
 
 @dataclass
@@ -242,6 +293,12 @@ class AverageDrop(ConfidenceChange):
 
     key: ClassVar[str] = "average_drop"
     higher_is_better: ClassVar[bool] = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.score == "logit":
+            raise ConfigError("average_drop: score 'logit' is not allowed: the drop (Y − O)/Y is defined for "
+                              "positive scores only and a logit can be zero or negative; use score: softmax")
 
     @staticmethod
     def figure(y: Tensor, o: Tensor) -> Tensor:

@@ -1,5 +1,6 @@
 """Pixel orderings of saliency maps shared by the metrics: ties are broken by a seeded random
-permutation per image, never by pixel index (index order biases deletion curves toward the top).
+permutation per image (index order biases deletion curves toward the top), except where a
+reference toolkit's preset reproduces that toolkit's index order (`index_rank`).
 """
 
 from __future__ import annotations
@@ -68,3 +69,19 @@ def saliency_argmax(maps: Tensor, seeds: Tensor) -> Tensor:
     permuted = flat.gather(1, perm)
     is_max = permuted == permuted.amax(dim=1, keepdim=True)
     return perm.gather(1, is_max.to(torch.uint8).argmax(dim=1, keepdim=True)).squeeze(1)
+
+
+def index_rank(maps: Tensor, ties: str) -> Tensor:
+    """(B,H·W) rank of every pixel, most salient first, ties by pixel index as a reference toolkit
+    orders them: `ascending` (torchcam: `argsort(descending=True, stable=True)`) or `descending`
+    (RISE: `flip(argsort(S))`, read as a stable ascending sort, so among ties the last pixel first)."""
+    flat = maps.reshape(maps.shape[0], -1)
+    if ties == "ascending":
+        order = torch.argsort(flat, dim=1, descending=True, stable=True)
+    elif ties == "descending":
+        order = torch.flip(torch.argsort(flat, dim=1, stable=True), dims=[1])
+    else:
+        raise ValueError(f"ties: unknown '{ties}' (ascending, descending)")
+    rank = torch.empty_like(order)
+    rank.scatter_(1, order, torch.arange(order.shape[1], device=order.device).expand_as(order))
+    return rank

@@ -26,6 +26,8 @@ NEIGHBOUR_WEIGHTS = (
     ((0, -1), 1 / 6), ((-1, -1), 1 / 12), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
 )
 PERCENTAGES = (10.0, 20.0, 30.0, 40.0, 50.0, 60.0, 70.0, 80.0, 90.0)
+# the accuracy form's percentages: the paper's figures and Quantus ROAD's default, list(range(1, 100, 2))
+ACCURACY_PERCENTAGES = tuple(float(p) for p in range(1, 100, 2))
 # Peak bytes of the imputation's SuperLU solve per unknown per log2(unknowns): A has 9 nonzeros
 # a row, its LU fills in to ~n·log n. Measured (peak RSS) 145–170 for contiguous holes of 30–90 %
 # in 128²–256² images; scattered holes need less
@@ -106,33 +108,55 @@ def noise_seeds(per_image: list[int], orders: list[str], percentages: list[float
 @dataclass
 class ROADBase(ImageMetric):
     """ROAD (Rong et al., ICML 2022), docs/metrics.md "ROAD". For each p in `percentages` the top (MoRF)
-    or bottom (LeRF) p % of pixels by S are imputed in model-input space; the curve is P_c per p and
-    the score its mean. (image, p) jobs are imputed and scored in `chunk_size` pieces."""
+    or bottom (LeRF) p % of pixels by S are imputed in model-input space; the curve is P_c per p (or,
+    `score: accuracy`, whether the top-1 prediction is still the target, the paper's accuracy form)
+    and the score its mean. (image, p) jobs are imputed and scored in `chunk_size` pieces."""
 
     orders: ClassVar[tuple[str, ...]] = ("morf",)
-    percentages: list[float] = param(default_factory=lambda: list(PERCENTAGES), help="percent of the pixels "
-                                     "imputed at each curve point", gt=0, lt=100)
+    percentages: list[float] | None = param(None, help="percent of the pixels imputed at each curve point; null: "
+                                            "10, 20, …, 90 (accuracy: 1, 3, …, 99)", gt=0, lt=100)
     noise: float = param(0.01, help="std of the noise added to imputed pixels, model-input units", ge=0)
-    score: Literal["softmax", "logit"] = param("softmax", help="class score on the curve: softmax or logit")
+    score: Literal["softmax", "logit", "accuracy"] = param("softmax", help="on the curve: the class probability "
+                                                           "(softmax), its logit, or accuracy (1 when the top-1 "
+                                                           "prediction is still the target, the paper's figures)")
     chunk_size: ChunkSize = param(16, help="(image, percentage) jobs imputed and scored at a time; auto: sized from "
                                            "the memory budget", ge=1)
     seed: int = param(0, help="seed of the tie-breaking pixel order and the imputation noise")
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if not self.percentages:
+        if self.percentages is not None and not self.percentages:
             raise ConfigError("percentages must list at least one value in (0, 100)")
+
+    @property
+    def curve_percentages(self) -> list[float]:
+        """The given percentages, or the form's default (probability 10…90, accuracy 1…99 step 2)."""
+        if self.percentages is not None:
+            return [float(p) for p in self.percentages]
+        return list(ACCURACY_PERCENTAGES if self.score == "accuracy" else PERCENTAGES)
+
+    def resolved_protocol(self) -> dict:
+        return {**super().resolved_protocol(), "percentages": self.curve_percentages}
 
     def chunk_item_bytes(self, model, shape: tuple[int, ...]) -> int:
         """`chunk_size: auto` (memory.resolve_params): one job's imputation, at the largest p."""
-        return imputation_bytes(shape, max(self.percentages) / 100)
+        return imputation_bytes(shape, max(self.curve_percentages) / 100)
+
+    def job_scores(self, model, imputed: Tensor, target: Tensor) -> Tensor:
+        """The curve value of each imputed image: the class score, or 1.0/0.0 for `accuracy`."""
+        with torch.inference_mode():
+            logits = model(imputed)
+        if self.score == "accuracy":
+            return (logits.argmax(dim=1) == target).float()
+        return class_scores(logits, target, model.score_kind(self.score))
 
     def curves(self, model, x: Tensor, maps: Tensor, target: Tensor, seeds: Tensor | None = None) -> dict[str, Tensor]:
         """{order: (B,P) class scores after removing p % of pixels in that order}."""
         b, c, h, w = x.shape
         per_image = tie_seeds(self.seed, seeds, b)
         rank = saliency_rank(clean_maps(maps).to(x.device), per_image)  # 0 = most relevant
-        k = torch.tensor([int(h * w * p / 100) for p in self.percentages], device=x.device)
+        percentages = self.curve_percentages
+        k = torch.tensor([int(h * w * p / 100) for p in percentages], device=x.device)
         jobs = [(o, i, j) for o in range(len(self.orders)) for i in range(b) for j in range(len(k))]
         jobs_t = torch.tensor(jobs, device=x.device).view(-1, 3)
         out = torch.empty(len(self.orders), b, len(k), device=x.device)
@@ -143,10 +167,9 @@ class ROADBase(ImageMetric):
             r = rank[i]
             remove = torch.where(lerf[:, None], r >= h * w - k[j, None], r < k[j, None]).view(-1, h, w)
             job_seeds = noise_seeds(per_image[i.cpu()].tolist(), [self.orders[v] for v in o.tolist()],
-                                    [self.percentages[v] for v in j.tolist()])
+                                    [percentages[v] for v in j.tolist()])
             imputed = noisy_linear_imputation(x[i], remove, self.noise, job_seeds)
-            with torch.inference_mode():
-                out[o, i, j] = class_scores(model(imputed), target[i], model.score_kind(self.score))
+            out[o, i, j] = self.job_scores(model, imputed, target[i])
         return {name: out[n] for n, name in enumerate(self.orders)}
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:

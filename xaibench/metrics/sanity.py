@@ -1,5 +1,5 @@
-"""Sanity check by cascading model parameter randomization (Adebayo et al., NeurIPS 2018): layers
-re-initialized from the logits down, maps recomputed and compared with the originals.
+"""Sanity check by model parameter randomization (Adebayo et al., NeurIPS 2018): every parameter of
+each layer freshly drawn, from the logits down (cascading or one at a time), maps recomputed and compared.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError, did_you_mean
-from ..models.edits import preserved_state, reinitialize
+from ..models.edits import own_init, preserved_state, randomize_parameters, randomized
 from ..registry import param
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
@@ -23,9 +23,34 @@ SIMILARITIES = ("spearman_abs", "spearman", "ssim", "hog_pearson")
 
 
 def default_stages(module: nn.Module) -> list[str]:
-    """The top-level children that hold parameters or buffers, from the logits down."""
-    names = [n for n, m in module.named_children() if any(True for _ in m.parameters()) or any(True for _ in m.buffers())]
-    return names[::-1]
+    """Adebayo et al.'s per-layer stages, from the logits down: every module that owns parameters,
+    in reverse registration order (the forward order for torchvision models). A module with its own
+    initializer and sub-modules (`nn.MultiheadAttention`: in- and out-projection) is one stage; one
+    without an initializer (ViT's class token on the model, the position embedding on the
+    encoder) gives one stage per parameter it owns, named by the parameter."""
+    stages: list[str] = []
+    whole: list[str] = []  # modules taken as one stage with their sub-modules
+    for prefix, sub in module.named_modules():
+        if any(prefix.startswith(w + ".") for w in whole):
+            continue
+        own = [n for n, _ in sub.named_parameters(recurse=False)]
+        if not own:
+            continue
+        if prefix and (own_init(sub) is not None or not any(True for _ in sub.children())):
+            stages.append(prefix)
+            whole.append(prefix)
+        else:
+            stages += [f"{prefix}.{n}" if prefix else n for n in own]
+    return stages[::-1]
+
+
+def stage_parameters(module: nn.Module, stage: str) -> list[str]:
+    """The parameter names a stage randomizes: every parameter under the module `stage`, or the
+    parameter `stage` itself."""
+    params = [n for n, _ in module.named_parameters()]
+    if stage in params:
+        return [stage]
+    return [n for n in params if n.startswith(stage + ".")]
 
 
 def average_ranks(a: Tensor) -> Tensor:
@@ -90,10 +115,11 @@ def hog_features(maps: Tensor, pixels_per_cell: int) -> Tensor:
 @METRICS.register("randomization")
 @dataclass
 class Randomization(ImageMetric):
-    """Cascading model parameter randomization (Adebayo et al., NeurIPS 2018), docs/metrics.md "Sanity".
+    """Model parameter randomization (Adebayo et al., NeurIPS 2018), docs/metrics.md "Sanity".
 
-    Stage k re-initializes `stages[0..k]` (default: each top-level block of `model.module` that holds
-    parameters, from the logits down), re-explains the batch and compares with the original maps by
+    Cascading: stage k randomizes `stages[0..k]` (default: each layer of `model.module` with
+    parameters, from the logits down; every parameter gets a fresh draw, `randomize_parameters`);
+    independent: stage k only. Each stage re-explains the batch and compares with the original maps by
     Spearman of |S| (`spearman_abs`) and of S (`spearman`), SSIM and the Pearson correlation of HOG
     features of the min-max normalized |S|. Curve (B, stages) of `similarity`, its mean as the value
     (lower is better: the explanation depends on the weights), the other similarities' means as
@@ -104,8 +130,10 @@ class Randomization(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"explain"})
     similarity: Similarity = param("spearman_abs", help="the similarity of the value and curve: spearman_abs, "
                                                         "spearman, ssim or hog_pearson")
-    stages: list[str] | None = param(None, help="modules re-initialized in cascade, logits first; null: every "
-                                                "top-level block with parameters")
+    stages: list[str] | None = param(None, help="modules (or parameters) randomized, logits first; null: every "
+                                                "layer with parameters (docs/metrics.md)")
+    mode: Literal["cascading", "independent"] = param("cascading", help="cascading: stage k keeps stages before it "
+                                                      "randomized; independent: one stage at a time")
     hog_pixels_per_cell: int = param(8, help="HOG cell side, px (capped at half the map)", ge=1)
     seed: int = param(0, help="seed of the re-initialization")
 
@@ -114,10 +142,11 @@ class Randomization(ImageMetric):
 
     def stage_names(self, module: nn.Module) -> list[str]:
         names = list(self.stages) if self.stages else default_stages(module)
-        modules = dict(module.named_modules())
+        valid = [n for n, _ in module.named_modules() if n] + [n for n, _ in module.named_parameters()]
         for n in names:
-            if n not in modules or not n:
-                raise LayerError(f"randomization stage '{n}' is not a module of the model.{did_you_mean(n, modules)}")
+            if not n or not stage_parameters(module, n):
+                raise LayerError(f"randomization stage '{n}' is not a module with parameters nor a parameter of the "
+                                 f"model.{did_you_mean(n, valid)}")
         return names
 
     def similarities(self, original: Tensor, other: Tensor) -> dict[str, Tensor]:
@@ -135,14 +164,23 @@ class Randomization(ImageMetric):
         if explain is None:
             raise ConfigError("randomization needs the explainer: call it with explain=callable(model, x, target)")
         original = clean_maps(maps).detach()
-        names = self.stage_names(model.module)
-        modules = dict(model.module.named_modules())
+        module = model.module
+        stages = [stage_parameters(module, name) for name in self.stage_names(module)]
         per_stage: list[dict[str, Tensor]] = []
-        with preserved_state(model.module):
-            for k, name in enumerate(names):
-                reinitialize(modules[name], self.seed + k)
-                again = clean_maps(explain(model, x, target)).detach().to(original.device)
-                per_stage.append({s: v.to(original.device).float() for s, v in self.similarities(original, again).items()})
+
+        def compare() -> None:
+            again = clean_maps(explain(model, x, target)).detach().to(original.device)
+            per_stage.append({s: v.to(original.device).float() for s, v in self.similarities(original, again).items()})
+
+        if self.mode == "cascading":  # Adebayo et al.: stage k on top of stages 0…k−1
+            with preserved_state(module):
+                for k, names in enumerate(stages):
+                    randomize_parameters(module, names, self.seed + k)
+                    compare()
+        else:  # independent: only stage k randomized
+            for k, names in enumerate(stages):
+                with randomized(module, names, self.seed + k):
+                    compare()
         curves = {s: torch.stack([st[s] for st in per_stage], dim=1) for s in SIMILARITIES}
         curve = curves.pop(self.similarity)
         return MetricResult(values=curve.mean(1), curves=curve, extras={s: c.mean(1) for s, c in curves.items()})

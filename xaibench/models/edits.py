@@ -1,6 +1,6 @@
 """Every temporary change a method makes to a model, each a context manager that restores the model
-on exit (also on error): inference mode, saved parameters, re-initialization, zeroed filters or
-outputs, a layer's output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
+on exit (also on error): inference mode, saved parameters, randomized parameters, zeroed filters
+or outputs, a layer's output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
 """
 
 from __future__ import annotations
@@ -52,16 +52,67 @@ def preserved_state(module: nn.Module) -> Iterator[nn.Module]:
 
 
 def reinitialize(module: nn.Module, seed: int) -> None:
-    """Re-initialize every sub-module that has `reset_parameters` (weights with PyTorch's default
-    initializers, BatchNorm statistics reset), with a seeded RNG that leaves the global one alone.
-    Use inside `preserved_state`."""
+    """Give every parameter of `module` a fresh draw (`randomize_parameters` of all of them), with a
+    seeded RNG that leaves the global one alone. Use inside `preserved_state`."""
+    randomize_parameters(module, [n for n, _ in module.named_parameters()], seed)
+
+
+def own_init(sub: nn.Module):
+    """The module's own initializer of its parameters, or None: `reset_parameters` (PyTorch layers),
+    `_reset_parameters` (`nn.MultiheadAttention`'s in-projections), PyTorch's defaults by class name
+    for a TorchScript module."""
+    for name in ("reset_parameters", "_reset_parameters"):
+        fn = getattr(sub, name, None)
+        if callable(fn) and not isinstance(sub, torch.jit.ScriptModule):
+            return fn
+    if isinstance(sub, torch.jit.ScriptModule) and getattr(sub, "original_name", "").startswith(COMPILED_KINDS):
+        return lambda: reset_compiled(sub)
+    return None
+
+
+def randomize_parameters(module: nn.Module, names, seed: int) -> None:
+    """Draw the parameters `names` (as in `module.named_parameters()`) afresh (Adebayo et al.,
+    "Sanity Checks for Saliency Maps", NeurIPS 2018): a parameter owned by a module with its own
+    initializer (`own_init`) gets that initializer's draw (BatchNorm statistics reset with it); any
+    other (ViT class token and position embedding, layer scales, bias tables) a normal draw
+    N(0, rms²) with rms its current root mean square. The initializer's draws of parameters not in
+    `names` are undone, so only `names` change. Seeded; the global RNG is left alone. Use inside
+    `preserved_state` (or `randomized`)."""
+    wanted = set(names)
+    known = dict(module.named_parameters())
+    unknown = wanted - set(known)
+    if unknown:
+        raise KeyError(f"not parameters of the module: {', '.join(sorted(unknown))}")
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(int(seed))
-        for sub in module.modules():
-            if hasattr(sub, "reset_parameters"):
-                sub.reset_parameters()
-            elif isinstance(sub, torch.jit.ScriptModule):
-                reset_compiled(sub)
+        for prefix, sub in module.named_modules():
+            dot = f"{prefix}." if prefix else ""
+            mine = [n for n, _ in sub.named_parameters(recurse=False) if dot + n in wanted]
+            if not mine:
+                continue
+            init = own_init(sub)
+            if init is None:
+                for n in mine:
+                    p = getattr(sub, n)
+                    p.normal_(0.0, float(p.detach().double().pow(2).mean().sqrt()))
+                continue
+            keep = {n: p.detach().clone() for n, p in sub.named_parameters() if n not in mine}
+            init()
+            params = dict(sub.named_parameters())
+            for n, value in keep.items():
+                params[n].copy_(value)
+
+
+@contextlib.contextmanager
+def randomized(module: nn.Module, names, seed: int) -> Iterator[nn.Module]:
+    """Inside the block the parameters `names` are freshly drawn (`randomize_parameters`); on exit
+    (also on error) every parameter and buffer is what it was, bit for bit."""
+    with preserved_state(module):
+        randomize_parameters(module, names, seed)
+        yield module
+
+
+COMPILED_KINDS = ("Conv", "Linear", "BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")
 
 
 def reset_compiled(sub: torch.jit.ScriptModule) -> None:

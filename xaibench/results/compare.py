@@ -160,7 +160,7 @@ def _ranked_by_mean(df: pd.DataFrame) -> pd.DataFrame:
                   "(no rank groups, no paired statistics)", stacklevel=3)
     df = df.drop(columns=["group"], errors="ignore")  # a run's own groups do not compare across runs
     signed = df["mean"] * df["higher_is_better"].map({True: 1.0, False: -1.0})
-    df["rank"] = signed.groupby(df["metric"]).rank(ascending=False, method="min")
+    df["rank"] = signed.groupby(df["metric"]).rank(ascending=False, method="min", na_option="bottom")  # NaN: nothing scored
     return df
 
 

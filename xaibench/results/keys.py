@@ -39,9 +39,14 @@ def curve(explainer: str, metric: str) -> str:
     return f"curves/{explainer}/{metric}"
 
 
+NONFINITE = -3  # status of an image whose map holds NaN or inf
+SKIPPED = (-1, NONFINITE)  # the statuses counted in summary.csv's n_skipped
+
+
 def status(explainer: str, metric: str) -> str:
-    """Per image: 1 scored, 0 not asked (limits, failed image), −1 skipped (no annotation), −2 the
-    explainer or the metric raised (`on_error: skip`; the reason is under `failure`)."""
+    """Per image: 1 scored, 0 not asked (limits, failed image), −1 skipped (no annotation, empty
+    region, target without annotation), −2 the explainer or the metric raised (`on_error: skip`;
+    the reason is under `failure`), −3 the map is not finite (the reason is under `failure`)."""
     return f"status/{explainer}/{metric}"
 
 

@@ -134,7 +134,7 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
                     key = keys.parse(name)
                     if key.kind == "status":
                         pair = (key.explainer, key.metric)
-                        skipped[pair] = skipped.get(pair, 0) + int((arr == -1).sum())
+                        skipped[pair] = skipped.get(pair, 0) + int(np.isin(arr, keys.SKIPPED).sum())
                 row += b
         os.replace(tmp, h5_path)
     except OSError as e:

@@ -96,6 +96,13 @@ def summarize(
             ci_low=lo, ci_high=hi, higher_is_better=bool(info["higher_is_better"]),
             protocol=json.dumps(info.get("protocol", {}), sort_keys=True, default=str),
         ))
+    scored = {(r["explainer"], r["metric"]) for r in rows}
+    for (explainer, metric), count in skipped.items():  # every image skipped: a row all the same (mean NaN)
+        if count and (explainer, metric) not in scored and metric in metric_info:
+            rows.append(dict(explainer=explainer, metric=metric, mean=float("nan"), std=0.0, n=0, n_skipped=int(count),
+                             ci_low=float("nan"), ci_high=float("nan"),
+                             higher_is_better=bool(metric_info[metric]["higher_is_better"]),
+                             protocol=json.dumps(metric_info[metric].get("protocol", {}), sort_keys=True, default=str)))
     for metric, info in metric_info.items():
         if not info.get("class_mean"):
             continue
