@@ -68,7 +68,7 @@ class FaithfulnessCorrelation(ImageMetric):
         kind = model.score_kind(self.score)
         drop = torch.empty(b, self.runs, dtype=torch.float64, device=x.device)
         jobs = torch.cartesian_prod(torch.arange(b, device=x.device), torch.arange(self.runs, device=x.device))
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():  # BatchNorm-folded copy for the many forwards
             f_x = torch.cat([class_scores(model(x[sl]), target[sl], kind) for sl in chunks(b, self.chunk_size)])
             for sl in chunks(len(jobs), self.chunk_size):
                 img, run = jobs[sl].unbind(1)

@@ -21,10 +21,17 @@ def image_generators(seed: int, seeds: Tensor | None, b: int, purpose: str) -> l
 
 
 def uniform_draw(generators: list[torch.Generator], shape: tuple[int, ...], low: float, high: float) -> Tensor:
-    """(B, *shape) float32: row i uniform on [low, high) from `generators[i]` (advances it)."""
-    return torch.stack([torch.empty(shape).uniform_(low, high, generator=g) for g in generators])
+    """(N, *shape) float32: row r uniform on [low, high) from `generators[r]` (advances it; a generator
+    may appear in several rows, drawn in row order), written in place into one CPU tensor."""
+    out = torch.empty(len(generators), *shape)
+    for row, g in zip(out, generators):
+        row.uniform_(low, high, generator=g)
+    return out
 
 
 def normal_draw(generators: list[torch.Generator], shape: tuple[int, ...], std: float) -> Tensor:
-    """(B, *shape) float32: row i normal N(0, std²) from `generators[i]` (advances it)."""
-    return torch.stack([torch.randn(shape, generator=g) * std for g in generators])
+    """(N, *shape) float32: row r normal N(0, std²) from `generators[r]` (advances it, rows in order)."""
+    out = torch.empty(len(generators), *shape)
+    for row, g in zip(out, generators):
+        row.normal_(0.0, 1.0, generator=g)
+    return out.mul_(std)

@@ -33,7 +33,7 @@ def perturbation_curve(model, x: Tensor, target: Tensor, rank: Tensor, img: Tens
     b, c, h, w = x.shape
     target = target.to(x.device).long()
     out = torch.empty(len(img), dtype=torch.float32, device=x.device)
-    with torch.inference_mode():
+    with torch.inference_mode(), model.fused_inference():  # BatchNorm-folded copy for the many forwards
         f_x = torch.cat([class_scores(model(x[sl]), target[sl], kind) for sl in chunks(b, chunk_size)])
         for sl in chunks(len(img), chunk_size):
             i = img[sl]

@@ -29,20 +29,26 @@ class MaxSensitivity(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"explain"})
     radius: float = param(0.02, help="half-width of the uniform L-infinity noise, model-input units", gt=0)
     samples: int = param(10, help="noisy copies re-explained per image", ge=1)
+    chunk_size: int = param(64, help="noisy copies per explainer call", ge=1)
     seed: int = param(0, help="seed of the noise (mixed with each image's seed)")
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         if explain is None:
             raise ConfigError("max_sensitivity needs the explainer: call it with explain=callable(model, x, target)")
+        b = x.shape[0]
+        target = target.to(x.device).long()
         original = clean_maps(maps).detach().to(x.device).flatten(1)
         norm = original.norm(dim=1)
         norm = torch.where(norm == 0, torch.ones_like(norm), norm)  # Captum: a zero map is not rescaled
-        gens = image_generators(self.seed, seeds, x.shape[0], "noise")
-        sens = torch.empty(x.shape[0], self.samples, device=x.device)
-        for s in range(self.samples):  # each sample is one explainer call on the whole batch
-            delta = uniform_draw(gens, tuple(x.shape[1:]), -self.radius, self.radius).to(x)
-            again = clean_maps(explain(model, x + delta, target)).detach().to(x.device).flatten(1)
-            sens[:, s] = (again - original).norm(dim=1) / norm
+        gens = image_generators(self.seed, seeds, b, "noise")
+        img = torch.arange(b, device=x.device).repeat_interleave(self.samples)  # image-major (Captum's order)
+        sens = torch.empty(b * self.samples, device=x.device)
+        for sl in chunks(len(img), self.chunk_size):  # each chunk is one explainer call
+            i = img[sl]
+            delta = uniform_draw([gens[k] for k in i.tolist()], tuple(x.shape[1:]), -self.radius, self.radius)
+            again = clean_maps(explain(model, x[i] + delta.to(x), target[i])).detach().to(x.device).flatten(1)
+            sens[sl] = (again - original[i]).norm(dim=1) / norm[i]
+        sens = sens.view(b, self.samples)
         return MetricResult(values=sens.amax(1), curves=sens, extras={"mean": sens.mean(1)})
 
 
@@ -69,17 +75,17 @@ class Infidelity(ImageMetric):
         target = target.to(x.device).long()
         kind = model.score_kind(self.score)
         gens = image_generators(self.seed, seeds, b, "noise")
-        dot = torch.empty(b, self.samples, dtype=torch.float64, device=x.device)
+        img = torch.arange(b, device=x.device).repeat_interleave(self.samples)  # image-major (Captum's order)
+        dot = torch.empty(b * self.samples, dtype=torch.float64, device=x.device)
         diff = torch.empty_like(dot)
-        with torch.inference_mode():
+        with torch.inference_mode(), model.fused_inference():  # BatchNorm-folded copy for the many forwards
             f_x = torch.cat([class_scores(model(x[sl]), target[sl], kind) for sl in chunks(b, self.chunk_size)])
-            for s in range(self.samples):
-                pert = normal_draw(gens, tuple(x.shape[1:]), self.noise).to(x)
-                dot[:, s] = (pert * s_map).flatten(1).sum(1).double()
-                moved = x - pert
-                f_moved = torch.cat([class_scores(model(moved[sl]), target[sl], kind)
-                                     for sl in chunks(b, self.chunk_size)])
-                diff[:, s] = (f_x - f_moved).double()
+            for sl in chunks(len(img), self.chunk_size):
+                i = img[sl]
+                pert = normal_draw([gens[k] for k in i.tolist()], tuple(x.shape[1:]), self.noise).to(x)
+                dot[sl] = (pert * s_map[i]).flatten(1).sum(1).double()
+                diff[sl] = (f_x[i] - class_scores(model(x[i] - pert), target[i], kind)).double()
+        dot, diff = dot.view(b, self.samples), diff.view(b, self.samples)
         if self.normalize:
             aa, ab = (dot * dot).sum(1, keepdim=True), (dot * diff).sum(1, keepdim=True)
             beta = torch.where(aa != 0, ab / torch.where(aa != 0, aa, torch.ones_like(aa)), torch.zeros_like(aa))

@@ -29,11 +29,16 @@ def largest_component_boxes_wsol(binary: np.ndarray) -> np.ndarray:
     structure[1] = True  # 8-connectivity within a plane only
     labels, count = ndimage.label(binary, structure=structure)
     flat = labels.reshape(n, -1)
-    sizes = np.bincount(flat.ravel(), minlength=count + 1)
-    sizes[0] = 0
-    pixel_size = sizes[flat]  # (N,HW) size of the pixel's component
-    first_of_largest = pixel_size.argmax(1)
-    largest = flat[np.arange(n), first_of_largest]
+    # labels are numbered in raster order, so plane p holds the contiguous range starts[p]…ends[p]
+    ends = np.maximum.accumulate(flat.max(1))
+    starts = np.concatenate([[0], ends[:-1]]) + 1
+    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
+    key = sizes * (count + 1) + (count - np.arange(1, count + 1))  # largest first, then the lowest label
+    has = ends >= starts
+    largest = np.zeros(n, dtype=np.int64)
+    if has.any():
+        best = np.maximum.reduceat(key, starts[has] - 1) if count else np.zeros(0, dtype=np.int64)
+        largest[has] = count - best % (count + 1)
     inside = (flat == largest[:, None]).reshape(n, h, w) & (largest[:, None, None] > 0)
     rows, cols = inside.any(2), inside.any(1)
     y0, x0 = rows.argmax(1), cols.argmax(1)
