@@ -52,3 +52,24 @@ def runner_seed(run_seed: int, image_id: str) -> int:
     import zlib
 
     return zlib.crc32(f"{run_seed}:{image_id}".encode())
+
+
+def documented_generator(key, purpose: str, seed: int = 0) -> torch.Generator:
+    """The per-image generator of a stochastic metric as docs/metrics.md "Random draws" describes it,
+    re-derived here (not through xaibench.metrics.draws): seeded with crc32(f"{tie seed}:{purpose}"),
+    tie seed = crc32(f"{seed}:{key}")."""
+    import zlib
+
+    tie = zlib.crc32(f"{seed}:{key}".encode())
+    return torch.Generator().manual_seed(zlib.crc32(f"{tie}:{purpose}".encode()))
+
+
+def synthetic_images(n: int, size: int) -> tuple[torch.Tensor, list, torch.Tensor]:
+    """n images of the built-in synthetic dataset (objects on textured backgrounds: SLIC finds
+    superpixels in them), their boxes and masks."""
+    from xaibench.datasets.base import DATASETS
+
+    ds = DATASETS.build("synthetic", n_images=n, image_size=size)
+    samples = [ds[i] for i in range(n)]
+    return (torch.stack([s.image for s in samples]), [s.boxes for s in samples],
+            torch.stack([s.mask for s in samples]))
