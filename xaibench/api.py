@@ -209,11 +209,25 @@ def check(runs: Sequence[str | Path], baseline: str | Path, tolerance: float = 0
     return check_runs(list(runs), baseline, tolerance)
 
 
-def report(run_dir: str | Path) -> list[Path]:
-    """Regenerate a run's figures from results.h5 alone (no model needed); return the files."""
+def report(run_dir: str | Path, html: bool = True) -> list[Path]:
+    """Regenerate a run's figures from results.h5 alone (no model needed) and, with `html`, write its
+    self-contained `report.html`; return the files written."""
     from .results.report import make_figures
 
-    return make_figures(run_dir)
+    written = make_figures(run_dir)
+    if html:
+        from .report import render_run
+
+        written.append(render_run(run_dir))
+    return written
+
+
+def compare_html(runs: Sequence[str | Path], out: str | Path) -> Path:
+    """Write the self-contained comparison page of several runs (side by side, differences per
+    explainer and metric, protocol checks) to `out`; return its path."""
+    from .report import render_comparison
+
+    return render_comparison(list(runs), out)
 
 
 def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None):

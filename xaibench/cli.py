@@ -71,8 +71,12 @@ def compare(
     fmt: Annotated[str, typer.Option("--format", help="table | csv | markdown | json")] = "table",
     check: Annotated[Path | None, typer.Option(help="Baseline summary.csv: exit 1 on a regression.")] = None,
     tolerance: Annotated[float, typer.Option(help="Allowed worsening (absolute) before --check fails.")] = 0.02,
+    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML comparison page here.")] = None,
 ) -> None:
-    """Leaderboard over runs; with --check, fail (exit 1) when a metric regressed past the tolerance."""
+    """Leaderboard over runs; with --check, fail (exit 1) when a metric regressed past the tolerance;
+    with --html, also write the comparison page (runs side by side, differences, protocol checks)."""
+    if html is not None:
+        typer.echo(f"wrote {api.compare_html(runs, html)}", err=True)
     if check is None:
         typer.echo(api.leaderboard(runs, sort, fmt))
         return
@@ -111,9 +115,12 @@ def list_(
 
 
 @command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")]) -> None:
-    """Regenerate a run's figures from results.h5 alone (no model needed)."""
-    for path in api.report(run_dir):
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Also write the self-contained report.html.")] = True,
+) -> None:
+    """Regenerate a run's figures and write its report.html from results.h5 and the CSVs (no model needed)."""
+    for path in api.report(run_dir, html):
         typer.echo(str(path))
 
 
