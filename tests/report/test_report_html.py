@@ -148,3 +148,23 @@ def test_comparison_page_differences_and_protocol_checks(small_run, tmp_path):
     checks = doc.by_id("checks").text()
     assert "✗ protocol of insertion" in checks and "steps: 8 → 99" in checks
     assert "✗ protocol of deletion" not in checks and "✓ dataset" in checks
+
+
+@pytest.mark.slow
+def test_cli_report_and_compare_html(small_run, tmp_path):
+    from typer.testing import CliRunner
+
+    from xaibench.cli import app
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    (run / "report.html").unlink()
+    res = CliRunner().invoke(app, ["report", str(run)])
+    assert res.exit_code == 0, res.output
+    assert str(run / "report.html") in res.output and (run / "figures" / "overlays.png").is_file()
+    assert parse((run / "report.html").read_text()).by_id("leaderboard-table")
+    res = CliRunner().invoke(app, ["compare", str(small_run), str(run), "--html", str(tmp_path / "c.html"), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    assert "gradcam,deletion" in res.stdout and len(parse((tmp_path / "c.html").read_text()).by_id("runs-table").find("tr")) == 3
+    res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
+    assert res.exit_code == 2 and "no results.h5" in res.output
