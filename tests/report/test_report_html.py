@@ -168,3 +168,14 @@ def test_cli_report_and_compare_html(small_run, tmp_path):
     assert "gradcam,deletion" in res.stdout and len(parse((tmp_path / "c.html").read_text()).by_id("runs-table").find("tr")) == 3
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
     assert res.exit_code == 2 and "no results.h5" in res.output
+
+
+def test_inlined_images_choose_png_for_flat_pictures_and_jpeg_otherwise():
+    from xaibench.report.images import data_uri
+
+    flat = np.zeros((40, 40, 3), dtype=np.uint8)
+    flat[10:30, 10:30] = (0, 255, 0)
+    noisy = (np.random.default_rng(0).random((40, 40, 3)) * 255).astype(np.uint8)
+    assert data_uri(flat).startswith("data:image/png") and data_uri(noisy).startswith("data:image/jpeg")
+    assert np.array_equal(np.asarray(decode(data_uri(flat)).convert("RGB")), flat)  # PNG: lossless
+    assert decode(data_uri(noisy)).size == (40, 40)

@@ -110,7 +110,7 @@ def header(run: RunData) -> dict[str, Any]:
 def grid_rows(arr: Arrays, n: int = GRID_ROWS) -> np.ndarray:
     """The map grid's images: the first `n` valid rows with an image, at most a third of them from
     one class when there are several (so the class filter has something to show)."""
-    valid = [r for r in arr.preview_rows if arr.target[r] >= 0]
+    valid = [r for r in arr.image_rows if arr.target[r] >= 0]
     per_class: dict[int, int] = {}
     cap = max(n // 3, 1) if len(set(arr.label[valid].tolist())) > 1 else n
     chosen = []
@@ -126,32 +126,33 @@ def grid_rows(arr: Arrays, n: int = GRID_ROWS) -> np.ndarray:
 
 def pictures(run: RunData, arr: Arrays) -> dict[str, Any]:
     """The map grid and the worst images: one data URI per (explainer, image) shown, shared by both."""
-    if arr.thumbs is None:
-        return dict(grid=None, worst={}, uris={})
+    if not len(arr.image_rows):
+        return dict(grid=None, worst={}, uris={}, images={}, ids={})
     grid = grid_rows(arr)
     worst: dict[str, dict[str, list[list[float]]]] = {}
     need: dict[str, set[int]] = {e: set(grid.tolist()) for e in run.explainers}
-    have_image = set(arr.preview_rows.tolist())
+    have_image = set(arr.image_rows.tolist())
     for e, per in arr.scores.items():
         for m, values in per.items():
-            rows = [r for r in worst_rows(values, run.direction(m), WORST) if r in have_image]
-            worst.setdefault(e, {})[m] = [[int(r), round(float(values[r]), 4)] for r in rows]
+            rows = [int(r) for r in worst_rows(values, run.direction(m), WORST) if r in have_image]
+            worst.setdefault(e, {})[m] = [[r, round(float(values[r]), 4)] for r in rows]
             need.setdefault(e, set()).update(rows)
+    shown = arr.images(np.array(sorted(set().union(*need.values())), dtype=np.int64))
     uris: dict[str, str] = {}
     for e, rows in need.items():
-        order = np.array(sorted(rows), dtype=np.int64)
+        order = np.array(sorted(r for r in rows if r in shown), dtype=np.int64)
         maps = arr.maps(e, order)
-        for i, r in enumerate(order):
-            sal = maps[i] if maps is not None else None
-            if sal is None or not np.isfinite(sal).any():
-                continue
-            uris[f"{e}|{r}"] = images.data_uri(images.overlay(arr.thumbs[r], sal, arr.truth[r] if arr.truth is not None else None))
-    image_uris = {int(r): images.data_uri(images.overlay(arr.thumbs[r], None, arr.truth[r] if arr.truth is not None else None))
-                  for r in sorted(set(grid.tolist()) | {r for per in worst.values() for w in per.values() for r, _ in w})}
+        if maps is None:
+            continue
+        for sal, r in zip(maps, order):
+            if np.isfinite(sal).any():
+                image, truth = shown[int(r)]
+                uris[f"{e}|{r}"] = images.data_uri(images.overlay(image, sal, truth))
+    plain = {r: images.data_uri(images.overlay(image, None, truth)) for r, (image, truth) in shown.items()}
     grid_info = [dict(row=int(r), id=str(arr.ids[r]), label=int(arr.label[r]), target=int(arr.target[r]),
-                      image=image_uris[int(r)]) for r in grid]
-    return dict(grid=grid_info, worst=worst, uris=uris, images={str(r): u for r, u in image_uris.items()},
-                ids={str(r): str(arr.ids[r]) for r in image_uris})
+                      image=plain[int(r)]) for r in grid]
+    return dict(grid=grid_info, worst=worst, uris=uris, images={str(r): u for r, u in plain.items()},
+                ids={str(r): str(arr.ids[r]) for r in plain})
 
 
 def curve_data(arr: Arrays) -> dict[str, Any]:
@@ -194,7 +195,7 @@ def render_run(run_dir: str | Path, out: str | Path | None = None) -> Path:
     arr = load_arrays(run)
     pics = pictures(run, arr)
     curves = curve_data(arr)
-    payload = dict(worst=pics["worst"], uris=pics["uris"], images=pics.get("images", {}), ids=pics.get("ids", {}),
+    payload = dict(worst=pics["worst"], uris=pics["uris"], images=pics["images"], ids=pics["ids"],
                    curves=curves["curves"])
     context = dict(
         title=f"xaibench report — {run.name}", version=__version__, header=header(run), board=leaderboard(run),

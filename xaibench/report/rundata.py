@@ -95,21 +95,32 @@ def load_run(folder: str | Path) -> RunData:
 
 @dataclass
 class Arrays:
-    """The per-image arrays a report draws: samples, thumbnails, maps (float32, NaN where not
-    computed), scores and curves, read from results.h5 once."""
+    """The per-image arrays a report draws: samples, scores and curves read from results.h5 once;
+    images (thumbnails, or the preview of older runs) and maps read for the rows shown only."""
 
     label: np.ndarray
     target: np.ndarray
     ids: np.ndarray
-    thumbs: np.ndarray | None  # (N,h,w,3) uint8
-    truth: np.ndarray | None  # (N,h,w) bool
-    preview_rows: np.ndarray  # rows with an image when there are no thumbnails (the preview)
+    image_rows: np.ndarray  # rows that have an image (all with thumbnails, else the preview's)
     scores: dict[str, dict[str, np.ndarray]]
     curves: dict[str, dict[str, np.ndarray]]
     h5_path: Path
 
-    def image(self, row: int) -> np.ndarray | None:
-        return self.thumbs[row] if self.thumbs is not None else None
+    def images(self, rows: np.ndarray) -> dict[int, tuple[np.ndarray, np.ndarray | None]]:
+        """Row → (image (h,w,3) uint8, ground truth (h,w) bool or None) for `rows` among image_rows."""
+        rows = np.array(sorted(set(np.asarray(rows).tolist()) & set(self.image_rows.tolist())), dtype=np.int64)
+        if not len(rows):
+            return {}
+        with h5py.File(self.h5_path, "r") as h5:
+            if keys.thumb("images") in h5:
+                imgs = h5[keys.thumb("images")][rows]
+                truth = h5[keys.thumb("truth")][rows] if keys.thumb("truth") in h5 else [None] * len(rows)
+            else:  # runs made before thumbnails: the preview of the first batch
+                at = {int(r): i for i, r in enumerate(h5["preview/rows"][:])}
+                pick = [at[int(r)] for r in rows]
+                imgs = h5["preview/images"][:][pick]
+                truth = h5["preview/masks"][:][pick] if "preview/masks" in h5 else [None] * len(rows)
+        return {int(r): (imgs[i], truth[i]) for i, r in enumerate(rows)}
 
     def maps(self, explainer: str, rows: np.ndarray) -> np.ndarray | None:
         """Maps of `rows` (sorted) as float32 in their stored units, or None without saved maps."""
@@ -123,30 +134,19 @@ class Arrays:
 
 
 def load_arrays(run: RunData) -> Arrays:
-    """Read samples, thumbnails (or the preview images), scores and curves of `run`."""
+    """Read samples, scores and curves of `run`, and which rows have an image."""
     with h5py.File(run.h5_path, "r") as h5:
         label = h5[keys.sample("label")][:]
         target = h5[keys.sample("target")][:]
         ids = h5[keys.sample("id")].asstr()[:]
-        thumbs = truth = None
-        preview_rows = np.zeros(0, dtype=np.int64)
         if keys.thumb("images") in h5:
-            thumbs = h5[keys.thumb("images")][:]
-            truth = h5[keys.thumb("truth")][:] if keys.thumb("truth") in h5 else None
-        elif "preview/images" in h5:  # runs made before thumbnails: the first images only
-            preview_rows = h5["preview/rows"][:]
-            images = h5["preview/images"][:]
-            thumbs = np.zeros((len(label), *images.shape[1:]), dtype=np.uint8)
-            thumbs[preview_rows] = images
-            if "preview/masks" in h5:
-                truth = np.zeros((len(label), *images.shape[1:3]), dtype=bool)
-                truth[preview_rows] = h5["preview/masks"][:]
+            image_rows = np.arange(len(label))
+        else:
+            image_rows = h5["preview/rows"][:] if "preview/rows" in h5 else np.zeros(0, dtype=np.int64)
         scores = {e: {m: h5["scores"][e][m][:] for m in h5["scores"][e] if ":" not in m}
                   for e in (h5["scores"] if "scores" in h5 else [])}
         curves = {e: {m: h5["curves"][e][m][:] for m in h5["curves"][e]} for e in (h5["curves"] if "curves" in h5 else [])}
-    if thumbs is not None and not len(preview_rows):
-        preview_rows = np.arange(len(label))
-    return Arrays(label, target, ids, thumbs, truth, preview_rows, scores, curves, run.h5_path)
+    return Arrays(label, target, ids, image_rows, scores, curves, run.h5_path)
 
 
 def worst_rows(values: np.ndarray, higher_is_better: bool, k: int = 8) -> np.ndarray:
