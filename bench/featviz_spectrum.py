@@ -3,7 +3,8 @@ steps, the share of each visualization's power below a quarter of Nyquist, the o
 the final class probability, and the time per step as a ratio to the model's forward+backward.
 
     .venv/bin/python bench/featviz_spectrum.py [--model builtin:synthetic-cnn] [--targets 0 1 2 ...]
-                                               [--steps 256] [--seed 0] [--lr A] [--threads 1]
+                                               [--steps 256] [--seed 0] [--lr A ...] [--octaves N ...]
+                                               [--modes both laplacian ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -25,19 +26,21 @@ def main() -> None:
     ap.add_argument("--targets", type=int, nargs="*", default=[])
     ap.add_argument("--steps", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--lr", type=float, default=None, help="step size α (default: FeatvizParams.lr)")
+    ap.add_argument("--lr", type=float, nargs="+", default=[FeatvizParams.lr], help="step sizes α to compare")
+    ap.add_argument("--octaves", type=int, nargs="+", default=[FeatvizParams.octaves], help="octave counts to compare")
+    ap.add_argument("--modes", nargs="+", default=list(PYRAMID_MODES), choices=PYRAMID_MODES)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     model = load_model(args.model)
     rows = []
-    for mode in PYRAMID_MODES:
+    runs = [(mode, lr, octaves) for mode in args.modes for lr in args.lr for octaves in args.octaves]
+    for mode, lr, octaves in runs:
         t0 = time.perf_counter()
-        extra = {} if args.lr is None else {"lr": args.lr}
-        r = visualize(model, args.targets, steps=args.steps, pyramid=mode, seed=args.seed, **extra)
+        r = visualize(model, args.targets, steps=args.steps, pyramid=mode, seed=args.seed, lr=lr, octaves=octaves)
         seconds = time.perf_counter() - t0
         rows.append(dict(
-            pyramid=mode,
+            pyramid=mode, lr=lr, octaves=octaves,
             low_freq_share=float(r.low_freq_share.mean()),
             share_min=float(r.low_freq_share.min()),
             share_max=float(r.low_freq_share.max()),
@@ -53,8 +56,8 @@ def main() -> None:
     for row in rows:
         row["step_over_fwd_bwd"] = row["seconds"] / args.steps / floor
     print(f"model {args.model}, {len(r.targets)} class targets, {args.steps} steps, seed {args.seed}, "
-          f"lr {args.lr or FeatvizParams.lr}, {args.threads} thread(s); share = power below 1/4 Nyquist (DC excluded), mean [min, max] over targets")
-    print(markdown(rows, ["pyramid", "low_freq_share", "share_min", "share_max", "final_logit", "final_prob",
+          f"{args.threads} thread(s); share = power below 1/4 Nyquist (DC excluded), mean [min, max] over targets")
+    print(markdown(rows, ["pyramid", "lr", "octaves", "low_freq_share", "share_min", "share_max", "final_logit", "final_prob",
                           "prob_min", "top1_is_target", "seconds", "step_over_fwd_bwd"]))
 
 

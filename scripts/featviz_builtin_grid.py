@@ -2,7 +2,7 @@
 per class, written as a captioned grid to docs/figures/featviz_builtin.png, plus the full outputs
 (PNGs, history.csv, summary.csv) under --outdir.
 
-    .venv/bin/python scripts/featviz_builtin_grid.py [--steps 256] [--pyramid laplacian] [--seed 0]
+    .venv/bin/python scripts/featviz_builtin_grid.py [--steps 256] [--pyramid both] [--seed 0]
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--model", default="builtin:synthetic-cnn")
     ap.add_argument("--steps", type=int, default=256)
-    ap.add_argument("--pyramid", default="laplacian")
+    ap.add_argument("--pyramid", default=FeatvizParams.pyramid)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--figure", type=Path, default=ROOT / "docs" / "figures" / "featviz_builtin.png")

@@ -187,34 +187,56 @@ def layers(model: str) -> tuple[list[tuple[str, str]], str]:
     return [(name, type(mod).__name__) for name, mod in m.layers().items()], auto
 
 
-def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False) -> str:
-    """The leaderboard over run folders rendered as `table` | `csv` | `markdown` | `json`;
-    `headline` drops sub-scores (`box_iou:hit`, …)."""
-    from .results.compare import headline as drop_subscores
-    from .results.compare import leaderboard as board
-    from .results.compare import render
+def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False,
+                metrics: Sequence[str] | None = None, by: str | None = None, meta: bool = False,
+                alpha: float = 0.05) -> str:
+    """The leaderboard over run folders rendered as `table` | `csv` | `markdown` | `json`: means with
+    rank groups, paired differences, control margins (docs/metrics.md "Leaderboard statistics");
+    `headline` drops sub-scores (`box_iou:hit`, …); `by="class"` the per-class table; `meta` the
+    metrics' agreement and reliability instead."""
+    from .errors import ConfigError
+    from .results import compare, render
 
-    df = board(list(runs), sort)
+    render.check_format(fmt)
+    loaded = compare.load(runs)
+    if meta:
+        return render.render_meta(*compare.meta_tables(runs, metrics, alpha, runs=loaded), fmt)
+    if by is not None:
+        if by != "class":
+            raise ConfigError(f"--by: unknown '{by}'. Valid: class")
+        return render.render_by_class(compare.class_table(runs, metrics, runs=loaded), fmt)
+    df = compare.leaderboard(runs, sort, metrics, alpha, runs=loaded)
     if headline:
-        df = drop_subscores(df)
+        df = compare.headline(df)
         if sort is None and (df["metric"] == "overall").any():
             sort = "overall"
-    return render(df, fmt, sort)
+    return render.render(df, fmt, sort, alpha)
 
 
-def check(runs: Sequence[str | Path], baseline: str | Path, tolerance: float = 0.02):
-    """Regression check of runs against a baseline summary.csv → (regressions, missing pairs)."""
-    from .results.compare import check as check_runs
+def check(runs: Sequence[str | Path], baseline: str | Path, tolerance_se: float = 3.0,
+          tolerance: Sequence[str] | dict[str, float] | None = None, min_n_fraction: float = 0.9):
+    """The CI gate: runs against a baseline summary.csv → CheckResult (`passed`, `reasons`, `table`);
+    `tolerance` holds absolute per-metric tolerances (`deletion=0.01`), other metrics use
+    `tolerance_se` × the baseline's standard error (docs/metrics.md "The CI gate")."""
+    from .results.gate import check as gate
 
-    return check_runs(list(runs), baseline, tolerance)
+    return gate(list(runs), baseline, tolerance_se, tolerance, min_n_fraction)
+
+
+def check_table(result) -> str:
+    """What changed in a CheckResult, as a text table."""
+    from .results.gate import render_check
+
+    return render_check(result)
 
 
 def report(run_dir: str | Path, html: bool = True) -> list[Path]:
-    """Regenerate a run's figures from results.h5 alone (no model needed) and, with `html`, write its
-    self-contained `report.html`; return the files written."""
+    """Regenerate a run's statistics tables (stats/) and figures from its files alone (no model
+    needed) and, with `html`, write its self-contained `report.html`; return the files."""
     from .results.report import make_figures
+    from .results.tables import write_tables
 
-    written = make_figures(run_dir)
+    written = [*write_tables(run_dir), *make_figures(run_dir)]
     if html:
         from .report import render_run
 

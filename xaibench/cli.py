@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated
 
@@ -53,8 +54,10 @@ def run(
     run_dir = api.run(config, set_ or [], out=out, resume=resume, progress=not quiet)
     if not quiet and api.is_main_process():  # under torchrun only rank 0 holds the merged files
         typer.echo(f"\nrun folder: {run_dir}")
-        typer.echo(api.leaderboard([run_dir], headline=True))
+        typer.echo(with_warnings(api.leaderboard, [run_dir], headline=True))
         typer.echo(f"sub-scores, n and protocols: {run_dir / 'summary.csv'}; figures: {run_dir / 'figures'}")
+        typer.echo(f"paired statistics: {run_dir / 'stats'}; which metrics agree and are reliable: "
+                   f"xai compare {run_dir} --meta; per class: --by class")
 
 
 @command()
@@ -67,29 +70,49 @@ def validate(config: ConfigArg, set_: SetOpt = None) -> None:
 @command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders, or folders holding run folders.")],
-    sort: Annotated[str | None, typer.Option(help="Sort rows by this metric (its own direction).")] = None,
+    sort: Annotated[str | None, typer.Option(help="Sort rows by this metric's rank groups and ranks.")] = None,
     fmt: Annotated[str, typer.Option("--format", help="table | csv | markdown | json")] = "table",
-    check: Annotated[Path | None, typer.Option(help="Baseline summary.csv: exit 1 on a regression.")] = None,
-    tolerance: Annotated[float, typer.Option(help="Allowed worsening (absolute) before --check fails.")] = 0.02,
+    metric: Annotated[list[str] | None, typer.Option("--metric", "-m", help="Only this metric; repeat for several.")] = None,
+    by: Annotated[str | None, typer.Option(help="class: per-class means and ranks, one table per metric.")] = None,
+    meta: Annotated[bool, typer.Option("--meta", help="The metrics' agreement (Kendall τ) and reliability instead.")] = False,
+    alpha: Annotated[float, typer.Option(help="Significance level of the rank groups (Holm-adjusted).")] = 0.05,
+    check: Annotated[Path | None, typer.Option(help="Baseline summary.csv: exit 1 when the run fails the gate.")] = None,
+    tolerance_se: Annotated[float, typer.Option(
+        help="--check: allowed worsening as a multiple of the baseline's standard error of the mean.")] = 3.0,
+    tolerance: Annotated[list[str] | None, typer.Option(
+        help="--check: absolute tolerance of one metric, METRIC=VALUE (e.g. deletion=0.01); repeat.")] = None,
+    min_n_fraction: Annotated[float, typer.Option(
+        help="--check: fail when an (explainer, metric)'s n fell below this fraction of the baseline's.")] = 0.9,
     html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML comparison page here.")] = None,
 ) -> None:
-    """Leaderboard over runs; with --check, fail (exit 1) when a metric regressed past the tolerance;
-    with --html, also write the comparison page (runs side by side, differences, protocol checks)."""
+    """Leaderboard over runs with rank groups; --by class, --meta; with --check, the CI gate (exit 1
+    when a baseline pair is missing, n fell, a protocol changed or a mean got worse beyond tolerance);
+    --html also writes the comparison page (runs side by side, differences, protocol checks)."""
     if html is not None:
         typer.echo(f"wrote {api.compare_html(runs, html)}", err=True)
     if check is None:
-        typer.echo(api.leaderboard(runs, sort, fmt))
+        typer.echo(with_warnings(api.leaderboard, runs, sort, fmt, metrics=metric, by=by, meta=meta, alpha=alpha))
         return
-    regressions, missing = api.check(runs, check, tolerance)
-    for name in missing:
-        typer.echo(f"missing from the run: {name}", err=True)
-    if regressions:
-        typer.echo(f"{len(regressions)} regression(s) beyond tolerance {tolerance}:", err=True)
-        for r in regressions:
-            typer.echo(f"  {r}", err=True)
-    if regressions or missing:
+    result = with_warnings(api.check, runs, check, tolerance_se, tolerance, min_n_fraction)
+    typer.echo(api.check_table(result))
+    if not result.passed:
+        typer.echo(f"\nFAILED against {check}: {len(result.reasons)} reason(s)", err=True)
+        for reason in result.reasons:
+            typer.echo(f"  {reason}", err=True)
         raise typer.Exit(1)
-    typer.echo(f"no regression beyond tolerance {tolerance} against {check}")
+    how = ", ".join(sorted(set(result.tolerances.values()))) or "—"
+    typer.echo(f"\npassed against {check} (tolerances: {how})")
+
+
+def with_warnings(fn, *args, **kwargs):
+    """Call fn, printing its warnings as 'warning: …' lines on stderr (no file and line noise)."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = fn(*args, **kwargs)
+    for w in caught:
+        if not issubclass(w.category, DeprecationWarning):
+            typer.echo(f"warning: {w.message}", err=True)
+    return out
 
 
 @command("list")
@@ -119,7 +142,8 @@ def report(
     run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
     html: Annotated[bool, typer.Option("--html/--no-html", help="Also write the self-contained report.html.")] = True,
 ) -> None:
-    """Regenerate a run's figures and write its report.html from results.h5 and the CSVs (no model needed)."""
+    """Regenerate a run's statistics tables (stats/) and figures, and write its report.html, from its
+    files alone (no model needed)."""
     for path in api.report(run_dir, html):
         typer.echo(str(path))
 

@@ -28,7 +28,7 @@ from .metrics import METRICS, ImageMetric, derived_scores
 from .metrics.ordering import image_seeds
 from .models import ModelAdapter, load_model
 from .models.fit import check_classes, check_labels, dataset_options, default_layer
-from .results import keys, provenance, rundir, store
+from .results import keys, provenance, rundir, store, tables
 from .results.provenance import Cost
 from .saliency import EXPLAINERS, Explainer
 
@@ -74,6 +74,7 @@ class Plan:
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
+            "controls": [spec.name for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
         }
 
     def metric_info(self) -> dict[str, dict[str, Any]]:
@@ -147,6 +148,7 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     probe_costs = {name: c for name, c in plan.costs.items() if name.startswith("probe/")}
     provenance.write_run_json(run_dir, "complete", plan.run_fields(), provenance.batch_costs(files, probe_costs),
                               wall=time.perf_counter() - started, world=ranks.world)
+    tables.write_tables(run_dir)  # stats/: rank groups, pairwise tests, per class, agreement, reliability
     if cfg.output.figures:
         from .results import report
 

@@ -26,10 +26,15 @@ def numpy_low_share(images: np.ndarray, cutoff: float = 0.25) -> np.ndarray:
 
 
 def test_objective_rises_on_average(builtin):
-    r = visualize(builtin, [1, 6], steps=40)
+    r = visualize(builtin, [1, 6], steps=40, octaves=1)
     quarters = r.history.mean(1).view(4, 10).mean(1)  # mean over targets, then over 10-step windows
     assert (quarters[1:] > quarters[:-1]).all(), quarters
     assert (r.final_objective > r.history[0]).all()
+    # two octaves: the 20 half-size steps climb (then the full size refines; its jittered φ is noisier)
+    r = visualize(builtin, [1, 6], steps=40)
+    halves = r.history[:20].mean(1).view(2, 10).mean(1)
+    assert halves[1] > halves[0] + 2, halves
+    assert (r.final_objective > r.history[0] + 2).all()
 
 
 def test_laplacian_preconditioning_raises_the_low_frequency_share(builtin):
@@ -44,7 +49,7 @@ def test_laplacian_preconditioning_raises_the_low_frequency_share(builtin):
 @pytest.mark.slow
 @pytest.mark.timeout(900)  # ~1 min on an idle 2-core machine; 300-490 s measured under 5× oversubscription
 def test_class_probability_exceeds_0_9_within_the_default_steps(builtin):
-    r = visualize(builtin, [0, 3, 7])  # defaults: 256 steps, laplacian, jitter, penalties, blur
+    r = visualize(builtin, [0, 3, 7])  # defaults: 256 steps, both pyramids, 2 octaves, jitter, penalties, blur
     assert r.history.shape == (256, 3)
     assert (r.final_prob > 0.9).all(), r.final_prob
     assert (r.final_pred == r.final_pred.new_tensor([0, 3, 7])).all()

@@ -192,3 +192,123 @@ def test_arrays_for_the_run_store(small):
     assert arrays["images"].shape == (2, 3, SIZE, SIZE) and arrays["images"].dtype == np.uint8
     assert list(arrays["summary"].target) == [1, 2] and len(arrays["history"]) == 6
     assert np.allclose(arrays["summary"].final_prob, r.final_prob.numpy())
+
+
+class Linear(nn.Module):
+    """logit_c = Σ W_c ⊙ x (model input): ∂φ/∂pixels = W_c / std, the same at every step."""
+
+    def __init__(self, classes: int = 2, size: int = 8):
+        super().__init__()
+        self.w = nn.Parameter(3.0 * torch.randn(classes, 3, size, size, generator=torch.Generator().manual_seed(0)))
+
+    def forward(self, x):
+        return (x.unsqueeze(1) * self.w).sum((2, 3, 4))
+
+
+def literal_penalty_gradient(x: np.ndarray, centre: float, lp: float, p: float, ltv: float, beta: float) -> np.ndarray:
+    """∂/∂x of λ_p Σ_hw (Σ_c (x − centre)²)^{p/2} + λ_tv Σ_hwc ((x_{h,w+1} − x_{h,w})² + (x_{h+1,w} − x_{h,w})²)^{β/2}
+    (eqs. 5–6 summed over pixels; TV over the pixels that have both neighbours), one pixel at a time."""
+    c_, h_, w_ = x.shape
+    g = np.zeros_like(x)
+    d = x - centre
+    sq = (d ** 2).sum(0)
+    for h in range(h_):
+        for w in range(w_):
+            for c in range(c_):
+                g[c, h, w] += lp * p * (sq[h, w] + 1e-12) ** (p / 2 - 1) * d[c, h, w]
+    for c in range(c_):
+        for h in range(h_ - 1):
+            for w in range(w_ - 1):
+                dx, dy = x[c, h, w + 1] - x[c, h, w], x[c, h + 1, w] - x[c, h, w]
+                coef = ltv * beta * (dx * dx + dy * dy + 1e-8) ** (beta / 2 - 1)
+                g[c, h, w + 1] += coef * dx
+                g[c, h + 1, w] += coef * dy
+                g[c, h, w] -= coef * (dx + dy)
+    return g
+
+
+@pytest.mark.parametrize("p_norm_p", [2.0, 3.0])
+def test_two_steps_equal_the_hand_computed_update(p_norm_p):
+    # eq. 9 normalization, eqs. 5–6 penalties, eqs. 12–13 momentum, computed here pixel by pixel
+    model = ModelAdapter.wrap(Linear(), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=8)
+    start = 0.3 + 0.4 * torch.rand(1, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    kw = dict(lr=0.002, momentum=0.9, p_norm_weight=0.3, p_norm_p=p_norm_p, tv_weight=0.2, tv_beta=1.0)
+    r = visualize(model, [1], steps=2, jitter=0, pyramid="none", blur_every=0, octaves=1, init_images=start, **kw)
+    g = (model.module.w[1] / 0.25).detach().double().numpy()
+    g = g / (g.std(ddof=1) + 1e-8)  # std over the image's gradient values
+    x, v = start[0].double().numpy(), np.zeros((3, 8, 8))
+    for _ in range(2):
+        step = g - literal_penalty_gradient(x, 0.5, 0.3, p_norm_p, 0.2, 1.0)
+        v = 0.9 * v + 0.002 * step
+        x = np.clip(x + v, 0, 1)
+    assert 0 < x.min() and x.max() < 1  # no clipping: every term shows
+    np.testing.assert_allclose(r.images[0].double().numpy(), x, rtol=0, atol=2e-6)
+
+
+def test_paper_defaults():
+    p = FeatvizParams()
+    assert (p.pyramid, p.levels, p.momentum, p.p_norm_p, p.tv_beta, p.octaves) == ("both", 4, 0.9, 2.0, 1.0, 2)
+    assert p.lr == 0.001  # not stated in the paper: the best final logit for `both` (bench/featviz_spectrum.py)
+
+
+def test_inversion_matches_a_given_images_activations(small):
+    target = torch.rand(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(2, 3, SIZE, SIZE)
+    phi, _ = objective_values(small, x, torch.tensor([0, 1]), "inversion", "ident", reference=small.normalize(target))
+    expected = -(x - small.normalize(target)).pow(2).sum((1, 2, 3)) / small.normalize(target).pow(2).sum((1, 2, 3))
+    assert torch.allclose(phi, expected, rtol=1e-5)
+    # at the identity layer, inverting an image means finding that image again
+    r = visualize(small, [], objective="inversion", layer="ident", invert_images=target, steps=40, lr=0.05, jitter=0,
+                  pyramid="none", p_norm_weight=0.0, tv_weight=0.0, blur_every=0, octaves=1)
+    assert r.names == ["ident:image 0", "ident:image 1"] and torch.isnan(r.final_prob).all()
+    assert (r.final_objective > r.history[0]).all() and (r.final_objective > -0.01).all()
+    assert (r.images - target).abs().mean() < 0.05
+    with pytest.raises(ConfigError, match="invert_image"):
+        visualize(small, [], objective="inversion", layer="ident", steps=1)
+    with pytest.raises(ConfigError, match="out of range.*2 images to invert"):
+        visualize(small, [2], objective="inversion", layer="ident", invert_images=target, steps=1)
+
+
+def test_octaves_split_the_steps_and_optimize_a_coarse_change_first(small):
+    from xaibench.featviz.optimize import octave_plan
+
+    assert octave_plan((32, 32), 10, 2, 0.5) == [((16, 16), 5), ((32, 32), 5)]
+    assert octave_plan((128, 96), 7, 3, 0.5) == [((32, 24), 2), ((64, 48), 2), ((128, 96), 3)]
+    assert octave_plan((32, 32), 1, 2, 0.5) == [((32, 32), 1)]  # fewer steps than octaves: full size only
+    start = torch.rand(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(5))
+    kw = dict(objective="unit", layer="ident", steps=2, jitter=0, pyramid="none", p_norm_weight=0.0, tv_weight=0.0,
+              blur_every=0, init_images=start)
+    changed = {}
+    for octaves in (1, 2):
+        r = visualize(small, [0], octaves=octaves, **kw)
+        changed[octaves] = (r.images - start).abs()[0].sum(0) > 1e-6
+        assert r.history.shape == (2, 1)
+    c = SIZE // 2
+    assert changed[1].nonzero().tolist() == [[c, c]]  # full size: only the centre unit's pixel moves
+    rows, cols = changed[2].nonzero().T  # the coarse step moved a blob around it, upsampled
+    assert len(rows) > 4 and rows.min() >= c - 3 and rows.max() <= c + 2 and cols.min() >= c - 3 and cols.max() <= c + 2
+
+
+def test_default_step_preconditions_with_both_pyramids_of_eq_8():
+    # the default pyramid: r(g) = Σ_k LP_k + GP_k (eq. 8) with K = 4, built here from the pyramid
+    # levels (tested against scipy in test_featviz_pyramid.py): each Laplacian band over its std,
+    # plus every Gaussian level expanded back to full size
+    from xaibench.featviz.pyramid import expand_to, gaussian_pyramid, laplacian_pyramid, laplacian_reconstruct
+
+    model = ModelAdapter.wrap(Linear(size=16), mean=(0.5,) * 3, std=(0.25,) * 3, input_size=16)
+    start = 0.3 + 0.4 * torch.rand(1, 3, 16, 16, generator=torch.Generator().manual_seed(3))
+    kw = dict(lr=0.002, jitter=0, p_norm_weight=0.0, tv_weight=0.0, blur_every=0, octaves=1, init_images=start)
+    r = visualize(model, [1], steps=2, **kw)  # pyramid, levels, momentum: the defaults
+    g = (model.module.w[1:2] / 0.25).detach().double()
+    g = g / (g.flatten().std() + 1e-8)
+    bands = [b / (b.flatten().std() + 1e-8) for b in laplacian_pyramid(g, 4)]
+    lap = laplacian_reconstruct(bands)
+    gauss = sum(expand_to(level, (16, 16)) for level in gaussian_pyramid(g, 4))
+    expected, v = start.double(), torch.zeros_like(g)
+    for _ in range(2):
+        v = 0.9 * v + 0.002 * (lap + gauss)
+        expected = (expected + v).clamp(0, 1)
+    assert 0 < expected.min() and expected.max() < 1
+    torch.testing.assert_close(r.images.double(), expected, rtol=0, atol=2e-6)
+    laplacian_only = visualize(model, [1], steps=2, pyramid="laplacian", **kw)  # the option, not eq. 8
+    assert (laplacian_only.images - r.images).abs().max() > 1e-3

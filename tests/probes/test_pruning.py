@@ -57,6 +57,17 @@ def test_weights_mode_zeroes_the_channels_and_restores_bit_identically():
     assert all(torch.equal(before[k], v) for k, v in model.module.state_dict().items())
 
 
+def test_a_conv_layer_prunes_its_batchnorm_too_so_the_channel_stays_zero_downstream():
+    model = vgg_like()  # layers: convs selects the conv module "0" itself; its BatchNorm "1" runs after it
+    conv, bn = producing_conv(model, "0")
+    assert conv is model.module[0] and bn is model.module[1]
+    channels = torch.tensor([2, 5])
+    with pruned(model, "0", channels) as mode, model.capture("2") as cap:
+        assert mode == "weights"
+        model(torch.randn(2, 3, 12, 12))
+        assert (cap.activation[:, channels] == 0).all()  # the BN shift does not bring the channel back
+
+
 def test_residual_block_falls_back_to_zeroing_its_output():
     model = residual()
     assert resolve_mode(model, "2", "auto") == "output"  # the identity path keeps channels alive

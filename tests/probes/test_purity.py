@@ -159,3 +159,41 @@ def test_stage_marks_on_vgg_and_bad_layer_names():
         select_layers(model, ["features.99"])
     with pytest.raises(LayerError, match="feature map"):
         select_layers(model, ["head.1"])  # Flatten: (B,512), no feature map
+
+
+def test_the_class_m_is_the_prediction_not_the_label():
+    # identity head: the prediction of a class-k image is k, and only channel k has a gradient for it,
+    # so every image fires its own channel (purity 1). Labels shifted by one class point the gradient
+    # at a channel that is 0 for the image: M = 0, nothing fires (purity 0).
+    model = wrap(OneHotNet(torch.eye(C), torch.zeros(C), torch.eye(C)))
+    wrong = [Batch(b.images, (b.labels + 1) % C, b.ids, b.index, b.boxes, b.masks, b.errors) for b in balanced_batches()]
+    out = PROBES.build("feature_purity", layers=["act"], sweep=[])(model, wrong)
+    assert out["purity"].purity.tolist() == [pytest.approx(1.0)]
+    assert out["histogram"]["count"].tolist() == [3, 3, 3, 3]
+    by_label = PROBES.build("feature_purity", layers=["act"], sweep=[], target="label")(model, wrong)
+    assert by_label["purity"].purity.tolist() == [0.0] and by_label["histogram"]["count"].tolist() == [0, 0, 0, 0]
+
+
+def test_convs_measures_every_convolution_of_a_resnet_like_the_paper():
+    from torchvision.models import resnet18
+
+    torch.manual_seed(0)
+    model = ModelAdapter.wrap(resnet18(weights=None, num_classes=4), input_size=64)
+    convs = select_layers(model, "convs")
+    names = [b.name for b in convs]
+    blocks = [f"layer{i}.{j}.conv{k}" for i in range(1, 5) for j in range(2) for k in (1, 2)]
+    downsample = [f"layer{i}.0.downsample.0" for i in (2, 3, 4)]
+    assert names[0] == "conv1" and set(names) == {"conv1", *blocks, *downsample} and len(names) == 20
+    assert names.index("layer2.0.downsample.0") == names.index("layer2.0.conv2") + 1  # execution order
+    assert [(b.name, b.stage) for b in convs if b.stage] == [
+        ("conv1", "C1"), ("layer1.1.conv2", "C2"), ("layer2.1.conv2", "C3"), ("layer3.1.conv2", "C4"),
+        ("layer4.1.conv2", "C5")]
+    images = torch.rand(4, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    data = [Batch(images, torch.zeros(4, dtype=torch.long), ["a"] * 4, torch.arange(4), [None] * 4, None, [None] * 4)]
+    out = FeaturePurity(layers="convs", sweep=[])(model, data)
+    table = out["purity"].set_index("layer")
+    assert list(table.index) == names and table.loc["layer1.1.conv1", "channels"] == 64
+    alone = FeaturePurity(layers=["layer1.1.conv1", "layer4.1.conv2"], sweep=[])(model, data)["histogram"]
+    both = out["histogram"][out["histogram"].layer.isin(["layer1.1.conv1", "layer4.1.conv2"])]
+    assert alone["count"].tolist() == both["count"].tolist()
+    assert select_layers(model, "blocks") == select_layers(model, "auto")

@@ -65,7 +65,7 @@ def test_batched_channels_equal_one_channel_at_a_time_and_captum_guided_backprop
     model = wrap(small_cnn())
     x = model.normalize(torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)))
     channels = torch.tensor([3, 0, 7, 1, 1, 5, 2, 6, 4])  # any order, a repeat
-    for objective in ("sum", "mean", "max"):
+    for objective in ("activation", "sum", "mean", "max"):
         batched = channel_visualizations(model, x[1:], "4", channels, objective)
         single = torch.cat([channel_visualizations(model, x[1:], "4", channels[i:i + 1], objective)
                             for i in range(len(channels))])
@@ -77,6 +77,15 @@ def test_batched_channels_equal_one_channel_at_a_time_and_captum_guided_backprop
     for k in (0, 3, 7):
         ref = oracle.attribute(x[:1].clone(), neuron_selector=lambda out, k=k: out[:, k].sum((1, 2)))
         assert torch.allclose(ours[k:k + 1], ref, atol=1e-6, rtol=1e-5)
+    # the default objective starts from the channel's own activation, the other channels zeroed
+    # (thesis Fig. 3-4): Captum with the objective Σ A_k · stop_gradient(A_k) has exactly that seed
+    own = channel_visualizations(model, x[:1], "5", torch.arange(8))
+    for k in (0, 3, 7):
+        ref = oracle.attribute(x[:1].clone(), neuron_selector=lambda out, k=k: (out[:, k] * out[:, k].detach()).sum((1, 2)))
+        assert torch.allclose(own[k:k + 1], ref, atol=1e-6, rtol=1e-5)
+    live = ours.flatten(1).abs().amax(1) > 0
+    assert not torch.allclose(own[live] / own[live].flatten(1).norm(dim=1).view(-1, 1, 1, 1),
+                              ours[live] / ours[live].flatten(1).norm(dim=1).view(-1, 1, 1, 1), atol=1e-3)
     # the logit objective (method 2's φ) against Captum's GuidedBackprop
     from captum.attr import GuidedBackprop
     phi = guided_gradients(model, x, torch.tensor([0, 2]))
@@ -150,8 +159,13 @@ def test_probe_tables_dead_channel_grids_pruning_and_figures(tmp_path):
     assert out["grids"].shape == (2, 2, 16, 16, 16, 3) and out["grids"].dtype.name == "uint8"
     idx = out["grid_index"]
     top = idx[(idx.layer == "5") & (idx["class"] == 0) & (idx["rank"] == "top")]
+    bottom = idx[(idx.layer == "5") & (idx["class"] == 0) & (idx["rank"] == "bottom")]
     ref = sim[(sim.layer == "5") & (sim["class"] == 0) & (sim.average == "simple") & (sim.method == 1)]
-    assert top.similarity.tolist() == sorted(ref.similarity, reverse=True)[:8]
+    live = ref[~ref.dead]
+    assert len(live) == 7 and 3 not in set(idx[idx.layer == "5"].channel)  # the dead channel is in no grid
+    assert top.similarity.tolist() == sorted(live.similarity, reverse=True)[:7] and top.slot.tolist() == list(range(7))
+    assert bottom.similarity.tolist() == sorted(live.similarity)[:7] and bottom.slot.tolist() == list(range(8, 15))
+    assert (out["grids"][1, 0, [7, 15]] == 128).all()  # the slots left for lack of a live channel stay grey
     prune = out["pruning"].set_index("layer")
     assert list(prune["mode"]) == ["weights", "weights"]
     assert prune.loc["5", "pruned"] == round(0.4 * 8) and (prune.sim_top >= prune.sim_bottom).all()
@@ -168,3 +182,77 @@ def test_bad_parameters_raise_config_errors():
         PROBES.build("neuron_similarity", averages=["median"])
     with pytest.raises(ConfigError, match="must be one of averages"):
         PROBES.build("neuron_similarity", averages=["data-max"])
+
+
+def test_defaults_follow_the_thesis():
+    p = PROBES.get("neuron_similarity").params
+    assert p["objective"][1] == "activation"  # Fig. 3-4: the channel's own activation, the others zeroed
+    assert p["averages"][1] == ["simple", "data-max", "data-min"]  # `network` is reference only (§3.2.3)
+    assert p["reference"][1] == "model_input" and p["prune_fraction"][1] == 0.4 and p["prune_average"][1] == "simple"
+
+
+def test_method_one_compares_with_the_model_input_tensor_or_with_the_pixel_image():
+    net = small_cnn()
+    model = ModelAdapter.wrap(net, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3), input_size=16)
+    data, _, _ = batches()
+    avgs, classes, _ = class_average_images(model, data, ["simple"])
+    sims = {}
+    for reference in ("model_input", "pixels"):
+        probe = PROBES.build("neuron_similarity", averages=["simple"], methods=[1], grid_classes=0, prune=False,
+                             reference=reference)
+        table = probe(model, data)["similarity"]
+        sims[reference] = table[(table.layer == "5") & (table["class"] == 1)].similarity.to_numpy()
+    pixels = avgs[0, 1:2]
+    vis = channel_visualizations(model, model.normalize(pixels), "5", torch.arange(8))
+    expected = {"model_input": cosine_and_dead(model.normalize(pixels), vis)[0],
+                "pixels": cosine_and_dead(pixels, vis)[0]}
+    for reference in sims:
+        assert torch.allclose(torch.from_numpy(sims[reference]), expected[reference], atol=1e-6)
+    assert abs(sims["model_input"] - sims["pixels"]).max() > 0.05
+
+
+class ChannelVote(nn.Module):
+    """Five one-hot input channels → `conv` (identity 1×1) → ReLU (`act`) → mean → logits: class j
+    reads channel j (weight 1), a sixth class has bias 0.5. An image of class j (channel j = 1)
+    is right unless channel j is pruned; then class 5 wins."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(5, 5, 1)
+        self.act = nn.ReLU()
+        self.fc = nn.Linear(5, 6)
+        with torch.no_grad():
+            self.conv.weight.copy_(torch.eye(5).view(5, 5, 1, 1))
+            self.conv.bias.zero_()
+            self.fc.weight.copy_(torch.cat([torch.eye(5), torch.zeros(1, 5)]))
+            self.fc.bias.copy_(torch.tensor([0, 0, 0, 0, 0, 0.5]))
+
+    def forward(self, x):
+        return self.fc(self.act(self.conv(x)).mean((2, 3)))
+
+
+def test_pruning_ranks_by_the_mean_over_classes_and_measures_these_accuracies():
+    from xaibench.models.layers import select_layers
+
+    model = ModelAdapter.wrap(ChannelVote(), mean=(0.0,) * 5, std=(1.0,) * 5, input_size=4, channels=5)
+    labels = torch.tensor([j for j in range(5) for _ in range(2 ** j)])  # 1, 2, 4, 8, 16 images of class 0…4
+    images = torch.zeros(len(labels), 5, 4, 4)
+    images[torch.arange(len(labels)), labels] = 1.0
+    data = [Batch(images[s:s + 8], labels[s:s + 8], ["x"] * 8, torch.arange(8), [None] * 8, None, [None] * 8)
+            for s in range(0, len(labels), 8)]
+    # similarities of the 5 channels to 3 class averages; the mean over classes ranks
+    # channels 1 (0.533), 4 (0.433) on top and 0 (0.3), 2 (0.367) at the bottom, unlike class 0
+    # alone (top 0, 2) or the maximum over classes (top 0, 3)
+    sims = torch.tensor([[0.9, 0.1, 0.5, 0.2, 0.3],
+                         [0.0, 0.8, 0.4, 0.1, 0.8],
+                         [0.0, 0.7, 0.2, 0.9, 0.2]])
+    probe = PROBES.build("neuron_similarity", averages=["simple"], methods=[1], prune_fraction=0.4)
+    layers = select_layers(model, ["act"])
+    table = probe.pruning(model, data, ["simple"], layers, {"act": {1: sims}})
+    row = table.iloc[0]
+    assert (row.pruned, row["mode"]) == (2, "weights")
+    assert row.acc_unpruned == 1.0
+    assert row.acc_top == pytest.approx(1 - (2 + 16) / 31)  # channels 1 and 4 pruned: their 18 images are lost
+    assert row.acc_bottom == pytest.approx(1 - (1 + 4) / 31)  # channels 0 and 2
+    assert row.top_minus_bottom == pytest.approx(-13 / 31)
+    assert row.sim_top == pytest.approx((1.6 / 3 + 1.3 / 3) / 2) and row.sim_bottom == pytest.approx((0.3 + 1.1 / 3) / 2)

@@ -115,7 +115,7 @@ def test_controls_and_rank_groups_are_shown_when_summary_has_them(small_run, tmp
     summary = pd.read_csv(run / "summary.csv")
     control = summary[summary.explainer == "gradcam"].assign(explainer="random", mean=lambda d: d["mean"] - 0.5)
     summary = pd.concat([summary, control], ignore_index=True)
-    summary["rank_group"] = np.where(summary.explainer == "random", "C", "A")
+    summary["group"] = np.where(summary.explainer == "random", "C", "A")
     summary["p_value"] = 0.0123
     summary.to_csv(run / "summary.csv", index=False)
     doc = parse(render_run(run).read_text())

@@ -1,5 +1,6 @@
 """MSG-CAM (docs/methods.md §MSG-CAM) on hand-built models with known answers, against a literal
-per-channel, per-image implementation of the spec, with the fallback and batch independence."""
+per-channel, per-image implementation of Algorithm 1 (also on a strided model with coarse feature
+maps), with the class choice, the raw/normalized group masks, the fallback and batch independence."""
 
 import math
 
@@ -50,10 +51,32 @@ def model(k=5):
     return ModelAdapter.wrap(RegionMass(k), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=32, name="region")
 
 
-def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma):
-    """docs/methods.md §MSG-CAM read literally for one image: full-resolution ΣA, ΣG, per-channel masks."""
+class Strided(nn.Module):
+    """Random conv(stride 2) → ReLU → conv(stride 2) → ReLU ("features", 1/4 resolution: coarse maps
+    whose bilinear upsampling is not the identity) → global average pooling → linear."""
+
+    def __init__(self, k=6, classes=3):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.ReLU(),
+                                      nn.Conv2d(8, k, 3, stride=2, padding=1), nn.ReLU())
+        self.fc = nn.Linear(k, classes)
+        torch.manual_seed(5)
+        for p in self.parameters():
+            nn.init.normal_(p, std=0.5)
+
+    def forward(self, x):
+        return self.fc(self.features(x).mean((2, 3)))
+
+
+def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma, group_masks="raw"):
+    """Algorithm 1 of the thesis (docs/methods.md §MSG-CAM) read literally for one image: c = top-1
+    of F(x0) when `c` is None (line 1), full-resolution ΣA, ΣG, per-channel masks, and the raw
+    group mask M_r summed into the map (line 25) unless `group_masks="normalized"`."""
     h0, w0 = x0.shape[-2:]
     xb = gaussian_blur(x0[None], kernel, sigma)
+    if c is None:
+        with torch.no_grad():
+            c = int(m(x0[None]).argmax(1))
     sum_a = sum_g = 0
     t_max = 0
     records = []
@@ -76,9 +99,9 @@ def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma):
         for r in range(math.ceil(m_k.shape[0] / g)):
             mr = torch.relu(m_k[r * g:(r + 1) * g].sum(0))
             span = mr.max() - mr.min()
-            mr = (mr - mr.min()) / span if span > 0 else torch.zeros_like(mr)
-            xr = x0 * mr + xb[0] * (1 - mr)
-            out += (m(xr[None])[0, c] - base) * mr
+            mr_norm = (mr - mr.min()) / span if span > 0 else torch.zeros_like(mr)
+            xr = x0 * mr_norm + xb[0] * (1 - mr_norm)
+            out += (m(xr[None])[0, c] - base) * (mr if group_masks == "raw" else mr_norm)
     return torch.relu(out)
 
 
@@ -108,14 +131,54 @@ def test_equals_the_literal_spec_with_k_not_divisible_by_g(k, g):
         torch.testing.assert_close(ours[i], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
 
+@pytest.mark.parametrize("group_masks", ["raw", "normalized"])
+def test_equals_the_literal_algorithm_on_a_strided_model_with_coarse_maps(group_masks):
+    net = Strided()
+    m = ModelAdapter.wrap(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=32, name="strided")
+    x = torch.randn(3, 3, 32, 32, generator=torch.Generator().manual_seed(4))
+    params = dict(scales=3, max_size=48, group_size=4, blur_kernel=11, blur_sigma=5.0)  # 32, 48, 64 px: 8, 12, 16 maps
+    with torch.no_grad():
+        top1 = m(x).argmax(1)
+    run_target = (top1 + 1) % 3  # the run's target is never the top-1: ignored by default (line 1)
+    explainer = EXPLAINERS.build("msgcam", **params, group_masks=group_masks)
+    ours = explainer(m, x, run_target)
+    assert explainer.diagnostics["class"].tolist() == top1.float().tolist()
+    assert explainer.diagnostics["fallback"].tolist() == [0.0] * 3  # scale 1 is always valid for the top-1
+    for i in range(3):
+        ref = spec_msgcam(m, x[i], None, params["scales"], params["max_size"], params["group_size"],
+                          params["blur_kernel"], params["blur_sigma"], group_masks)
+        assert ref.max() > 0
+        torch.testing.assert_close(ours[i], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def test_raw_and_normalized_group_masks_give_different_maps():
+    m = ModelAdapter.wrap(Strided(k=12), mean=(0.0,) * 3, std=(1.0,) * 3, input_size=32, name="strided")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    t = torch.zeros(2, dtype=torch.long)
+    raw = EXPLAINERS.build("msgcam", **dict(PARAMS, group_size=3))(m, x, t)
+    norm = EXPLAINERS.build("msgcam", **dict(PARAMS, group_size=3), group_masks="normalized")(m, x, t)
+    assert not torch.allclose(raw, norm, rtol=1e-2, atol=1e-3 * float(raw.abs().max()))
+
+
+def test_target_class_run_uses_the_run_target_and_top1_ignores_it():
+    m, x = model(), two_patches(1)
+    top1 = EXPLAINERS.build("msgcam", **PARAMS)
+    assert torch.equal(top1(m, x, torch.tensor([1])), top1(m, x, torch.tensor([0])))  # c = top-1 = 0 either way
+    assert top1.diagnostics["class"].tolist() == [0.0]
+    run = EXPLAINERS.build("msgcam", **PARAMS, target_class="run")
+    maps = run(m, x, torch.tensor([1]))
+    assert run.diagnostics["class"].tolist() == [1.0] and run.diagnostics["fallback"].tolist() == [1.0]
+    assert not torch.equal(maps, top1(m, x, torch.tensor([1])))
+
+
 def test_class_top1_at_no_scale_takes_the_single_scale_fallback():
     m, x = model(), two_patches(2)
     target = torch.tensor([1, 0])  # class 1 is never top-1
-    explainer = EXPLAINERS.build("msgcam", **PARAMS)
+    explainer = EXPLAINERS.build("msgcam", **PARAMS, target_class="run")
     maps = explainer(m, x, target)
     assert explainer.diagnostics["fallback"].tolist() == [1.0, 0.0]
     assert explainer.diagnostics["valid_scales"].tolist() == [1.0, 3.0]
-    one_scale = EXPLAINERS.build("msgcam", **dict(PARAMS, scales=1))(m, x[:1], target[:1])
+    one_scale = EXPLAINERS.build("msgcam", **dict(PARAMS, scales=1), target_class="run")(m, x[:1], target[:1])
     torch.testing.assert_close(maps[:1], one_scale)
     ref = spec_msgcam(m, x[0], 1, 3, 48, 2, 11, 5.0)
     torch.testing.assert_close(maps[0], ref, rtol=1e-4, atol=1e-6)
@@ -125,7 +188,7 @@ def test_batch_gives_the_maps_of_its_images_one_by_one():
     m = model()
     x = two_patches(3) + 0.2 * torch.rand(3, 3, 32, 32, generator=torch.Generator().manual_seed(1))
     target = torch.tensor([0, 1, 0])
-    explainer = EXPLAINERS.build("msgcam", **PARAMS, chunk_size=3, scale_batch=2)
+    explainer = EXPLAINERS.build("msgcam", **PARAMS, chunk_size=3, scale_batch=2, target_class="run")
     both = explainer(m, x, target)
     for i in range(3):
         torch.testing.assert_close(both[i:i + 1], explainer(m, x[i:i + 1], target[i:i + 1]), rtol=1e-5, atol=1e-7)
@@ -144,9 +207,9 @@ def test_pass_count_matches_the_spec_formula():
 def test_defaults_are_the_spec_and_bad_values_are_config_errors():
     p = EXPLAINERS.get("msgcam").params
     assert {k: p[k][1] for k in ("scales", "max_size", "group_size", "blur_kernel", "blur_sigma", "score",
-                                 "denoise_sigma", "layer")} == dict(
+                                 "denoise_sigma", "layer", "group_masks", "target_class")} == dict(
         scales=5, max_size=500, group_size=16, blur_kernel=51, blur_sigma=50.0, score="logit", denoise_sigma=0.0,
-        layer="auto")
+        layer="auto", group_masks="raw", target_class="top1")
     assert scale_sizes((224, 224), 5, 500) == [(224, 224), (324, 324), (424, 424), (524, 524), (624, 624)]
     with pytest.raises(ConfigError, match="group_size: must be >= 1, got 0"):  # at build time, before any model call
         EXPLAINERS.build("msgcam", group_size=0)

@@ -12,9 +12,10 @@ from xaibench.models.adapter import ModelAdapter
 from xaibench.saliency.base import EXPLAINERS
 
 
-def literal_cfcam(model, x, target, layer_module, kernel, sigma, score="softmax", canonizers=None):
-    """Algorithm 1 of the spec, one image and one channel at a time, no skipping, R_c and R_dual
-    from two separate Zennit backward passes."""
+def literal_cfcam(model, x, target, layer_module, kernel, sigma, score="softmax", canonizers=None, relu=False):
+    """Algorithm 1 (docs/methods.md §CF-CAM), one image and one channel at a time, no skipping,
+    R_c and R_dual from two separate Zennit backward passes; L returned without a ReLU (step 4)
+    unless `relu`."""
     net = model.module
     maps = []
     for i in range(x.shape[0]):
@@ -49,7 +50,7 @@ def literal_cfcam(model, x, target, layer_module, kernel, sigma, score="softmax"
                 span = up.max() - up.min()
                 mk = (up - up.min()) / span if span > 0 else torch.zeros_like(up)
                 total += (f(xi * mk + xb * (1 - mk)) - base) * mk
-        maps.append(torch.relu(total))
+        maps.append(torch.relu(total) if relu else total)
     return torch.stack(maps)
 
 
@@ -64,7 +65,9 @@ def test_cfcam_equals_the_literal_algorithm_and_counts_passes():
     used = model.counter.since(before)
     ref = literal_cfcam(model, x, t, model.module.relu3, 7, 3.0, canonizers=[SequentialMergeBatchNorm()])
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-7)
-    assert ours.max() > 0
+    assert ours.max() > 0 and ours.min() < 0  # Algorithm 1 returns L signed: no final ReLU by default
+    relu = EXPLAINERS.build("cfcam", layer="relu3", blur_kernel=7, blur_sigma=3.0, chunk_size=5, relu=True)
+    assert torch.equal(relu(model, x, t), torch.relu(ours))
     live = int(cf.diagnostics["channels_scored"].sum())
     assert 0 < live <= 3 * 12
     assert used["forward_images"] == 3 + live + 3  # LRP forward, one per non-constant channel, blurred baseline
@@ -132,3 +135,81 @@ def test_cfcam_refuses_a_layer_with_1x1_maps():
     with pytest.raises(LayerError, match="1×1"):
         EXPLAINERS.build("cfcam", layer="relu3", blur_kernel=3, blur_sigma=1.0)(model, torch.randn(1, 3, 2, 2),
                                                                                torch.tensor([0]))
+
+
+def pooled_net(functional: bool) -> ModelAdapter:
+    """Bias-free conv → ReLU → conv → ReLU → global mean → linear, the same weights either way: as an
+    nn.Sequential with an AdaptiveAvgPool2d module, or with the mean written in `forward` (`h.mean`)."""
+    torch.manual_seed(0)
+    layers = [nn.Conv2d(3, 6, 3, padding=1, bias=False), nn.ReLU(), nn.Conv2d(6, 8, 3, padding=1, bias=False),
+              nn.ReLU()]
+    head = nn.Linear(8, 4, bias=False)
+    with torch.no_grad():
+        head.weight.abs_()  # positive logits, so the relevance started from them is a positive amount
+
+    class FunctionalMean(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(*layers)
+            self.fc = head
+
+        def forward(self, x):
+            return self.fc(self.features(x).mean((2, 3)))
+
+    if functional:
+        return ModelAdapter.wrap(FunctionalMean(), input_size=8)
+    net = nn.Sequential(nn.Sequential(*layers), nn.AdaptiveAvgPool2d(1), nn.Flatten(), head)
+    return ModelAdapter.wrap(net, input_size=8)
+
+
+def half_black(n=2):
+    """Random images whose right half is 0: there every first-layer output is 0, and so is every
+    second-layer input of a receptive field that lies entirely in that half."""
+    x = torch.randn(n, 3, 8, 8, generator=torch.Generator().manual_seed(1))
+    x[..., 4:] = 0
+    return x
+
+
+def test_relevance_is_conserved_through_a_pooling_module_in_a_sequential_model():
+    from xaibench.saliency.lrp import make_composite, relevance
+
+    model, x, t = pooled_net(functional=False), half_black(), torch.tensor([0, 1])
+    composite = make_composite("epsilon_plus", model, x, 1e-9, 0.25, "none")
+    with torch.no_grad():
+        logit = model(x)[[0, 1], [0, 1]]
+    for layer in ("0.3", "0.1"):  # after the second and the first ReLU
+        rel, acts = relevance(model, x, t, composite, scale="logit", layer=layer)
+        torch.testing.assert_close(rel.sum((1, 2, 3)), logit, rtol=1e-4, atol=0)  # Σ R = the logit, per image
+        assert (rel[acts == 0] == 0).all()  # no relevance on a zero activation
+    rel, acts = relevance(model, x, t, composite, scale="logit", layer="0.3")
+    live = acts > 0
+    ratio = rel[live] / acts[live]  # the pooling module's Norm rule: R ∝ A within a channel
+    per_channel = torch.zeros_like(rel)
+    per_channel[live] = ratio
+    for b, k in live.any((2, 3)).nonzero().tolist():
+        vals = per_channel[b, k][live[b, k]]
+        torch.testing.assert_close(vals, vals.mean().expand_as(vals), rtol=1e-4, atol=0)
+    contrast, _ = relevance(model, x, t, composite, contrastive=True, scale="one", layer="0.1")
+    assert contrast.sum((1, 2, 3)).abs().max() < 1e-5  # R_c − R_dual starts from 1 − 1 = 0 and stays 0
+
+
+def test_relevance_is_not_conserved_through_a_functional_mean():
+    from xaibench.saliency.lrp import make_composite, relevance
+
+    model, x, t = pooled_net(functional=True), half_black(), torch.tensor([0, 1])
+    composite = make_composite("epsilon_plus", model, x, 1e-9, 0.25, "none")
+    with torch.no_grad():
+        logit = model(x)[[0, 1], [0, 1]]
+    rel, acts = relevance(model, x, t, composite, scale="logit", layer="features.3")
+    # the mean gets no rule, only its gradient 1/hw: every position of a channel gets the same
+    # relevance, zero activations included (for CF-CAM, R_k ⊙ A_k is then ∝ A_k, not ∝ A_k²)
+    assert (rel[acts == 0] > 0).any()
+    torch.testing.assert_close(rel, rel[..., :1, :1].expand_as(rel))
+    torch.testing.assert_close(rel.sum((1, 2, 3)), logit, rtol=1e-4, atol=0)
+    # the part that lands where the second conv has no input is lost one layer down
+    lower, _ = relevance(model, x, t, composite, scale="logit", layer="features.1")
+    assert (lower.sum((1, 2, 3)) < 0.9 * logit).all()
+    module = pooled_net(functional=False)
+    lower_module, _ = relevance(module, x, t, make_composite("epsilon_plus", module, x, 1e-9, 0.25, "none"),
+                                scale="logit", layer="0.1")
+    torch.testing.assert_close(lower_module.sum((1, 2, 3)), logit, rtol=1e-4, atol=0)

@@ -23,22 +23,28 @@ __all__ = [
 
 
 def visualize(model: ModelAdapter, targets: list[int] | tuple[int, ...] = (), objective: str = "class",
-              steps: int = 256, *, init_images: Tensor | None = None, **params: Any) -> VizResult:
+              steps: int = 256, *, init_images: Tensor | None = None, invert_images: Tensor | None = None,
+              **params: Any) -> VizResult:
     """Synthesize one image per target that maximizes `objective` (`class` logit, `channel` mean
-    or centre `unit` of a channel at `layer`), optimized in pixel space [0,1] and clipped to it
-    (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). `params` are FeatvizParams fields; `init_images`
-    ((1 or T,3,H,W) pixels in [0,1]) replaces the noise start, e.g. a class-average image.
-    Returns a VizResult: .images (T,3,H,W) pixels, .history (steps,T), .final_prob (T,), …"""
+    or centre `unit` of a channel at `layer`, or `inversion`: match the activations at `layer` of
+    each of `invert_images`), optimized in pixel space [0,1] and clipped to it (Tao, Fu, Zhu &
+    Wang 2017; docs/methods.md §Pyramid activation maximization). `params` are FeatvizParams
+    fields; `init_images` ((1 or T,3,H,W) pixels in [0,1]) replaces the noise start, e.g. a
+    class-average image; `invert_images` ((N,3,H,W) pixels) are the images to invert (targets:
+    their indices, [] = all). Returns a VizResult: .images (T,3,H,W) pixels, .history (steps,T),
+    .final_prob (T,), …"""
     values = dict(params, targets=list(targets), objective=objective, steps=steps)
     if init_images is not None:
         values.setdefault("init", "image")
-    return optimize(model, FeatvizParams.from_dict(values, where="visualize"), init_images=init_images)
+    return optimize(model, FeatvizParams.from_dict(values, where="visualize"), init_images=init_images,
+                    invert_images=invert_images)
 
 
 def run_visualize(model: ModelAdapter, params: FeatvizParams, outdir: str | Path,
-                  init_images: Tensor | None = None) -> VizResult:
+                  init_images: Tensor | None = None, invert_images: Tensor | None = None) -> VizResult:
     """`visualize` with `params`, then write PNGs, grid.png, history.csv and summary.csv to `outdir`
-    (docs/methods.md §Pyramid activation maximization "Outputs"; a run also stores `VizResult.arrays()` in results.h5)."""
-    result = optimize(model, params, init_images=init_images)
+    (Tao et al. 2017; docs/methods.md §Pyramid activation maximization "Outputs"; a run also
+    stores `VizResult.arrays()` in results.h5)."""
+    result = optimize(model, params, init_images=init_images, invert_images=invert_images)
     write_outputs(result, outdir)
     return result

@@ -1,5 +1,6 @@
 """What activation maximization maximizes: a class logit, a channel's mean activation at a layer,
-or the centre unit of a channel — one target per batch row (docs/methods.md §Pyramid activation maximization "Objective").
+the centre unit of a channel, or (feature inversion) the closeness of a layer's activations to a
+given image's — one target per batch row (docs/methods.md §Pyramid activation maximization "Objective").
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from torch import Tensor
 from ..errors import ConfigError, LayerError
 from ..models.adapter import ModelAdapter
 
-Objective = Literal["class", "channel", "unit"]
-OBJECTIVES: tuple[str, ...] = ("class", "channel", "unit")
+Objective = Literal["class", "channel", "unit", "inversion"]
+OBJECTIVES: tuple[str, ...] = ("class", "channel", "unit", "inversion")
 
 
 def select_units(acts: Tensor, targets: Tensor, objective: str) -> Tensor:
@@ -32,11 +33,21 @@ def select_units(acts: Tensor, targets: Tensor, objective: str) -> Tensor:
     raise ConfigError(f"unknown objective '{objective}'. Valid: {', '.join(OBJECTIVES)}")
 
 
+def inversion_values(acts: Tensor, reference: Tensor) -> Tensor:
+    """(B,) φ = −‖φ(x) − φ_0‖² / ‖φ_0‖², the negated normalized loss of feature inversion (Tao et
+    al. 2017 eq. 4, after Mahendran & Vedaldi 2015): 0 when the activations match exactly."""
+    diff = (acts.float() - reference.float()).flatten(1).pow(2).sum(1)
+    return -diff / reference.float().flatten(1).pow(2).sum(1).clamp_min(torch.finfo(torch.float32).tiny)
+
+
 def objective_values(model: ModelAdapter, x: Tensor, targets: Tensor, objective: str,
-                     layer: str | None, class_score: str = "logit") -> tuple[Tensor, Tensor]:
+                     layer: str | None, class_score: str = "logit",
+                     reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
     """One forward of the model-input batch `x`: ((B,) objective values φ_b(x_b), (B,N) logits).
     `class` is the pre-softmax logit F_c (Simonyan et al. 2014), or with `class_score="log_softmax"`
-    log P_c, which also pushes the other classes down; `channel`/`unit` read `layer`."""
+    log P_c, which also pushes the other classes down; `channel`/`unit` read `layer`;
+    `inversion` compares `layer`'s activations with `reference` (B,…), those of the images to
+    invert (Tao et al. 2017 eqs. 2–4)."""
     if objective == "class":
         logits = model(x)
         scores = logits.log_softmax(1) if class_score == "log_softmax" else logits
@@ -46,6 +57,10 @@ def objective_values(model: ModelAdapter, x: Tensor, targets: Tensor, objective:
     with model.capture(layer) as cap:
         logits = model(x)
         acts = cap.activation
+    if objective == "inversion":
+        if reference is None:
+            raise ConfigError("objective 'inversion' needs the activations of the images to invert")
+        return inversion_values(acts, reference), logits
     return select_units(acts, targets, objective), logits
 
 
@@ -61,6 +76,8 @@ def target_count(model: ModelAdapter, objective: str, layer: str | None) -> tupl
     with torch.no_grad(), model.capture(name) as cap:
         model(blank)
     acts = cap.activation
+    if objective == "inversion":
+        return 0, name  # one target per image to invert, counted by the caller
     if acts.dim() not in (2, 4):
         raise LayerError(f"layer '{name}' outputs shape {tuple(acts.shape)}; objective '{objective}' needs "
                          "(B,K,h,w) or (B,D) activations")
@@ -73,6 +90,7 @@ def check_targets(targets: list[int], count: int, objective: str, layer: str | N
         return list(range(count))
     bad = [t for t in targets if not 0 <= int(t) < count]
     if bad:
-        what = "classes" if objective == "class" else f"channels at layer '{layer}'"
+        what = ("classes" if objective == "class" else "images to invert" if objective == "inversion"
+                else f"channels at layer '{layer}'")
         raise ConfigError(f"featviz targets {bad} out of range: the model has {count} {what} (valid 0..{count - 1})")
     return [int(t) for t in targets]

@@ -1,5 +1,6 @@
 """The activation-maximization loop of docs/methods.md §Pyramid activation maximization: jitter, normalized gradient, pyramid
-preconditioning, penalties, momentum ascent, scheduled blur, clipping, optional CAM restriction.
+preconditioning, penalties, momentum ascent, scheduled blur, clipping, optional CAM restriction,
+run over octaves from a coarse to the full resolution.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from ..models.gradients import layer_activations_and_gradients
 from ..tensorops import assemble_cam, chunks, minmax
 from .objectives import check_targets, objective_values, target_count
 from .params import FeatvizParams
-from .pyramid import precondition
+from .pyramid import max_levels, precondition
 from .spectrum import low_frequency_share
 
 
@@ -101,45 +102,120 @@ def start_images(model: ModelAdapter, count: int, params: FeatvizParams, generat
 
 
 def ascend(model: ModelAdapter, x: Tensor, targets: Tensor, params: FeatvizParams, layer: str | None,
-           shifts: Tensor, mask: Tensor | None = None) -> tuple[Tensor, Tensor]:
-    """Run `params.steps` iterations on the pixel batch `x` (B,3,H,W), row b maximizing target b.
-    Returns (final pixels, (steps,B) history). Each step: roll by shifts[t] (jitter) → φ and
-    g = ∂φ/∂x → g/(std(g)+δ) → pyramid preconditioning → minus penalty gradients →
-    v ← μv + α g' → x ← clip(x + m⊙v) → every n steps x ← x + m⊙(blur_σ(t)(x) − x), with m the
-    CAM mask (or 1), so pixels where m = 0 never change (Tao et al. 2017; docs/methods.md §Pyramid activation maximization)."""
+           shifts: Tensor, mask: Tensor | None = None, reference: Tensor | None = None,
+           first_step: int = 0) -> tuple[Tensor, Tensor]:
+    """Run `len(shifts)` iterations on the pixel batch `x` (B,3,h,w), row b maximizing target b,
+    at x's own resolution (the model sees it resized bilinearly to its input size). Returns
+    (final pixels, (steps,B) history). Each step: roll by shifts[t] (jitter) → φ and
+    g = ∂φ/∂x → g/(std(g)+δ) (eq. 9) → pyramid preconditioning (eq. 8) → minus penalty
+    gradients (eqs. 5–6) → v ← μv + α g' → x ← clip(x + m⊙v) (eqs. 12–13) → every n steps
+    x ← x + m⊙(blur_σ(t)(x) − x), with m the CAM mask (or 1), so pixels where m = 0 never change
+    (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). The blur schedule runs
+    over all `params.steps`, these being steps `first_step`… of them."""
     p = params
+    size = tuple(model.input_size)
+    ratio = x.shape[-1] / size[1]
+    levels = p.levels if tuple(x.shape[-2:]) == size else min(p.levels, max_levels(x))  # coarse octaves: fewer
     centre = model.denormalize(torch.zeros(1, x.shape[1], 1, 1, device=x.device))
     velocity = torch.zeros_like(x)
-    history = torch.empty(p.steps, x.shape[0])
+    history = torch.empty(len(shifts), x.shape[0])
     dims = (-2, -1)
-    for t in range(p.steps):
-        dy, dx = (int(s) for s in shifts[t])
+    for t in range(len(shifts)):
+        dy, dx = (round(int(s) * ratio) for s in shifts[t])
         with torch.enable_grad():
             rolled = torch.roll(x, (dy, dx), dims).requires_grad_(True)
-            phi, _ = objective_values(model, model.normalize(rolled), targets, p.objective, layer, p.class_score)
+            seen = rolled if tuple(x.shape[-2:]) == size else F.interpolate(rolled, size=size, mode="bilinear",
+                                                                              align_corners=False)
+            phi, _ = objective_values(model, model.normalize(seen), targets, p.objective, layer, p.class_score,
+                                      reference)
             (grad,) = torch.autograd.grad(phi.sum(), rolled)
         history[t] = phi.detach().float().cpu()
         grad = torch.roll(grad, (-dy, -dx), dims)
         grad = grad / (grad.flatten(1).std(dim=1).view(-1, 1, 1, 1) + p.grad_eps)
-        grad = precondition(grad, p.pyramid, p.levels, p.grad_eps)
+        grad = precondition(grad, p.pyramid, levels, p.grad_eps)
         if p.p_norm_weight > 0 or p.tv_weight > 0:
             grad = grad - penalty_gradient(x, centre, p)
         velocity = p.momentum * velocity + p.lr * grad
         x = (x + velocity if mask is None else x + mask * velocity).clamp(0, 1)
-        if p.blur_every and (t + 1) % p.blur_every == 0:
-            sigma = p.blur_sigma0 + (p.blur_sigma1 - p.blur_sigma0) * t / max(p.steps - 1, 1)
+        step = first_step + t
+        if p.blur_every and (step + 1) % p.blur_every == 0:
+            sigma = (p.blur_sigma0 + (p.blur_sigma1 - p.blur_sigma0) * step / max(p.steps - 1, 1)) * ratio
             if sigma > 0:
                 change = gaussian_blur(x, 2 * math.ceil(3 * sigma) + 1, sigma) - x
                 x = x + (change if mask is None else mask * change)
     return x, history
 
 
-def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | None = None) -> VizResult:
-    """Activation maximization for every target in `params.targets`, `params.batch_size` targets per
-    optimization batch (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). Seeded: the start noise and the jitter
-    sequence come from `params.seed` and are shared by all targets, so a target's image does not
-    depend on which other targets share its batch."""
+def octave_plan(size: tuple[int, int], steps: int, octaves: int, scale: float) -> list[tuple[tuple[int, int], int]]:
+    """[(size, steps)] from the coarsest octave to the full `size`: octave k of n has
+    round(size · scale^(n−1−k)) px per side (at least 8) and an equal share of the steps (the
+    finest octaves get the remainder; an octave without a step is dropped, so fewer steps than
+    octaves run at the full size only)."""
+    plan = []
+    for k in range(octaves):
+        f = scale ** (octaves - 1 - k)
+        n = steps // octaves + (1 if k >= octaves - steps % octaves else 0)
+        if n:
+            plan.append(((max(8, round(size[0] * f)), max(8, round(size[1] * f))), n))
+    return plan
+
+
+def resize(x: Tensor, size: tuple[int, int]) -> Tensor:
+    """Bilinear resize of (B,C,H,W) to `size` (antialiased when shrinking); identity at equal size."""
+    if tuple(x.shape[-2:]) == tuple(size):
+        return x
+    shrink = size[0] < x.shape[-2] or size[1] < x.shape[-1]
+    return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+
+
+def multires_ascend(model: ModelAdapter, x0: Tensor, targets: Tensor, params: FeatvizParams, layer: str | None,
+                    shifts: Tensor, mask: Tensor | None = None,
+                    reference: Tensor | None = None) -> tuple[Tensor, Tensor]:
+    """`ascend` over the octaves of `octave_plan` (§4.1 "multi-resolution"; the image-pyramid
+    octaves of DeepDream): at each octave the image is the start resized to that size plus the
+    change found so far, upsampled; only the change is optimized, so a given start image keeps
+    its detail and the full-size octave ends with the same clipping and CAM mask as one
+    octave would (outside the mask the start is kept bit for bit)."""
+    plan = octave_plan(tuple(x0.shape[-2:]), len(shifts), params.octaves, params.octave_scale)
+    change, done, histories = None, 0, []
+    for size, n in plan:
+        base = resize(x0, size)
+        m = None if mask is None else resize(mask, size)
+        x = base if change is None else (base + (resize(change, size) if m is None else m * resize(change, size)))
+        x, hist = ascend(model, x.clamp(0, 1), targets, params, layer, shifts[done:done + n], m, reference, done)
+        change, done = x - base, done + n
+        histories.append(hist)
+    return x, torch.cat(histories)
+
+
+def inversion_images(model: ModelAdapter, params: FeatvizParams, invert_images: Tensor | None) -> Tensor:
+    """(N,3,H,W) pixel images whose activations `inversion` matches: `invert_images`, or the file
+    `params.invert_image`, resized bilinearly to the model's input size."""
+    if invert_images is None:
+        if not params.invert_image:
+            raise ConfigError("featviz.objective = 'inversion' needs featviz.invert_image (an image file) or "
+                              "invert_images=")
+        from .output import read_image
+        invert_images = read_image(params.invert_image)
+    imgs = torch.as_tensor(invert_images, dtype=torch.float32).to(model.device)
+    imgs = imgs.unsqueeze(0) if imgs.dim() == 3 else imgs
+    if imgs.dim() != 4 or imgs.shape[1] != model.channels:
+        raise ConfigError(f"invert_images must be (N, {model.channels}, H, W) pixel images in [0,1], got shape "
+                          f"{tuple(imgs.shape)}")
+    return resize(imgs, tuple(model.input_size)).clamp(0, 1)
+
+
+def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | None = None,
+             invert_images: Tensor | None = None) -> VizResult:
+    """Activation maximization for every target in `params.targets` (classes, channels, or for
+    `inversion` the images to invert), `params.batch_size` targets per optimization batch (Tao et
+    al. 2017; docs/methods.md §Pyramid activation maximization). Seeded: the start noise and the
+    jitter sequence come from `params.seed` and are shared by all targets, so a target's image
+    does not depend on which other targets share its batch."""
     count, layer = target_count(model, params.objective, params.layer)
+    inverted = inversion_images(model, params, invert_images) if params.objective == "inversion" else None
+    if inverted is not None:
+        count = len(inverted)
     targets = check_targets(list(params.targets), count, params.objective, layer)
     generator = torch.Generator().manual_seed(params.seed)
     start = start_images(model, len(targets), params, generator, init_images)
@@ -151,9 +227,15 @@ def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | N
         tb = torch.tensor(targets[sl], device=device)
         x0 = start[sl]
         mask = cam_masks(model, x0, tb, cam_layer) if cam_layer else None
-        x, hist = ascend(model, x0, tb, params, layer, shifts, mask)
+        reference = None
+        if inverted is not None:
+            with torch.no_grad(), model.capture(layer) as cap:
+                model(model.normalize(inverted[tb]))
+            reference = cap.activation.detach()
+        x, hist = multires_ascend(model, x0, tb, params, layer, shifts, mask, reference)
         with torch.no_grad():
-            phi, logits = objective_values(model, model.normalize(x), tb, params.objective, layer, params.class_score)
+            phi, logits = objective_values(model, model.normalize(x), tb, params.objective, layer, params.class_score,
+                                           reference)
         prob = logits.float().softmax(1).gather(1, tb.view(-1, 1)).squeeze(1)
         probs.append(prob if params.objective == "class" else torch.full_like(prob, float("nan")))
         images.append(x.detach().float().cpu())
@@ -177,8 +259,11 @@ def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | N
 
 
 def target_names(model: ModelAdapter, targets: list[int], objective: str, layer: str | None) -> list[str]:
-    """A label per target: the class name when the model has them, else `class 3` / `layer:channel`."""
+    """A label per target: the class name when the model has them, else `class 3` / `layer:channel`
+    / `layer:image 2` (the second image inverted)."""
     if objective == "class":
         names = model.class_names
         return [names[t] if names and t < len(names) else f"class {t}" for t in targets]
+    if objective == "inversion":
+        return [f"{layer}:image {t}" for t in targets]
     return [f"{layer}:{t}" + ("@centre" if objective == "unit" else "") for t in targets]

@@ -14,30 +14,33 @@ from .pyramid import PyramidMode
 
 @dataclass
 class FeatvizParams:
-    """Activation-maximization settings (Tao et al. 2017, "Deep visualization based on the spatial
-    pyramid decomposition"; docs/methods.md §Pyramid activation maximization). Spaces: the image is optimized in pixel space
-    [0,1] and clipped to it; `lr` is in units of that range (α = 0.05 × range in the spec).
+    """Activation-maximization settings (Tao, Fu, Zhu & Wang, "Deep visualization based on the
+    spatial pyramid decomposition", J. Harbin Inst. Technol. 2017; docs/methods.md §Pyramid
+    activation maximization). The image is optimized in pixel space [0,1] and clipped to it; `lr`
+    is in units of that range.
 
-    Choices the spec leaves open (ours): penalty weights `p_norm_weight`/`tv_weight`, `blur_every`,
-    the noise start's centre (the model's mean pixel, i.e. input-space zero), `cam_layer`.
-    One deliberate departure: `lr` defaults to 0.003, not the spec's 0.05 × range. With a unit-std
-    gradient, a Laplacian-recombined step of std ≈ 2 and momentum 0.9, α = 0.05 moves pixels by
-    about the whole range per step: on builtin:synthetic-cnn the images saturate to flat primaries
-    and the objective oscillates instead of rising (bench/featviz_spectrum.py --lr to compare).
+    The paper's choices are the defaults: the preconditioner r(x) = Σ_k LP_k + GP_k of eq. 8
+    (`pyramid: both`) with K = 4, momentum μ = 0.9 (eqs. 12–13), gradient normalization (eq. 9),
+    p = 2 (eq. 5), β = 1 (eq. 6), and multi-resolution (§4.1: `octaves`). What it leaves open is
+    ours: the step size `lr` (not stated; chosen by bench/featviz_spectrum.py), the penalty
+    weights, the blur schedule, the octave count and scale, the noise start's centre (the
+    model's mean pixel, i.e. input-space zero) and `cam_layer`.
     """
 
-    objective: Literal["class", "channel", "unit"] = param("class", help="maximized: a class score, a channel's "
-                                                                         "mean or its centre unit at layer")
+    objective: Literal["class", "channel", "unit", "inversion"] = param(
+        "class", help="maximized: a class score, a channel's mean or its centre unit at layer, or inversion (match "
+                      "a given image's activations at layer, eq. 4)")
     class_score: Literal["logit", "log_softmax"] = param("logit", help="φ of the class objective: logit F_c (the spec) "
                                                                        "or log_softmax log P_c")
     targets: list[int] = param(default_factory=list, help="class or channel ids; []: all of them", ge=0)
     layer: str = param("auto", help="layer of the channel and unit objectives; auto: the model's default layer")
     steps: int = param(256, help="gradient-ascent steps", ge=1)
-    lr: float = param(0.003, help="step size α in units of the pixel range [0, 1] (spec: 0.05; see the docstring)",
-                      gt=0)
+    lr: float = param(0.001, help="step size α in units of the pixel range [0, 1] (not stated in the paper; "
+                                  "0.001 suits pyramid both, 0.003 laplacian)", gt=0)
     momentum: float = param(0.9, help="momentum μ of the ascent", ge=0, lt=1)
     jitter: int = param(8, help="largest random roll per axis, drawn per step, px; 0: off", ge=0)
-    pyramid: PyramidMode = param("laplacian", help="gradient preconditioning: laplacian, gaussian, both or none")
+    pyramid: PyramidMode = param("both", help="gradient preconditioning: both (the paper's eq. 8: band-normalized "
+                                              "Laplacian + Gaussian levels), laplacian, gaussian or none")
     levels: int = param(4, help="pyramid levels K", ge=1)
     grad_eps: float = param(1e-8, help="δ of the gradient normalization g / (std(g) + δ)", ge=0)
     p_norm_weight: float = param(0.05, help="λ of the p-norm penalty (eq. 5); 0: off", ge=0)
@@ -53,6 +56,11 @@ class FeatvizParams:
     init: Literal["noise", "image"] = param("noise", help="start: noise (Gaussian around the mean pixel) or image")
     init_std: float = param(0.01, help="σ of the Gaussian start, pixel units", ge=0)
     init_image: str = param("", help="image file of init: image (else pass init_images= to visualize)")
+    invert_image: str = param("", help="image file whose activations objective inversion matches (else pass "
+                                       "invert_images= to visualize)")
+    octaves: int = param(2, help="resolutions, coarse to fine (§4.1 multi-resolution): the image's change is "
+                                 "optimized at octave_scale^k of the size first, then upsampled; 1: off", ge=1)
+    octave_scale: float = param(0.5, help="size ratio between successive octaves", gt=0, lt=1)
     seed: int = param(0, help="seed of the start noise and the jitter")
     batch_size: int = param(16, help="targets optimized together in one batch", ge=1)
 

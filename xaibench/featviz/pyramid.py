@@ -62,14 +62,20 @@ def expand(x: Tensor, size: tuple[int, int]) -> Tensor:
     return _expand_axis(_expand_axis(x, size[1], -1), size[0], -2)
 
 
+def max_levels(x: Tensor) -> int:
+    """The most pyramid levels a (…,H,W) image allows: every level but the coarsest is REDUCEd by
+    the 5-tap filter, which needs at least 3 px."""
+    filtered = [min(x.shape[-2:])]  # sizes of the levels that get REDUCEd (all but the coarsest)
+    while filtered[-1] >= 3:
+        filtered.append((filtered[-1] + 1) // 2)
+    return len(filtered)
+
+
 def _check_levels(x: Tensor, levels: int) -> None:
     if levels < 1:
         raise ConfigError(f"pyramid levels must be >= 1, got {levels}")
     h, w = x.shape[-2:]
-    filtered = [min(h, w)]  # sizes of the levels that get REDUCEd (all but the coarsest)
-    while filtered[-1] >= 3:
-        filtered.append((filtered[-1] + 1) // 2)
-    most = len(filtered)  # the 5-tap filter needs >= 3 px, so at most this many levels
+    most = max_levels(x)
     if levels > most:
         raise ConfigError(f"{levels} pyramid levels are too many for {h}x{w} images (a level under 3 px "
                           f"would be filtered); use at most {most}")
@@ -117,7 +123,7 @@ def _std(x: Tensor) -> Tensor:
 
 def laplacian_normalize(g: Tensor, levels: int, eps: float = 1e-8) -> Tensor:
     """Divide each Laplacian band of `g` by its own per-image std and recombine (docs/methods.md
-    §5 step 2 `laplacian`): every band gets equal energy, which lifts the weak low frequencies."""
+    §Pyramid activation maximization step 5 `laplacian`; Tao et al. 2017 eq. 8): every band gets equal energy, which lifts the weak low frequencies."""
     bands = laplacian_pyramid(g, levels)
     return laplacian_reconstruct([band / (_std(band) + eps) for band in bands])
 

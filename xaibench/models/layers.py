@@ -1,5 +1,6 @@
 """Layer walks over a model: the default layer of layer-based explainers (the last conv block),
-every conv block's output and the last block of each resolution stage marked C1…Cn (the probes).
+every conv block's output or every convolution's output, and the last layer of each resolution
+stage marked C1…Cn (the probes).
 """
 
 from __future__ import annotations
@@ -121,10 +122,10 @@ def _candidate_names(root: nn.Module) -> list[str]:
     return out
 
 
-def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
-    """Every conv block output in execution order, with the last block of each resolution stage
-    (consecutive blocks with the same spatial size) marked C1, C2, … (Chen et al. 2021, §3)."""
-    names = _candidate_names(model.module)
+def _traced(model: ModelAdapter, names: list[str]) -> list[BlockLayer]:
+    """The (C,h,w) output of each named module in execution order (a module run twice is listed
+    at its first run), with the last layer of each resolution stage (consecutive layers with the
+    same spatial size) marked C1, C2, … (Chen, Cong & Huang 2021, §3.4 and Table 1)."""
     modules = model.layers()
     seen: dict[str, tuple[int, ...]] = {}
     hooks = []
@@ -135,7 +136,7 @@ def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
         hooks.append((modules[n], hook))
     model.dry_run(hooks)
     if not seen:
-        raise LayerError(f"model '{model.name}' has no convolutional block: name the `layers` explicitly")
+        raise LayerError(f"model '{model.name}' has no convolutional layer: name the `layers` explicitly")
     blocks = [BlockLayer(n, *shape) for n, shape in seen.items()]  # dict order = execution order
     stage = 0
     for i, b in enumerate(blocks):
@@ -146,15 +147,31 @@ def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
     return blocks
 
 
+def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
+    """Every conv block output in execution order, with the last block of each resolution stage
+    marked C1, C2, … (Chen, Cong & Huang 2021, §3.4)."""
+    return _traced(model, _candidate_names(model.module))
+
+
+def conv_layers(model: ModelAdapter) -> list[BlockLayer]:
+    """Every Conv2d module's own output in execution order (a ResNet's `layer1.1.conv1`,
+    `layer1.1.conv2`, its downsample convs), stage-marked like the blocks: the granularity of the
+    per-layer purity figures of Chen, Cong & Huang 2021 (Fig. 3, Fig. 4)."""
+    return _traced(model, [n for n, m in model.layers().items() if isinstance(m, nn.Conv2d)])
+
+
 def select_layers(model: ModelAdapter, layers: str | list[str]) -> list[BlockLayer]:
-    """`auto` = every conv block, `stages` = the C-marked blocks only, or a list of layer names
-    (a listed name that is also a stage block keeps its mark)."""
-    if isinstance(layers, str) and layers in ("auto", "stages"):
+    """`auto` (or `blocks`) = every conv block, `convs` = every convolution, `stages` = the C-marked
+    blocks only, or a list of layer names (a listed name that is also a stage block keeps its
+    mark)."""
+    if isinstance(layers, str) and layers in ("auto", "blocks", "stages", "convs"):
+        if layers == "convs":
+            return conv_layers(model)
         blocks = conv_block_layers(model)
-        return blocks if layers == "auto" else [b for b in blocks if b.stage]
+        return [b for b in blocks if b.stage] if layers == "stages" else blocks
     names = [layers] if isinstance(layers, str) else list(layers)
     if not names:
-        raise ConfigError("layers: give 'auto', 'stages' or a non-empty list of layer names")
+        raise ConfigError("layers: give 'auto', 'blocks', 'convs', 'stages' or a non-empty list of layer names")
     names = [model.resolve_layer(n) for n in names]
     try:
         marks = {b.name: b.stage for b in conv_block_layers(model)}

@@ -14,6 +14,7 @@ from ..errors import ConfigError, DataError
 from ..models.adapter import ModelAdapter
 
 AVERAGE_KINDS = ("simple", "data-max", "data-min", "network")
+DEFAULT_AVERAGES = ("simple", "data-max", "data-min")  # the thesis keeps `network` as a reference only (§3.2.3)
 
 
 def network_images(model: ModelAdapter, classes: list[int], start: Tensor, steps: int) -> Tensor:

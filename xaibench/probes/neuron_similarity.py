@@ -23,10 +23,11 @@ from ..models.relu_rules import guided_relu
 from ..registry import param
 from ..tensorops import chunks
 from .base import LAYERS_HELP, PROBES, Probe
-from .class_average import AVERAGE_KINDS, class_average_images
+from .class_average import AVERAGE_KINDS, DEFAULT_AVERAGES, class_average_images
 from .pruning import PruneMode, accuracy, pruned, ranked_channels
 
-Objective = Literal["sum", "mean", "max"]
+Objective = Literal["activation", "sum", "mean", "max"]
+Reference = Literal["model_input", "pixels"]
 
 
 OBJECTIVES = {"sum": lambda a: a.sum((-2, -1)), "mean": lambda a: a.mean((-2, -1)),
@@ -45,25 +46,33 @@ def guided_gradients(model: ModelAdapter, x: Tensor, classes: Tensor) -> Tensor:
 
 
 def channel_visualizations(model: ModelAdapter, image: Tensor, layer: str, channels: Tensor,
-                           objective: str = "sum") -> Tensor:
+                           objective: str = "activation") -> Tensor:
     """(P,3,H,W) guided-backprop visualizations `ω_k = GBP(image, layer, k)` of channels
-    `channels[p]` of `layer` for one image (1,3,H,W) (Springenberg et al. 2015; docs/methods.md
-    §4.2), each channel reduced over (h,w) by `objective` (sum | mean | max). ONE forward of
-    the image, stopped at the layer, and ONE vmapped backward (`is_grads_batched`) whose copy p
-    starts from the one-hot of its channel: equal to a backward per channel, without a forward
-    per copy."""
+    `channels[p]` of `layer` for one image (1,3,H,W) (Springenberg et al. 2015; the
+    neuron-similarity thesis eq. 3-2 and Fig. 3-4; docs/methods.md §Neuron similarity). The
+    backward starts, with `activation`, from the channel's own activation map with every other
+    channel set to 0 (Fig. 3-4); with `sum` | `mean` | `max`, from that reduction of the channel
+    over (h,w) (a ones map, a uniform map, the arg-max element). ONE forward of the image, stopped
+    at the layer, and ONE vmapped backward (`is_grads_batched`) whose copy p starts from its
+    channel only: equal to a backward per channel, without a forward per copy."""
     channels = channels.to(image.device, torch.long)
     with torch.enable_grad(), guided_relu(model.module):
         xg = image.detach().clone().requires_grad_(True)
-        scores = OBJECTIVES[objective](forward_to(model, xg, layer)[0])  # (C,)
-        one_hot = torch.eye(scores.shape[0], device=image.device, dtype=scores.dtype)[channels]
-        (grad,) = torch.autograd.grad(scores, xg, one_hot, is_grads_batched=True)
+        acts = forward_to(model, xg, layer)[0]  # (C,h,w)
+        if objective == "activation":
+            outputs = acts
+            seeds = torch.zeros((len(channels), *acts.shape), device=acts.device, dtype=acts.dtype)
+            seeds[torch.arange(len(channels), device=acts.device), channels] = acts.detach()[channels]
+        else:
+            outputs = OBJECTIVES[objective](acts)  # (C,)
+            seeds = torch.eye(outputs.shape[0], device=image.device, dtype=outputs.dtype)[channels]
+        (grad,) = torch.autograd.grad(outputs, xg, seeds, is_grads_batched=True)
     model.count_passes(backward_images=len(channels))
     return grad[:, 0]
 
 
 def cosine_and_dead(reference: Tensor, vis: Tensor) -> tuple[Tensor, Tensor]:
-    """(P,) cosine similarity of flattened `reference` and `vis` (§4.3) and the dead flag: an
+    """(P,) cosine similarity of flattened `reference` and `vis` (thesis eqs. 3-3, 3-6) and the dead flag: an
     all-zero visualization has similarity 0 and is dead (a zero reference also gives 0)."""
     a, b = reference.flatten(1).double(), vis.flatten(1).double()
     dead = b.abs().amax(1) == 0
@@ -84,22 +93,28 @@ def render(vis: Tensor) -> np.ndarray:
 @PROBES.register("neuron_similarity")
 @dataclass
 class NeuronSimilarity(Probe):
-    """Neuron similarity from class-average images (the neuron-similarity thesis, ch. 3–5;
-    docs/methods.md §Neuron similarity): for every class average `I_i` and every channel k of every selected
-    layer j, `ω_ijk = GBP(I_i, j, k)` batched over channels (one forward of I_i stopped at layer j,
-    then one vmapped backward for `chunk_size` channels), similarity method 1 `cos(I_i, ω)` and
-    method 2 `cos(GBP(I_i, output, i), ω)`, dead channels flagged; then per-layer curves,
-    top/bottom-8 grids, and pruning validation (§4.5, thesis Table 5-1). The data is read
-    several times (class averages, then one forward pass per pruned model); a one-shot iterator
-    is first kept as a list.
+    """Neuron similarity from class-average images (Wang Xinyuan, "Research on Interpretability
+    Method of Deep Neural Network Based on Average Image", thesis, Central South University 2022,
+    ch. 3–5; docs/methods.md §Neuron similarity): for every class average `I_i` and every
+    channel k of every selected layer j, `ω_ijk = GBP(I_i, j, k)` started from the channel's own
+    activation (Fig. 3-4; `objective`), batched over channels (one forward of I_i stopped at
+    layer j, then one vmapped backward for `chunk_size` channels), similarity method 1
+    `cos(I_i, ω)` (eq. 3-3; `reference`: I_i as the model input or the pixel image) and method 2
+    `cos(GBP(I_i, output, i), ω)` (eq. 3-6), dead channels flagged; then per-layer curves,
+    top/bottom-8 grids of the live channels, and pruning validation ranked by the similarity
+    averaged over classes (§5.2, Table 5-1). The data is read several times (class averages,
+    then one forward pass per pruned model); a one-shot iterator is first kept as a list.
     """
 
     layers: str | list[str] = param("auto", help=LAYERS_HELP)
-    averages: list[str] = param(default_factory=lambda: list(AVERAGE_KINDS), help="class-average images: simple, "
-                                "data-max, data-min, network")
+    averages: list[str] = param(default_factory=lambda: list(DEFAULT_AVERAGES), help="class-average images: simple, "
+                                "data-max, data-min, network (the thesis' reference only, off by default)")
     methods: list[int] = param(default_factory=lambda: [1, 2], help="similarity methods: 1 cos(average image, ω), "
                                "2 cos(class visualization, ω)")
-    objective: Objective = param("sum", help="channel objective over (h, w) of a visualization: sum, mean or max")
+    objective: Objective = param("activation", help="start of a channel's backward: activation (its own map, other "
+                                                    "channels 0; thesis Fig. 3-4), or its sum, mean or max over (h, w)")
+    reference: Reference = param("model_input", help="method 1's average image: model_input (the tensor the network "
+                                                     "sees) or pixels (the [0, 1] image)")
     classes: list[int] = param(default_factory=list, help="class ids analysed; []: every class that has images", ge=0)
     top_k: int = param(50, help="images per class of the data-max / data-min averages (K)", ge=1)
     network_steps: int = param(128, help="activation-maximization steps of the network average", ge=1)
@@ -108,7 +123,7 @@ class NeuronSimilarity(Probe):
     grid_classes: int = param(4, help="top/bottom-8 grids for the first N analysed classes", ge=0)
     grid_average: str = param("simple", help="class average the grids show (one of averages)")
     prune: bool = param(True, help="validate by pruning: accuracy with the top / bottom channels zeroed")
-    prune_fraction: float = param(0.4, help="fraction p of each layer's channels pruned (§4.5)", gt=0, le=1)
+    prune_fraction: float = param(0.4, help="fraction p of each layer's channels pruned (thesis Table 5-1: 0.4)", gt=0, le=1)
     prune_average: str = param("simple", help="class average whose similarities rank the channels (one of averages)")
     prune_method: int = param(1, help="similarity method that ranks the channels (one of methods)")
     prune_mode: PruneMode = param("auto", help="weights (zero the producing conv), output (zero the layer's output) "
@@ -152,14 +167,14 @@ class NeuronSimilarity(Probe):
         x = model.normalize(avgs.flatten(0, 1))  # (A·K,3,H,W), image a·K + i is kind a, class i
         cls_of = torch.tensor(classes, device=x.device).repeat(a)
         refs: dict[int, Tensor] = {}
-        if 1 in self.methods:
-            refs[1] = x
+        if 1 in self.methods:  # I_i of eq. 3-3: the network's input tensor, or the [0, 1] image
+            refs[1] = x if self.reference == "model_input" else avgs.flatten(0, 1).to(x)
         if 2 in self.methods:
             refs[2] = torch.cat([guided_gradients(model, x[sl], cls_of[sl]) for sl in chunks(len(x), self.chunk_size)])
-        frames, per_layer = [], {}
+        frames, per_layer, per_dead = [], {}, {}
         for order, layer in enumerate(layers):
             sims, dead = self.visualize_layer(model, x, layer, refs)
-            per_layer[layer.name] = sims
+            per_layer[layer.name], per_dead[layer.name] = sims, dead
             for m, s in sims.items():
                 frames.append(pd.DataFrame({
                     "class": np.repeat(np.tile(classes, a), layer.channels),
@@ -174,15 +189,18 @@ class NeuronSimilarity(Probe):
             "class_averages": avgs.permute(0, 1, 3, 4, 2).cpu().numpy().astype(np.float32),  # (A,K,H,W,3)
         }
         grid_method = 1 if 1 in self.methods else self.methods[0]
-        out["grids"], out["grid_index"] = self.grids(model, x, kinds, classes, layers, per_layer, grid_method)
+        out["grids"], out["grid_index"] = self.grids(model, x, kinds, classes, layers, per_layer, per_dead,
+                                                     grid_method)
         if self.prune:
             out["pruning"] = self.pruning(model, data, kinds, layers, per_layer)
         return out
 
     # ---------------------------------------------------------------------------------------------
-    def grids(self, model, x, kinds, classes, layers, per_layer, method):
+    def grids(self, model, x, kinds, classes, layers, per_layer, per_dead, method):
         """(L,G,16,H,W,3) uint8 top-8 then bottom-8 channel visualizations of each layer for the
-        first G classes (ranked by that class's similarity), and their index table."""
+        first G classes, ranked by that class's similarity among the channels that are not dead
+        (the thesis' Fig. 4-15 shows the lowest non-zero ones; slots left grey when fewer than 8
+        channels live), and their index table."""
         k = len(classes)
         g = min(self.grid_classes, k)
         h, w = x.shape[-2:]
@@ -191,11 +209,14 @@ class NeuronSimilarity(Probe):
         base = kinds.index(self.grid_average) * k
         for li, layer in enumerate(layers):
             sims = per_layer[layer.name][method]
-            n = min(8, layer.channels)
             for ci in range(g):
                 s = sims[base + ci]
-                top = torch.sort(s, descending=True, stable=True).indices[:n]
-                bottom = torch.sort(s, stable=True).indices[:n]
+                live = (~per_dead[layer.name][base + ci]).nonzero().flatten()
+                n = min(8, len(live))
+                if n == 0:
+                    continue
+                top = live[torch.sort(s[live], descending=True, stable=True).indices[:n]]
+                bottom = live[torch.sort(s[live], stable=True).indices[:n]]
                 chosen = torch.cat([top, bottom])
                 vis = channel_visualizations(model, x[base + ci:base + ci + 1], layer.name, chosen, self.objective)
                 slots = list(range(n)) + list(range(8, 8 + n))
@@ -227,7 +248,7 @@ class NeuronSimilarity(Probe):
 
 def curves(table: pd.DataFrame) -> pd.DataFrame:
     """Per-layer mean/std of similarity over channels, per class (scope `class`) and averaged over
-    classes (scope `mean`, class −1: the mean of the per-class means and stds) (§4.4)."""
+    classes (scope `mean`, class −1: the mean of the per-class means and stds) (thesis §4.3.2, Fig. 4-18)."""
     keys = ["average", "method", "order", "layer", "stage"]
     per_class = (table.groupby(keys + ["class"], sort=True)
                  .agg(mean=("similarity", "mean"), std=("similarity", lambda s: float(np.std(s))),

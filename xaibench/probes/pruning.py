@@ -19,9 +19,10 @@ PruneMode = Literal["auto", "weights", "output"]
 
 
 def producing_conv(model: ModelAdapter, layer: str) -> tuple[nn.Conv2d, nn.modules.batchnorm._BatchNorm | None]:
-    """The conv whose output channels become `layer`'s channels — the last Conv2d with as many
-    output channels that finishes before `layer` does — and the first BatchNorm with that many
-    features that runs after it and before `layer` finishes (None when there is none)."""
+    """The conv whose output channels become `layer`'s channels — the last Conv2d that finishes
+    before `layer` does (or `layer` itself) — and the BatchNorm that runs right after it with as
+    many features, even when `layer` is the conv itself (None when the next conv or BatchNorm
+    to run is not one), so that zeroing both zeroes the channel for the rest of the network."""
     modules = model.layers()
     target = modules[model.resolve_layer(layer)]
     events: list[tuple[str, nn.Module, int]] = []
@@ -32,14 +33,13 @@ def producing_conv(model: ModelAdapter, layer: str) -> tuple[nn.Conv2d, nn.modul
     model.dry_run(hooks)
     if not done:
         raise LayerError(f"layer '{layer}' is not used in the model's forward pass")
-    before = events[: done[0]]
-    convs = [i for i, (_, m, _) in enumerate(before) if isinstance(m, nn.Conv2d)]
+    convs = [i for i, (_, m, _) in enumerate(events[: done[0]]) if isinstance(m, nn.Conv2d)]
     if not convs:
         raise LayerError(f"no convolution produces layer '{layer}'; prune with mode='output'")
     conv_pos = convs[-1]
-    conv, out_channels = before[conv_pos][1], before[conv_pos][2]
-    bn = next((m for _, m, c in before[conv_pos + 1:] if isinstance(m, nn.modules.batchnorm._BatchNorm)
-               and c == out_channels), None)
+    conv, out_channels = events[conv_pos][1], events[conv_pos][2]
+    nxt = events[conv_pos + 1][1:] if conv_pos + 1 < len(events) else None
+    bn = nxt[0] if nxt and isinstance(nxt[0], nn.modules.batchnorm._BatchNorm) and nxt[1] == out_channels else None
     return conv, bn  # type: ignore[return-value]
 
 
@@ -68,7 +68,7 @@ def resolve_mode(model: ModelAdapter, layer: str, mode: str) -> str:
 @contextlib.contextmanager
 def pruned(model: ModelAdapter, layer: str, channels: Tensor, mode: str = "auto") -> Iterator[str]:
     """Prune output `channels` of `layer` for the duration of the block (thesis §5.2; docs/methods.md
-    §4.5); yields the mode used. `weights`: zero the producing conv's filters, bias and the
+    §Neuron similarity); yields the mode used. `weights`: zero the producing conv's filters, bias and the
     following BatchNorm's affine; `output`: zero the layer's output channels; `auto`: see
     `resolve_mode`. The model is restored exactly on exit."""
     used = resolve_mode(model, layer, mode)

@@ -27,12 +27,12 @@ SWEEP = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
 
 def channel_activations(acts: Tensor, grads: Tensor) -> Tensor:
     """(B,C) `M_k = mean_ij(β_k · B_k)` with Grad-CAM weights `β_k = mean_ij ∂F_m/∂B_k`
-    (§3 steps 1–2); as β_k is constant over (i,j) this is exactly `β_k · mean_ij B_k`."""
+    (paper eqs. 1–3); as β_k is constant over (i,j) this is exactly `β_k · mean_ij B_k`."""
     return grads.float().mean(dim=(2, 3)) * acts.float().mean(dim=(2, 3))
 
 
 def normalize_activations(m: Tensor, mode: str) -> Tensor:
-    """Per-image normalization of (B,C) channel activations (§3 step 3): `minmax` to [0,1] over
+    """Per-image normalization of (B,C) channel activations (docs/methods.md §Feature purity step 4): `minmax` to [0,1] over
     the C channels (constant → all 0), `max` = divide by the maximum (a maximum ≤ 0 → all 0:
     no channel is positively activated), `none` = unchanged."""
     if mode == "none":
@@ -46,7 +46,7 @@ def normalize_activations(m: Tensor, mode: str) -> Tensor:
 
 
 def purity_from_counts(counts: np.ndarray) -> tuple[float, float]:
-    """(purity, entropy in bits) of a firing histogram `h ∈ N^C` (§3 step 5):
+    """(purity, entropy in bits) of a firing histogram `h ∈ N^C` (paper eqs. 4–5):
     `p = h/Σh`, `H = −Σ p log2 p` (0·log 0 = 0), purity `H / log2 C`. No firing at all, or a
     single channel (H_max = log2 1 = 0), gives purity 0."""
     counts = np.asarray(counts, dtype=np.float64)

@@ -16,7 +16,7 @@ from ..results.report import leaderboard_shades
 from ..results.store import atomic_write
 from ..version import __version__
 from . import images
-from .rundata import Arrays, RunData, is_control, load_arrays, load_run, worst_rows
+from .rundata import Arrays, RunData, load_arrays, load_run, worst_rows
 
 GRID_ROWS = 24  # images in the map grid
 WORST = 8  # worst images per (explainer, metric)
@@ -24,7 +24,7 @@ CURVE_ROWS = 200  # images whose per-image curves are embedded
 TABLE_ROWS = 40  # rows shown of a probe/featviz table
 # summary.csv columns the leaderboard cell already shows; any other column is shown generically
 SHOWN = {"explainer", "metric", "mean", "std", "n", "n_skipped", "ci_low", "ci_high", "higher_is_better", "protocol",
-         "rank_group"}
+         "group", "rank_group"}
 
 
 def environment():
@@ -83,15 +83,24 @@ def leaderboard(run: RunData) -> dict[str, Any]:
             title += [f"{c}={r[c]}" for c in extra_cols if c in r and not pd.isna(r[c])]
             shade = shades.at[e, m]
             row_cells.append(dict(text=text, v=sort_value(r["mean"]), shade=None if pd.isna(shade) else round(float(shade), 3),
-                                  group=None if pd.isna(r.get("rank_group", math.nan)) else r.get("rank_group"),
+                                  group=rank_group(r),
                                   title="; ".join(title), sub=":" in m))
         cost = run.costs(e) or {}
         costs = [cost.get(k) for k in ("seconds_per_image", "forward_passes_per_image", "backward_passes_per_image")]
-        rows.append(dict(explainer=e, control=is_control(e), cells=row_cells,
+        rows.append(dict(explainer=e, control=run.is_control(e), cells=row_cells,
                          costs=[dict(text=fmt(c, 3), v=sort_value(c)) for c in costs]))
     columns = [dict(name=m, arrow="↑" if hib[m] else "↓", better="higher" if hib[m] else "lower", sub=":" in m)
                for m in metrics]
-    return dict(columns=columns, rows=rows, has_groups="rank_group" in s.columns, extra_columns=extra_cols)
+    return dict(columns=columns, rows=rows, has_groups=bool({"group", "rank_group"} & set(s.columns)),
+                extra_columns=extra_cols)
+
+
+def rank_group(row: dict[str, Any]) -> Any:
+    """The row's rank group (summary.csv `group`, or `rank_group`), None when it has none."""
+    for col in ("group", "rank_group"):
+        if col in row and not pd.isna(row[col]) and str(row[col]) != "":
+            return row[col]
+    return None
 
 
 def header(run: RunData) -> dict[str, Any]:
@@ -179,12 +188,11 @@ def extra_sections(run: RunData) -> list[dict[str, Any]]:
     """Probes (probes/<name>/) and featviz (featviz/): their tables and figures, when the run has them."""
     out = []
     folders = sorted(p for p in (run.folder / "probes").glob("*") if p.is_dir()) if (run.folder / "probes").is_dir() else []
-    if (run.folder / "featviz").is_dir():
-        folders.append(run.folder / "featviz")
+    folders += [run.folder / name for name in ("stats", "featviz") if (run.folder / name).is_dir()]
     for folder in folders:
         tables = [dict(name=p.stem, **table_html(pd.read_csv(p))) for p in sorted(folder.glob("*.csv"))]
         figures = [dict(name=p.stem, uri=images.png_file_uri(p.read_bytes())) for p in sorted(folder.glob("*.png"))]
-        kind = "featviz" if folder.name == "featviz" else "probe"
+        kind = folder.name if folder.name in ("stats", "featviz") else "probe"
         out.append(dict(name=folder.name, kind=kind, tables=tables, figures=figures))
     return out
 

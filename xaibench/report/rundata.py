@@ -51,6 +51,10 @@ class RunData:
         rows = self.summary[self.summary["metric"] == metric]
         return bool(rows["higher_is_better"].iloc[0]) if len(rows) else True
 
+    def is_control(self, explainer: str) -> bool:
+        """A control explainer: listed under run.json `controls`, or named random/center/edges."""
+        return explainer in self.meta.get("controls", ()) or is_control(explainer)
+
     def costs(self, explainer: str) -> dict[str, float] | None:
         """s/image and forward/backward passes per image of an explainer (run.json), or None."""
         return self.meta.get("costs", {}).get(f"explainer/{explainer}")

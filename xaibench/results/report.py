@@ -1,5 +1,5 @@
-"""Figures of a run, drawn from `results.h5` and `summary.csv` alone (no model, no dataset):
-map overlays, mean insertion/deletion curves, and a rank-coloured leaderboard.
+"""Figures of a run, drawn from `results.h5` and the CSV tables alone (no model, no dataset):
+map overlays, mean insertion/deletion curves, the rank-group leaderboard, agreement and reliability.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ def _plt():
 
 
 def make_figures(run_dir: str | Path) -> list[Path]:
-    """Write figures/overlays.png, curves.png and leaderboard.png; return the paths written."""
+    """Write figures/overlays.png, curves.png, leaderboard.png (rank groups), agreement.png and
+    reliability.png (stat_figures.py; the stats/ tables are written first when absent); return the paths."""
     run_dir = Path(run_dir)
     h5_path = run_dir / "results.h5"
     if not h5_path.is_file():
@@ -39,7 +40,11 @@ def make_figures(run_dir: str | Path) -> list[Path]:
             if path:
                 written.append(path)
     summary = run_dir / "summary.csv"
-    if summary.is_file():
+    if (run_dir / "scores.csv").is_file():  # rank groups, agreement, reliability from the stats/ tables
+        from .stat_figures import draw
+
+        written += draw(run_dir, out)
+    elif summary.is_file():
         path = leaderboard_figure(pd.read_csv(summary), out / "leaderboard.png")
         if path:
             written.append(path)

@@ -15,7 +15,7 @@ from . import keys
 
 SCORE_COLUMNS = ["index", "id", "label", "target", "pred", "explainer", "metric", "value"]
 SUMMARY_COLUMNS = ["explainer", "metric", "mean", "std", "n", "n_skipped", "ci_low", "ci_high", "higher_is_better",
-                   "protocol"]
+                   "protocol", "group"]
 IMAGE_KEY = ["index", "id", "label", "target", "pred", "explainer"]
 
 
@@ -76,8 +76,9 @@ def add_derived(scores: pd.DataFrame, derived: Sequence[Any]) -> pd.DataFrame:
 def summarize(
     scores: pd.DataFrame, metric_info: dict[str, dict[str, Any]], seed: int, skipped: dict[tuple[str, str], int] | None = None
 ) -> pd.DataFrame:
-    """Per (explainer, metric): mean, std, n, n_skipped, 95 % bootstrap CI, direction, protocol;
-    then, for each metric whose info has a `class_mean` description, the mean of per-class means."""
+    """Per (explainer, metric): mean, std, n, n_skipped, 95 % bootstrap CI, direction, protocol,
+    rank group (results/stats.py); then, for each metric whose info has a `class_mean`
+    description, the mean of per-class means (no group: no per-image values)."""
     if scores.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     skipped = skipped or {}
@@ -105,4 +106,15 @@ def summarize(
                              n_skipped=int(skipped.get((explainer, metric), 0)),
                              ci_low=float("nan"), ci_high=float("nan"), higher_is_better=bool(info["higher_is_better"]),
                              protocol=json.dumps({"aggregation": info["class_mean"]}, sort_keys=True)))
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    return out.merge(rank_groups(scores, out, seed), on=["explainer", "metric"], how="left")[SUMMARY_COLUMNS]
+
+
+def rank_groups(scores: pd.DataFrame, summary: pd.DataFrame, seed: int) -> pd.DataFrame:
+    """(explainer, metric, group): the rank groups of the paired leaderboard (results/stats.py)."""
+    from .stats import paired_board  # stats → statistics → this module
+
+    directions = summary.groupby("metric", sort=False)["higher_is_better"].first().to_dict()
+    per_image = scores.rename(columns={"index": "image"})
+    board = paired_board(per_image[per_image["metric"].isin(directions)], directions, seed=seed)
+    return board[["explainer", "metric", "group"]].astype({"group": "Int64"})

@@ -33,6 +33,7 @@ class Explainer:
 
     registry_name: ClassVar[str] = "explainer"
     needs: ClassVar[frozenset[str]] = frozenset()  # "hooks": module hooks (ReLU rules, LRP); a `layer` field: a layer
+    control: ClassVar[bool] = False  # a control (random, center, edges: saliency/controls.py), not a real explainer
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -31,15 +31,19 @@ from .lrp import (
 @EXPLAINERS.register("cfcam")
 @dataclass
 class CFCAM(Explainer):
-    """CF-CAM, coarse-to-fine CAM with contrastive LRP (docs/methods.md §CF-CAM, Algorithm 1).
+    """CF-CAM, coarse-to-fine CAM with contrastive LRP (Sun, Shi & Wang, "Study of Coarse-to-Fine
+    Class Activation Mapping Algorithms Based on Contrastive Layer-wise Relevance Propagation",
+    JEIT 2023, Algorithm 1; docs/methods.md §CF-CAM).
 
     1. xb = blur(x, blur_kernel, blur_sigma) (reflect padding).
     2–3. One forward of x and one LRP backward to `layer` (Zennit `composite`, default z⁺ for
        convolutions and ε for linear layers): activations A and R = ReLU(R_c − R_dual) (CLRP,
        Gu et al. 2018; the dual is all other classes weighted equally).
-    4. For every channel k: M_k = minmax(up(R_k ⊙ A_k)); x' = x ⊙ M_k + xb ⊙ (1 − M_k);
-       α_k = f_c(x') − f_c(xb) with f = `score` (softmax probability or logit); L = Σ α_k M_k.
-    5. ReLU(L).
+    4. For every channel k: M_k = minmax(up(R_k ⊙ A_k)) (Algorithm 1 writes upsample(R_k A_k);
+       the min-max keeps the blend convex, see docs/methods.md §CF-CAM); x' = x ⊙ M_k + xb ⊙ (1 −
+       M_k); α_k = f_c(x') − f_c(xb) with f = `score` (softmax probability or logit);
+       L = Σ α_k M_k.
+    5. Return L as Algorithm 1 does, signed (`relu: false`), or ReLU(L) (`relu: true`).
 
     Channels whose R_k ⊙ A_k is constant (all zero included) give M_k = 0 and α_k = 0, so they
     are skipped exactly. The (image, channel) pairs left go through the model in `chunk_size`
@@ -55,6 +59,7 @@ class CFCAM(Explainer):
     canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
     epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)
     chunk_size: ChunkSize = param(64, help="masked inputs per model call; auto: sized from the memory budget", ge=1)
+    relu: bool = param(False, help="ReLU on the final map; false: L as Algorithm 1 returns it (signed)")
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -86,4 +91,4 @@ class CFCAM(Explainer):
                 xs = x[img] * m + xb[img] * (1 - m)
                 alpha = class_scores(model(xs), target[img], model.score_kind(self.score)) - base_score[img]
                 cam.index_add_(0, img, alpha.view(-1, 1, 1) * masks)
-        return torch.relu(cam)
+        return torch.relu(cam) if self.relu else cam
