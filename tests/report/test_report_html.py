@@ -167,7 +167,7 @@ def test_cli_report_and_compare_html(small_run, tmp_path):
     assert res.exit_code == 0, res.output
     assert "gradcam,deletion" in res.stdout and len(parse((tmp_path / "c.html").read_text()).by_id("runs-table").find("tr")) == 3
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nothing")])
-    assert res.exit_code == 2 and "no results.h5" in res.output
+    assert res.exit_code == 2 and "not a finished run" in res.output
 
 
 def test_inlined_images_choose_png_for_flat_pictures_and_jpeg_otherwise():
