@@ -14,9 +14,9 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ci_run(tmp_path: Path, apt_get: str | None) -> subprocess.CompletedProcess:
-    """.ci/run with the Fashion-MNIST file missing and `apt-get` replaced (None: absent). `make` is a
-    stub that records its call, so nothing is installed or tested."""
+def ci_run(tmp_path: Path, apt_get: str | None, fashion: bool = False) -> subprocess.CompletedProcess:
+    """.ci/run with the Fashion-MNIST file missing (present with `fashion`), no chromium, and `apt-get`
+    replaced (None: absent). `make` is a stub that records its call, so nothing is installed or tested."""
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     (bin_dir / "make").write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'make_called'}\n")
@@ -25,7 +25,10 @@ def ci_run(tmp_path: Path, apt_get: str | None) -> subprocess.CompletedProcess:
     for tool in bin_dir.iterdir():
         tool.chmod(0o755)
     (bin_dir / "dirname").symlink_to(shutil.which("dirname"))  # the only other program the script calls
-    env = {**os.environ, "PATH": str(bin_dir), "XAI_FASHION_MNIST_FILE": str(tmp_path / "none.gz")}
+    fashion_file = tmp_path / ("present.gz" if fashion else "none.gz")
+    if fashion:
+        fashion_file.write_bytes(b"")
+    env = {**os.environ, "PATH": str(bin_dir), "XAI_FASHION_MNIST_FILE": str(fashion_file)}
     return subprocess.run([shutil.which("bash"), str(ROOT / ".ci/run")], env=env, capture_output=True, text=True,
                           timeout=60)
 
@@ -37,6 +40,15 @@ def test_ci_fails_when_fashion_mnist_cannot_be_installed(tmp_path, apt_get, mess
     res = ci_run(tmp_path, apt_get)
     assert res.returncode == 1 and message in res.stderr, res.stderr
     assert not (tmp_path / "make_called").exists()  # stopped before the tests
+
+
+@pytest.mark.parametrize("apt_get,message", [("exit 100", "could not install chromium"),
+                                             ("exit 0", "the chromium command is missing"),
+                                             (None, "no apt-get")])
+def test_ci_fails_when_chromium_cannot_be_installed(tmp_path, apt_get, message):
+    res = ci_run(tmp_path, apt_get, fashion=True)
+    assert res.returncode == 1 and message in res.stderr, res.stderr
+    assert not (tmp_path / "make_called").exists()  # the browser test would not run: stop before the tests
 
 
 def test_ci_runs_the_readme_test_command():

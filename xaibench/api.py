@@ -230,13 +230,26 @@ def check_table(result) -> str:
     return render_check(result)
 
 
-def report(run_dir: str | Path) -> list[Path]:
+def report(run_dir: str | Path, html: bool = True) -> list[Path]:
     """Regenerate a run's statistics tables (stats/) and figures from its files alone (no model
-    needed); return the files."""
+    needed) and, with `html`, write its self-contained `report.html`; return the files."""
     from .results.report import make_figures
     from .results.tables import write_tables
 
-    return [*write_tables(run_dir), *make_figures(run_dir)]
+    written = [*write_tables(run_dir), *make_figures(run_dir)]
+    if html:
+        from .report import render_run
+
+        written.append(render_run(run_dir))
+    return written
+
+
+def compare_html(runs: Sequence[str | Path], out: str | Path) -> Path:
+    """Write the self-contained comparison page of several runs (side by side, differences per
+    explainer and metric, protocol checks) to `out`; return its path."""
+    from .report import render_comparison
+
+    return render_comparison(list(runs), out)
 
 
 def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str | Path | None = None):

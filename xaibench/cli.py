@@ -83,9 +83,13 @@ def compare(
         help="--check: absolute tolerance of one metric, METRIC=VALUE (e.g. deletion=0.01); repeat.")] = None,
     min_n_fraction: Annotated[float, typer.Option(
         help="--check: fail when an (explainer, metric)'s n fell below this fraction of the baseline's.")] = 0.9,
+    html: Annotated[Path | None, typer.Option(help="Also write a self-contained HTML comparison page here.")] = None,
 ) -> None:
     """Leaderboard over runs with rank groups; --by class, --meta; with --check, the CI gate (exit 1
-    when a baseline pair is missing, n fell, a protocol changed or a mean got worse beyond tolerance)."""
+    when a baseline pair is missing, n fell, a protocol changed or a mean got worse beyond tolerance);
+    --html also writes the comparison page (runs side by side, differences, protocol checks)."""
+    if html is not None:
+        typer.echo(f"wrote {api.compare_html(runs, html)}", err=True)
     if check is None:
         typer.echo(with_warnings(api.leaderboard, runs, sort, fmt, metrics=metric, by=by, meta=meta, alpha=alpha))
         return
@@ -134,9 +138,13 @@ def list_(
 
 
 @command()
-def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")]) -> None:
-    """Regenerate a run's statistics tables (stats/) and figures from its files alone (no model needed)."""
-    for path in api.report(run_dir):
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")],
+    html: Annotated[bool, typer.Option("--html/--no-html", help="Also write the self-contained report.html.")] = True,
+) -> None:
+    """Regenerate a run's statistics tables (stats/) and figures, and write its report.html, from its
+    files alone (no model needed)."""
+    for path in api.report(run_dir, html):
         typer.echo(str(path))
 
 

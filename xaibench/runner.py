@@ -228,6 +228,8 @@ class BatchWork:
         })
         if self.k == 0:
             self.arrays.update(store.preview_arrays(self.batch.images, self.batch.boxes, self.batch.masks))
+        if cfg.output.save_maps:
+            self.arrays.update(store.thumbnail_arrays(self.batch.images, self.batch.boxes, self.batch.masks))
         for slot, (spec, explainer) in enumerate(plan.explainers):
             self.explain(slot, spec, explainer)
             bars[spec.key].update(1)

@@ -33,6 +33,7 @@ def documented_layout(metric_t: int) -> dict[str, tuple[tuple[int, ...] | None, 
             out[f"status/{e}/{m}"] = ((N,), I8)
         out[f"curves/{e}/deletion"] = ((N, metric_t), F32)
     out["diagnostics/scorecam/skipped_channels"] = ((N,), F32)
+    out.update({"thumbs/images": ((N, S, S, 3), U8), "thumbs/truth": ((N, S, S), BOOL)})
     out.update({"preview/images": ((4, S, S, 3), U8), "preview/rows": ((4,), I64), "preview/boxes": ((4, 1, 4), F32),
                 "preview/masks": ((4, S, S), BOOL)})
     out.update({f"probes/feature_purity/{t}": (None, None) for t in ("purity", "sweep", "histogram", "summary")})

@@ -56,6 +56,12 @@ def failure(explainer: str, metric: str | None = None) -> str:
     return f"failures/{explainer}" + (f"/{metric}" if metric else "")
 
 
+def thumb(field: str) -> str:
+    """`thumbs/images` (N,h,w,3) uint8 downscaled images and `thumbs/truth` (N,h,w) bool ground truth
+    (the mask, else the boxes filled) of every image, for reports that need no dataset."""
+    return f"thumbs/{field}"
+
+
 def cost(plugin: str) -> str:
     """A plug-in's (seconds, images, forward images, backward images) for one batch."""
     return f"cost/{plugin}"

@@ -154,6 +154,9 @@ def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.
             name, shape=(n, *shape), dtype="f2", chunks=(1, *shape) if n else None, compression="gzip", compression_opts=4,
             fillvalue=np.nan,
         )
+    if key.kind == "thumbs":
+        return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, chunks=(min(max(n, 1), 64), *shape) if n else None,
+                                 compression="gzip", compression_opts=4)
     if dtype.kind == "U":
         return h5.create_dataset(name, shape=(n, *shape), dtype=h5py.string_dtype())
     if dtype.kind == "f":
@@ -260,3 +263,26 @@ def preview_arrays(images, boxes: list, masks) -> dict[str, np.ndarray]:
     if masks is not None:
         out["preview/masks"] = masks[:p].cpu().numpy()
     return out
+
+
+THUMB = 96  # longest side of the per-image thumbnails kept for reports (worst images, the map grid)
+
+
+def thumbnail_arrays(images, boxes: list, masks) -> dict[str, np.ndarray]:
+    """Every image of a batch downscaled to at most THUMB pixels a side (uint8, (B,h,w,3)) with its
+    ground truth at that size ((B,h,w) bool: the mask, else the boxes filled; all False without)."""
+    import torch.nn.functional as F
+
+    b, _, h, w = images.shape
+    f = min(1.0, THUMB / max(h, w))
+    size = (max(1, round(h * f)), max(1, round(w * f)))
+    small = F.interpolate(images.float().clamp(0, 1), size=size, mode="area") if f < 1 else images.float().clamp(0, 1)
+    truth = np.zeros((b, *size), dtype=bool)
+    if masks is not None:
+        m = masks.float()[:, None]
+        truth = (F.interpolate(m, size=size, mode="area")[:, 0] >= 0.5).cpu().numpy() if f < 1 else masks.cpu().numpy()
+    else:
+        for i, bx in enumerate(boxes):
+            for x0, y0, x1, y1 in (bx.cpu().numpy() * f if bx is not None else ()):
+                truth[i, max(0, int(y0)) : max(0, int(np.ceil(y1))), max(0, int(x0)) : max(0, int(np.ceil(x1)))] = True
+    return {keys.thumb("images"): (small * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy(), keys.thumb("truth"): truth}
