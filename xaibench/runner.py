@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from . import model_level
 from .config import PluginSpec, RunConfig, load
@@ -26,6 +25,7 @@ from .errors import DataError
 from .memory import build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .models import ModelAdapter, load_model
+from .progress import Progress
 from .results import keys, provenance, rundir, store
 from .results.provenance import Cost
 from .saliency import EXPLAINERS, Explainer
@@ -119,18 +119,13 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     all_batches = plan.batches()
     loader = DataLoader(IndexedDataset(plan.dataset), batch_sampler=[all_batches[k] for k in todo],
                         num_workers=cfg.dataset.num_workers, collate_fn=collate)
-    show = progress and ranks.is_main
-    bars = {  # one bar per explainer over the batches (they advance together, batch-major)
-        spec.name: tqdm(total=len(todo), desc=f"{spec.name:>20}", position=i, unit="batch",
-                        disable=not show, leave=True, dynamic_ncols=True)
-        for i, (spec, _) in enumerate(plan.explainers)
-    }
+    shown = Progress(cfg.name, len(todo), [spec.name for spec, _ in plan.explainers], progress and ranks.is_main)
     try:
         for k, batch in zip(todo, loader, strict=True):
-            files.write(k, process_batch(plan, k, batch, bars))
+            files.write(k, process_batch(plan, k, batch, shown))
+            shown.batch_done(k)
     finally:
-        for bar in bars.values():
-            bar.close()
+        shown.close()
     ranks.barrier()
     ranks.gather_files(files, plan.n_batches)
     if not ranks.is_main:
@@ -142,8 +137,9 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     store.add_extras_to_h5(run_dir)
     store.write_errors(run_dir)
     probe_costs = {name: c for name, c in plan.costs.items() if name.startswith("probe/")}
-    provenance.write_run_json(run_dir, "complete", plan.run_fields(), provenance.batch_costs(files, probe_costs),
-                              wall=time.perf_counter() - started, world=ranks.world)
+    costs, wall = provenance.batch_costs(files, probe_costs), time.perf_counter() - started
+    provenance.write_run_json(run_dir, "complete", plan.run_fields(), costs, wall=wall, world=ranks.world)
+    shown.summary(costs, wall)
     if cfg.output.figures:
         from .results import report
 
@@ -175,9 +171,9 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics)
 
 
-def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
+def process_batch(plan: Plan, k: int, batch: Batch, progress: Progress) -> dict[str, np.ndarray]:
     """Explain and score one batch; return its arrays for the batch file."""
-    return BatchWork(plan, k, batch).run(bars)
+    return BatchWork(plan, k, batch).run(progress)
 
 
 class BatchWork:
@@ -194,7 +190,7 @@ class BatchWork:
         self.index = batch.index.numpy()
         self.arrays: dict[str, np.ndarray] = {}
 
-    def run(self, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
+    def run(self, progress: Progress) -> dict[str, np.ndarray]:
         plan, cfg = self.plan, self.plan.cfg
         before = {name: c.totals() for name, c in plan.costs.items()}
         with torch.no_grad(), plan.autocast():
@@ -216,17 +212,18 @@ class BatchWork:
         if self.k == 0:
             self.arrays.update(store.preview_arrays(self.batch.images, self.batch.boxes, self.batch.masks))
         for slot, (spec, explainer) in enumerate(plan.explainers):
-            self.explain(slot, spec, explainer)
-            bars[spec.name].update(1)
+            progress.start(spec.name)
+            progress.done(spec.name, self.explain(slot, spec, explainer))
         for name, cost in plan.costs.items():
             self.arrays[keys.cost(name)] = cost.totals() - before.get(name, 0.0)  # this batch's share
         return self.arrays
 
-    def explain(self, slot: int, spec: PluginSpec, explainer: Explainer) -> None:
-        """Explain the valid images within the explainer's limit, then score them with every metric."""
+    def explain(self, slot: int, spec: PluginSpec, explainer: Explainer) -> int:
+        """Explain the valid images within the explainer's limit, then score them with every metric;
+        return how many images that was."""
         sel = self.valid & (self.index < spec.limit if spec.limit is not None else True)
         if not sel.any():
-            return
+            return 0
         rows = torch.from_numpy(np.flatnonzero(sel)).to(self.plan.device)
         xs, ts = self.x[rows], self.target[rows]
         torch.manual_seed(self.plan.seed_for(self.k, slot))
@@ -238,6 +235,7 @@ class BatchWork:
         for mslot, (mspec, metric) in enumerate(self.plan.metrics):
             seed = self.plan.seed_for(self.k, METRIC_SLOT + slot * 100 + mslot)
             self.score(spec, explainer, mspec, metric, sel, xs, ts, maps, seed)
+        return len(rows)
 
     def full(self, rows: np.ndarray, values: torch.Tensor) -> np.ndarray:
         """Per-image values of the selected `rows` as a float32 array over the whole batch (NaN elsewhere)."""
