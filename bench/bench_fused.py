@@ -97,7 +97,7 @@ def main() -> None:
     rows = []
     for mname, fn in methods.items():
         times: dict[str, list[float]] = {k: [] for k in copies}
-        for key, cp in copies.items():  # warm-up: builds every copy once
+        for cp in copies.values():  # warm-up: builds every copy once
             model.fused = cp
             fn()
         for _ in range(args.repeats):
