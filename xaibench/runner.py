@@ -22,7 +22,7 @@ from .datasets.base import IndexedDataset
 from .devices import autocast, resolve_device
 from .distributed import Ranks
 from .errors import DataError
-from .memory import build_sized
+from .memory import auto_chunk_sizes, build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .models import ModelAdapter, load_model
 from .progress import Progress
@@ -49,6 +49,7 @@ class Plan:
     explainers: list[tuple[PluginSpec, Explainer]]
     metrics: list[tuple[PluginSpec, ImageMetric]]
     costs: dict[str, Cost] = field(default_factory=dict)
+    chunks: dict[str, Any] = field(default_factory=dict)  # `chunk_size: auto` choices: sizes and probe
 
     @property
     def n_batches(self) -> int:
@@ -72,6 +73,7 @@ class Plan:
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
+            **self.chunks,
         }
 
     def metric_info(self) -> dict[str, dict[str, Any]]:
@@ -101,7 +103,7 @@ def run(
     try:
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
-        plan = build_plan(cfg, run_dir, device)
+        plan = build_plan(cfg, run_dir, device, ranks, resume)
         return execute(plan, ranks, progress)
     finally:
         ranks.stop()
@@ -147,7 +149,9 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     return run_dir
 
 
-def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None) -> Plan:
+def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None, ranks: Ranks | None = None,
+               resume: bool = False) -> Plan:
+    ranks = ranks or Ranks()
     torch.manual_seed(cfg.seed)
     device = device or resolve_device(cfg.device)
     autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
@@ -161,14 +165,32 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     if n == 0:
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
     shape = (model.channels, size, size)
-    explainers = [(s, build_sized(EXPLAINERS, s.name, s.params, model, shape, True, cfg.memory_budget_gb))
-                  for s in cfg.explainers]
-    metrics = [(s, build_sized(METRICS, s.name, s.params, model, shape, False, cfg.memory_budget_gb))
+    # `chunk_size: auto` is chosen once, on rank 0 (or read back from run.json when resuming), and
+    # used by every rank: a timed choice must not differ between the pieces of one run
+    chunks = ranks.share(choose_chunks, cfg, model, shape, run_dir if resume else None)
+    sizes = chunks.get("chunk_sizes", {})
+
+    def params(kind: str, spec: PluginSpec) -> dict:
+        chosen = sizes.get(f"{kind}/{spec.name}")
+        return {**spec.params, "chunk_size": chosen} if chosen is not None else spec.params
+
+    explainers = [(s, build_sized(EXPLAINERS, s.name, params("explainer", s), model, shape, True,
+                                  cfg.memory_budget_gb)) for s in cfg.explainers]
+    metrics = [(s, build_sized(METRICS, s.name, params("metric", s), model, shape, False, cfg.memory_budget_gb))
                for s in cfg.metrics]
     for spec, explainer in explainers:
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
-    return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics)
+    return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics, chunks=chunks)
+
+
+def choose_chunks(cfg: RunConfig, model: ModelAdapter, shape: tuple[int, ...], resumed: Path | None) -> dict:
+    """The `chunk_size: auto` choices (memory.auto_chunk_sizes), or a resumed run's from its run.json."""
+    recorded = rundir.recorded(resumed, ("chunk_sizes", "chunk_probe")) if resumed is not None else {}
+    if "chunk_sizes" in recorded:
+        return recorded
+    plugins = [("explainer", EXPLAINERS, cfg.explainers, True), ("metric", METRICS, cfg.metrics, False)]
+    return auto_chunk_sizes(plugins, model, shape, cfg.memory_budget_gb)
 
 
 def process_batch(plan: Plan, k: int, batch: Batch, progress: Progress) -> dict[str, np.ndarray]:

@@ -60,3 +60,12 @@ def prepare(parent: str | Path, name: str, config: dict[str, Any], out: str | Pa
     if json.loads(meta.read_text())["config"] != json.loads(json.dumps(config)):
         raise OutputError(f"cannot resume {folder}: its config differs from the one given; use the same config")
     return folder
+
+
+def recorded(folder: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The entries `keys` of a run folder's run.json that it holds (a resumed run reuses them)."""
+    meta = Path(folder) / "run.json"
+    if not meta.is_file():
+        return {}
+    fields = json.loads(meta.read_text())
+    return {k: fields[k] for k in keys if k in fields}
