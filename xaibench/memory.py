@@ -6,9 +6,8 @@ with the best measured forward throughput (a short timed probe, once per model a
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 import time
+from typing import Any, Literal
 
 import torch
 from torch import Tensor, nn

@@ -72,31 +72,82 @@ def relu_in_place(graph_module: torch.fx.GraphModule) -> None:
     graph_module.recompile()
 
 
-def fold_for_inference(module: nn.Module, image: Tensor) -> nn.Module | None:
-    """The traced, BatchNorm-folded, channels-last copy of `module` (checked against the module
-    on three copies of `image` (1,C,H,W)), or None when tracing fails or the check disagrees."""
-    from torch.fx.experimental.optimization import fuse
+FOLDABLE = ((nn.Conv1d, nn.BatchNorm1d), (nn.Conv2d, nn.BatchNorm2d), (nn.Conv3d, nn.BatchNorm3d),
+            (nn.Linear, nn.BatchNorm1d))
 
+
+class FoldedCopy:
+    """The traced copy of a module with each eval-mode BatchNorm that alone reads a convolution's
+    (or linear layer's) output folded into it — `torch.fx.experimental.optimization.fuse`'s
+    patterns, kept as (layer, BatchNorm) name pairs so `refresh` can re-fold new parameter values
+    without tracing again."""
+
+    def __init__(self, module: nn.Module):
+        from torch.nn.utils.fusion import fuse_conv_bn_eval, fuse_linear_bn_eval
+
+        graph_module = torch.fx.symbolic_trace(copy.deepcopy(module).eval())
+        modules = dict(graph_module.named_modules())
+        self.pairs: dict[str, str] = {}  # folded layer name → its BatchNorm's name
+        for node in list(graph_module.graph.nodes):
+            src = node.args[0] if node.op == "call_module" and node.args else None
+            if not isinstance(src, torch.fx.Node) or src.op != "call_module" or len(src.users) != 1:
+                continue
+            layer, bn = modules.get(src.target), modules.get(node.target)
+            if not any(type(layer) is a and type(bn) is b for a, b in FOLDABLE) or not bn.track_running_stats:
+                continue
+            fused = fuse_linear_bn_eval(layer, bn) if isinstance(layer, nn.Linear) else fuse_conv_bn_eval(layer, bn)
+            parent, _, name = src.target.rpartition(".")
+            setattr(graph_module.get_submodule(parent) if parent else graph_module, name, fused)
+            modules[src.target] = fused
+            self.pairs[src.target] = node.target
+            node.replace_all_uses_with(src)
+            graph_module.graph.erase_node(node)
+        graph_module.graph.lint()
+        graph_module = torch.fx.GraphModule(graph_module, graph_module.graph)  # keeps only used modules
+        relu_in_place(graph_module)
+        for p in graph_module.parameters():
+            p.requires_grad_(False)
+        self.module = graph_module
+
+    def refresh(self, original: nn.Module) -> None:
+        """Copy `original`'s current parameters and buffers in, re-folding each folded pair."""
+        from torch.nn.utils.fusion import fuse_conv_bn_weights, fuse_linear_bn_weights
+
+        theirs = dict(original.named_modules())
+        with torch.no_grad():
+            for name, mine in self.module.named_modules():
+                if name in self.pairs:
+                    layer, bn = theirs[name], theirs[self.pairs[name]]
+                    fold = fuse_linear_bn_weights if isinstance(layer, nn.Linear) else fuse_conv_bn_weights
+                    w, b = fold(layer.weight, layer.bias, bn.running_mean, bn.running_var, bn.eps, bn.weight, bn.bias)
+                    mine.weight.copy_(w)
+                    mine.bias.copy_(b)
+                    continue
+                for attr, t in (*mine.named_parameters(recurse=False), *mine.named_buffers(recurse=False)):
+                    t.copy_(getattr(theirs[name], attr))
+
+
+def fold_for_inference(module: nn.Module, image: Tensor) -> FoldedCopy | None:
+    """The folded, channels-last copy of `module` (checked against the module on three copies of
+    `image` (1,C,H,W)), or None when tracing fails or the check disagrees."""
     check = image.expand(3, *image.shape[1:]).contiguous()
     try:
         with torch.no_grad(), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            folded = fuse(copy.deepcopy(module).eval(), inplace=True)
-            relu_in_place(folded)
+            folded = FoldedCopy(module)
             if check.dim() == 4:
-                folded = folded.to(memory_format=torch.channels_last)
-                check_in = check.contiguous(memory_format=torch.channels_last)
-            else:
-                check_in = check
-            for p in folded.parameters():
-                p.requires_grad_(False)
-            want, got = module(check), folded(check_in)
+                folded.module.to(memory_format=torch.channels_last)
+            want, got = module(check), folded.module(as_input(check))
     except Exception:  # noqa: BLE001 - any model torch.fx cannot trace runs unfused
         return None
     if not (isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape):
         return None
     scale = float(want.abs().max()) or 1.0
     return folded if torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale) else None
+
+
+def as_input(x: Tensor) -> Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 class FusedInference:
@@ -109,21 +160,26 @@ class FusedInference:
         self.module = module
         self.enabled = True
         self._key: tuple | None = None
-        self._folded: nn.Module | None = None
+        self._folded: FoldedCopy | None = None
 
     def module_for(self, x: Tensor) -> nn.Module | None:
         if not self.enabled or torch.is_autocast_enabled(x.device.type) or has_hooks(self.module):
             return None  # autocast and hooks are for the model as it is
         key = (state_key(self.module), x.dtype)
         if key == self._key:
-            return self._folded
+            return self._folded.module
+        if self._folded is not None and self._key[1] == x.dtype:
+            try:  # new parameter values in the same structure: re-fold them, no new trace
+                self._folded.refresh(self.module)
+                self._key = key
+                return self._folded.module
+            except (KeyError, AttributeError, RuntimeError):  # the structure changed: trace again
+                pass
         self._key, self._folded = key, fold_for_inference(self.module, x[:1])
         self.enabled = self._folded is not None  # a model that cannot be traced is not retried
-        return self._folded
+        return self._folded.module if self._folded is not None else None
 
     def forward(self, x: Tensor) -> Tensor | None:
         """Logits of `x` through the copy (channels-last for images), or None when it is not used."""
         folded = self.module_for(x)
-        if folded is None:
-            return None
-        return folded(x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x)
+        return None if folded is None else folded(as_input(x))
