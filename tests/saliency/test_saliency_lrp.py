@@ -217,3 +217,19 @@ def test_batchnorm_merging_follows_the_data_flow_not_module_order():
     assert torch.allclose(ours, ref, rtol=1e-4, atol=1e-7) and torch.isfinite(ours).all()
     with torch.no_grad():
         assert torch.allclose(model(x), net(x))  # forward unchanged after the canonizer is removed
+
+
+def test_kept_rule_layers_follow_parameter_edits_also_through_data():
+    """The merged and clamped weights are kept between calls; any parameter edit rebuilds them."""
+    model = small_cnn()
+    model.channels_last = False
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([0, 3])
+    lrp = EXPLAINERS.build("lrp")
+    before = lrp.attribute(model, x, t)
+    model.module.conv2.weight.data.mul_(-0.5)  # no version counter bump
+    model.module.bn1.running_var.data[0] = 4.0
+    ref = zennit_direct(model, x, t, EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()]), onehot_logit)
+    after = lrp.attribute(model, x, t)
+    torch.testing.assert_close(after, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+    assert not torch.allclose(before, after)

@@ -147,8 +147,11 @@ class ModelAdapter(nn.Module):
     def fused_inference(self) -> Iterator[None]:
         """Inside the block, no-grad CPU forwards without hooks run the model's copy with BatchNorm
         folded into the convolutions, channels-last (`fused.py`, torch.fx): the same function,
-        rounded differently (~1e-6 relative), built once per parameter state (a fingerprint that
-        also sees `.data` edits) — meant for loops of many forwards, which is where it is used."""
+        rounded differently (~1e-6 relative), re-folded when the parameters change (a fingerprint
+        that also sees `.data` edits made before the block) — meant for loops of many forwards,
+        which is where it is used."""
+        if self._fused_depth == 0:
+            self.fused.begin()
         self._fused_depth += 1
         try:
             yield

@@ -259,15 +259,22 @@ class RuleLayer:
             self._params[key] = (modified(self.weight, how), bias)
         return self._params[key]
 
-    def plain(self, x: Tensor) -> Tensor:
+    def plain(self, x: Tensor, out_of_place: bool = False) -> Tensor:
         if self.op is not None:
             return self.op.apply(x, self.weight, self.bias)
         if self.merged_bn:  # Zennit's merged BatchNorm: statistics 0/1, affine 1/0 (scales by 1/√(1+eps))
-            c = x.shape[1]
-            one, zero = torch.ones(c, dtype=x.dtype, device=x.device), torch.zeros(c, dtype=x.dtype, device=x.device)
+            key = ("identity_bn", x.shape[1], x.dtype, x.device)
+            if key not in self._params:
+                self._params[key] = (torch.ones(x.shape[1], dtype=x.dtype, device=x.device),
+                                     torch.zeros(x.shape[1], dtype=x.dtype, device=x.device))
+            one, zero = self._params[key]
             return F.batch_norm(x, zero, one, one, zero, False, 0.0, self.module.eps)
-        if getattr(self.module, "inplace", False):
-            x = x.clone()  # the input may be saved by the rule before it
+        if out_of_place and getattr(self.module, "inplace", False):
+            self.module.inplace = False  # under autograd the input may be saved by the rule before it
+            try:
+                return self.original(x)
+            finally:
+                self.module.inplace = True
         return self.original(x)
 
     def __call__(self, x: Tensor) -> Tensor:
@@ -281,7 +288,7 @@ class _RuleFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: Tensor, layer: RuleLayer) -> Tensor:
-        out = layer.plain(x)
+        out = layer.plain(x, out_of_place=True)
         ctx.layer = layer
         ctx.save_for_backward(x if "x" in layer.rule.saves else None, out if "out" in layer.rule.saves else None)
         return out

@@ -18,6 +18,7 @@ from ..errors import ConfigError, ModelError
 from ..models import lrp_canonizers as canonizers
 from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
+from ..models.fused import state_key
 from ..tensorops import assemble_cam
 from .base import EXPLAINERS, Explainer, Reduce
 from .gradient import InputAttribution
@@ -141,9 +142,24 @@ class Composite:
                     out[m] = canonizers.basic_block_forward(m, self.stabilizer)
         return out
 
+    def key(self) -> tuple:
+        bounds = tuple((tuple(t.shape), float(t.sum())) for t in (self.low, self.high) if t is not None)
+        return (self.name, self.epsilon, self.gamma, self.canonizer, tuple(map(tuple, self.pairs)), self.stabilizer,
+                bounds)
+
     def context(self, model: ModelAdapter):
-        """Inside the block the model's forward computes relevance by these rules in its backward."""
-        return rules.relevance_rules(self.forwards(model.module))
+        """Inside the block the model's forward computes relevance by these rules in its backward.
+        The rule layers (merged and clamped weights) are kept for the model's last composite and
+        reused while its parameters are unchanged (models/fused.py's fingerprint)."""
+        root = model.module
+        key = (self.key(), state_key(root))
+        kept = _PREPARED.get(root)
+        if kept is None or kept[0] != key:
+            kept = _PREPARED[root] = (key, self.forwards(root))
+        return rules.relevance_rules(kept[1])
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module → (key, forwards)
 
 
 def resolve_canonizer(model: ModelAdapter, kind: str) -> str:
