@@ -29,19 +29,31 @@ def version_key(module: nn.Module) -> tuple:
 
 
 def bit_sums(module: nn.Module) -> tuple[int, ...]:
-    """The wrapping integer sum of each parameter's and buffer's bit patterns: sees edits made
-    through `.data` too. One vectorized read of the weights (~40 ms for ResNet-50's 25 M
-    parameters on one core)."""
+    """Wrapping integer sums of the parameters' and buffers' bit patterns (small tensors summed
+    together, one op per dtype): sees edits made through `.data` too. One vectorized read of the
+    weights (~40 ms for ResNet-50's 25 M parameters on one core, ~1 ms for the built-in model)."""
+    small: dict[tuple, list[Tensor]] = {}
     sums = []
     for t in (*module.parameters(), *module.buffers()):
         flat = t.detach().reshape(-1)
-        try:
-            bits = flat.view(_INT_OF_SIZE.get(t.element_size(), torch.uint8))
-        except RuntimeError:  # e.g. quantized tensors: location and version only
-            sums.append(torch.zeros((), dtype=torch.int64, device=t.device))
-            continue
-        sums.append(bits.sum(dtype=torch.int64 if t.element_size() == 8 else torch.int32).to(torch.int64))
+        if flat.numel() <= SMALL_TENSOR:
+            small.setdefault((flat.dtype, flat.device), []).append(flat)
+        else:
+            sums.append(_bits_sum(flat))
+    sums += [_bits_sum(torch.cat(flats)) for flats in small.values()]
     return tuple(torch.stack([s.cpu() for s in sums]).tolist()) if sums else ()
+
+
+SMALL_TENSOR = 1 << 16
+
+
+def _bits_sum(flat: Tensor) -> Tensor:
+    size = flat.element_size()
+    try:
+        bits = flat.view(_INT_OF_SIZE.get(size, torch.uint8))
+    except RuntimeError:  # e.g. quantized tensors: location and version only
+        return torch.zeros((), dtype=torch.int64, device=flat.device)
+    return bits.sum(dtype=torch.int64 if size == 8 else torch.int32).to(torch.int64)
 
 
 def state_key(module: nn.Module) -> tuple:
