@@ -156,17 +156,13 @@ def fold_for_inference(module: nn.Module, image: Tensor) -> FoldedCopy | None:
             folded = FoldedCopy(module)
             if check.dim() == 4:
                 folded.module.to(memory_format=torch.channels_last)
-            want, got = module(check), folded.module(as_input(check))
+            want, got = module(check), folded.module(check)
     except Exception:  # noqa: BLE001 - any model torch.fx cannot trace runs unfused
         return None
     if not (isinstance(got, Tensor) and isinstance(want, Tensor) and got.shape == want.shape):
         return None
     scale = float(want.abs().max()) or 1.0
     return folded if torch.allclose(got, want, rtol=1e-4, atol=1e-5 * scale) else None
-
-
-def as_input(x: Tensor) -> Tensor:
-    return x.contiguous(memory_format=torch.channels_last) if x.dim() == 4 else x
 
 
 class FusedInference:
@@ -208,6 +204,7 @@ class FusedInference:
         return self._folded.module if self._folded is not None else None
 
     def forward(self, x: Tensor) -> Tensor | None:
-        """Logits of `x` through the copy (channels-last for images), or None when it is not used."""
+        """Logits of `x` through the copy, or None when it is not used. (The input is not converted:
+        a convolution with channels-last weights answers in channels-last either way.)"""
         folded = self.module_for(x)
-        return None if folded is None else folded(as_input(x))
+        return None if folded is None else folded(x)
