@@ -5,7 +5,9 @@ model itself, channels-last), measured in one run.
 
     .venv/bin/python bench/bench_fused.py                                        # built-in model, 128²
     .venv/bin/python bench/bench_fused.py --model torchvision:resnet50 --weights none --size 224 \
-        --images 2 --rise-masks 64 --steps 16 --repeats 3
+        --images 2 --rise-masks 64 --steps 16 --methods rise,deletion+insertion --repeats 3
+    .venv/bin/python bench/bench_fused.py --model torchvision:resnet50 --weights none --size 112 \
+        --images 1 --methods scorecam --repeats 3         # 2,048 channels: 2,048 forwards per image
 
 Rounds run the three back to back per method, so machine load hits all alike; ratios are taken
 within a round, medians over rounds. Build time of each copy is timed separately (once per
@@ -68,6 +70,7 @@ def main() -> None:
     ap.add_argument("--rise-masks", type=int, default=256)
     ap.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--methods", default="scorecam,rise,deletion+insertion")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 gives stable "
                     "ratios on a loaded machine")
     args = ap.parse_args()
@@ -91,6 +94,7 @@ def main() -> None:
         "rise": lambda: rise(model, x, target),
         "deletion+insertion": lambda: (dele(model, x, maps, target), ins(model, x, maps, target)),
     }
+    methods = {k: v for k, v in methods.items() if k in args.methods.split(",")}
     copies = {"fx (now)": FusedInference(model.module), "torchscript (before)": TorchScriptInference(model.module),
               "unfused": Unfused(model.module)}
     builds = {}
