@@ -71,19 +71,20 @@ def test_lrp_agrees_with_zennit(composite, which):
 
 
 class PaddedAndMixed(nn.Module):
-    """Reflect padding and 'same' padding (the autograd path of the rule gradients), a first conv
-    fed signed inputs and a shared ReLU called twice."""
+    """Reflect padding and 'same' padding (the autograd path of the rule gradients), a transposed
+    convolution, a first conv fed signed inputs and a shared ReLU called twice."""
 
     def __init__(self):
         super().__init__()
         self.conv1 = nn.Conv2d(3, 6, 3, padding=1, padding_mode="reflect")
         self.conv2 = nn.Conv2d(6, 6, 3, padding="same")
         self.relu = nn.ReLU()
-        self.conv3 = nn.Conv2d(6, 4, 3, stride=2, padding=1)
+        self.up = nn.ConvTranspose2d(6, 5, 3, stride=2, padding=1, output_padding=1)
+        self.conv3 = nn.Conv2d(5, 4, 3, stride=2, padding=1)
         self.fc = nn.Linear(4, 3)
 
     def forward(self, x):
-        h = self.relu(self.conv2(self.relu(self.conv1(x))))
+        h = self.relu(self.up(self.relu(self.conv2(self.relu(self.conv1(x))))))
         return self.fc(torch.relu(self.conv3(h)).mean((2, 3)))
 
 

@@ -3,8 +3,8 @@ a rule computes its output and back-propagates relevance by that rule; the model
 
 The rules are Zennit's (Anders et al., "Software for dataset-wide XAI", 2021; Montavon et al., "Layer-
 wise relevance propagation: an overview", 2019), term by term, without the per-call costs of hooks:
-modified parameters are made once per call, terms on an all-zero input part are skipped (they add
-exactly 0), a rule's output is reused where it equals the forward's, and the layer's own input
+modified parameters are made once (and kept by saliency/lrp.py while the parameters are unchanged),
+terms on an all-zero input part are skipped (they add exactly 0), a rule's output is reused where it equals the forward's, and the layer's own input
 gradient is never computed when the rule replaces it. bench/bench_lrp.py times it against Zennit.
 """
 
