@@ -25,7 +25,7 @@ ARCHS = {
 @cache
 def model(arch: str) -> ModelAdapter:
     torch.manual_seed(0)
-    return ModelAdapter.wrap(tvm.get_model(arch, weights=None, num_classes=10), input_size=SIZE, name=arch)
+    return ModelAdapter.wrap(tvm.get_model(arch, weights=None, num_classes=10).eval(), input_size=SIZE, name=arch)
 
 
 def images(n: int = 3, seed: int = 1, size: int = SIZE) -> torch.Tensor:
@@ -82,4 +82,4 @@ class Tiny(torch.nn.Module):
 
 @cache
 def tiny() -> ModelAdapter:
-    return ModelAdapter.wrap(Tiny(), input_size=32, name="tiny")
+    return ModelAdapter.wrap(Tiny().eval(), input_size=32, name="tiny")

@@ -37,14 +37,14 @@ def small_cnn(seed: int = 0, classes: int = 5, functional: bool = True) -> Model
         net.bn1.running_mean.uniform_(-0.2, 0.2)
         net.bn1.running_var.uniform_(0.5, 2.0)
         net.bn1.weight.uniform_(0.5, 1.5)
-    return ModelAdapter.wrap(net, input_size=16, name="small_cnn", default_layer="conv3")
+    return ModelAdapter.wrap(net.eval(), input_size=16, name="small_cnn", default_layer="conv3")
 
 
 def resnet18(seed: int = 0, classes: int = 6) -> ModelAdapter:
     import torchvision
 
     torch.manual_seed(seed)
-    return ModelAdapter.wrap(torchvision.models.resnet18(weights=None, num_classes=classes), input_size=48)
+    return ModelAdapter.wrap(torchvision.models.resnet18(weights=None, num_classes=classes).eval(), input_size=48)
 
 
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

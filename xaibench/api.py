@@ -18,7 +18,9 @@ from .models.zoo import load_model as _load_model
 
 
 def load_model(name: str, weights: str | None = "default", **options: Any) -> ModelAdapter:
-    """A zoo model (`torchvision:resnet18`, `builtin:synthetic-cnn`, …) wrapped in a ModelAdapter."""
+    """A zoo model (`torchvision:resnet18`, `timm:resnet18`, `python:my_net.py:build`, `hf:folder`,
+    `torchscript:model.pt`, `builtin:synthetic-cnn`, …) wrapped in a ModelAdapter; `options`: `params`
+    (the factory's keyword arguments), `mean`, `std`, `input_size`, `class_names`, `score`."""
     return _load_model(name, weights, **options)
 
 
@@ -32,8 +34,9 @@ def explain(model: ModelAdapter, x: Tensor, target: Tensor | int | Sequence[int]
     from .memory import build_sized
     from .saliency import EXPLAINERS
 
-    explainer = build_sized(EXPLAINERS, name, params, model, tuple(x.shape[1:]), backward=True)
-    return explainer(model, x, _targets(target, x.shape[0], x.device))
+    with model.inference():  # the caller's module is restored on exit (modes, requires_grad flags)
+        explainer = build_sized(EXPLAINERS, name, params, model, tuple(x.shape[1:]), backward=True)
+        return explainer(model, x, _targets(target, x.shape[0], x.device))
 
 
 def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int | Sequence[int], name: str,
@@ -42,22 +45,25 @@ def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int 
     from .memory import build_sized
     from .metrics import METRICS
 
-    metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
-    return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
+    with model.inference():
+        metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
+        return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
 
 
 def probe(model: ModelAdapter, batches: Iterable[Any], name: str, **params: Any) -> dict[str, Any]:
     """Run model-level probe `name` (feature_purity, neuron_similarity) over batches of images."""
     from .probes import PROBES
 
-    return PROBES.build(name, **params)(model, batches)
+    with model.inference():
+        return PROBES.build(name, **params)(model, batches)
 
 
 def visualize(model: ModelAdapter, targets: Sequence[int], objective: str = "class", steps: int = 256, **params: Any):
     """Activation maximization with pyramid preconditioning (docs/methods.md §Pyramid activation maximization)."""
     from . import featviz
 
-    return featviz.visualize(model, targets, objective=objective, steps=steps, **params)
+    with model.inference():
+        return featviz.visualize(model, targets, objective=objective, steps=steps, **params)
 
 
 def run(config: str | Path | dict, overrides: Sequence[str] = (), out: str | Path | None = None,
@@ -102,30 +108,80 @@ def registries() -> dict[str, Any]:
     return {"explainers": EXPLAINERS, "metrics": METRICS, "probes": PROBES, "models": MODELS, "datasets": DATASETS}
 
 
-def describe(kind: str) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
-    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)])."""
+def describe(kind: str, model: str | None = None, weights: str = "none"
+             ) -> list[tuple[str, str, list[tuple[str, str, str, str]]]]:
+    """Every plug-in of `kind`: (name, one-line doc, [(parameter, type, default, help)]); the help
+    ends with the parameter's valid range when it has one, e.g. `(>= 1)`. With `model` (explainers
+    only), each doc starts with whether the explainer applies to that model."""
     import dataclasses
 
     from .errors import ConfigError, unknown
-    from .registry import type_name
+    from .registry import bound_text, type_name
 
     regs = registries()
     if kind not in regs:
         raise ConfigError(unknown("kind", kind, [*regs, "layers"]))
+    if model is not None and kind != "explainers":
+        raise ConfigError(f"--model goes with `xai list explainers` or `xai list layers`, not with {kind}")
     reg = regs[kind]
+    adapter = load_model(model, weights=weights) if model is not None else None
     out = []
     for name in reg.names():
         entry = reg.get(name)
+        ranges = {p: f" ({bound_text(b)})" for p, b in entry.bounds.items()}
         params = [(p, type_name(tp), "(required)" if default is dataclasses.MISSING else repr(default),
-                   entry.help.get(p, "")) for p, (tp, default) in entry.params.items()]
-        out.append((name, entry.doc, params))
+                   entry.help.get(p, "") + ranges.get(p, "")) for p, (tp, default) in entry.params.items()]
+        if not params and not dataclasses.is_dataclass(entry.obj):
+            params = signature_params(entry.obj)
+        doc = entry.doc
+        if adapter is not None:
+            from .saliency.base import unmet_needs
+
+            problem = unmet_needs(entry.obj, adapter)
+            doc = f"[does not apply: {problem}] {doc}" if problem else f"[applies] {doc}"
+        out.append((name, doc, params))
+    return out
+
+
+def signature_params(fn: Any) -> list[tuple[str, str, str, str]]:
+    """(parameter, type, default, help) of a factory function's keyword parameters (help from
+    `Annotated[type, "help"]`); `**options` is listed as such. `arch` and internal ones are left out."""
+    import inspect
+    import typing
+
+    from .registry import type_name
+
+    try:
+        hints = typing.get_type_hints(fn, include_extras=True)
+    except Exception:  # noqa: BLE001 - unresolvable annotations: names only
+        hints = {}
+    out = []
+    for p in inspect.signature(fn).parameters.values():
+        if p.name in ("arch", "preprocessing") or p.name.startswith("_"):
+            continue
+        tp = hints.get(p.name, Any)
+        extras = getattr(tp, "__metadata__", ())
+        base = typing.get_args(tp)[0] if extras else tp
+        help_text = next((str(m) for m in extras if isinstance(m, str)), "")
+        if p.kind is inspect.Parameter.VAR_KEYWORD:
+            out.append((f"**{p.name}", "any", "", help_text))
+        else:
+            default = "(required)" if p.default is inspect.Parameter.empty else repr(p.default)
+            out.append((p.name, type_name(base), default, help_text))
     return out
 
 
 def layers(model: str) -> tuple[list[tuple[str, str]], str]:
-    """The named layers of a zoo model (name, module type) and the name `auto` resolves to."""
+    """The named layers of a zoo model (name, module type) and the name `auto` resolves to (or why
+    there is none: a TorchScript or token model)."""
+    from .errors import LayerError
+
     m = load_model(model, weights="none")
-    return [(name, type(mod).__name__) for name, mod in m.layers().items()], m.resolve_layer("auto")
+    try:
+        auto = m.resolve_layer("auto")
+    except LayerError as e:
+        auto = f"(no auto layer: {e})"
+    return [(name, type(mod).__name__) for name, mod in m.layers().items()], auto
 
 
 def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False) -> str:
@@ -169,7 +225,7 @@ def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str
     if cfg.featviz is None:
         raise ConfigError(f"{config} has no `featviz:` section (see configs/examples/featviz.yaml)")
     folder = rundir.given_folder(out) if out is not None else rundir.new_folder(cfg.output.dir, f"{cfg.name}-featviz")
-    model = load_model(cfg.model.name, cfg.model.weights).to(resolve_device(cfg.device))
+    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(resolve_device(cfg.device))
     return folder, run_visualize(model, FeatvizParams.from_dict(cfg.featviz), folder)
 
 

@@ -32,13 +32,18 @@ def user_errors(fn):
     return wrapper
 
 
+def command(name: str | None = None):
+    """Register an `xai` sub-command whose user errors print as one line and exit 2."""
+    return lambda fn: app.command(name)(user_errors(fn))
+
+
+ConfigArg = Annotated[Path, typer.Argument(help="YAML config file.")]
 SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a key: --set dataset.limit=64 (value parsed as YAML).")]
 
 
-@app.command()
-@user_errors
+@command()
 def run(
-    config: Annotated[Path, typer.Argument(help="YAML config file.")],
+    config: ConfigArg,
     set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Run folder (default results/<name>-<timestamp>).")] = None,
     resume: Annotated[bool, typer.Option("--resume", help="Continue an interrupted run in --out.")] = False,
@@ -52,16 +57,14 @@ def run(
         typer.echo(f"sub-scores, n and protocols: {run_dir / 'summary.csv'}; figures: {run_dir / 'figures'}")
 
 
-@app.command()
-@user_errors
-def validate(config: Annotated[Path, typer.Argument(help="YAML config file.")], set_: SetOpt = None) -> None:
+@command()
+def validate(config: ConfigArg, set_: SetOpt = None) -> None:
     """Check a config (keys, types, ranges, plug-in names and parameters) without running it."""
     cfg = api.validate(config, set_ or [])
     typer.echo(f"{config}: valid ({len(cfg.explainers)} explainers, {len(cfg.metrics)} metrics, {len(cfg.probes)} probes)")
 
 
-@app.command()
-@user_errors
+@command()
 def compare(
     runs: Annotated[list[Path], typer.Argument(help="Run folders, or folders holding run folders.")],
     sort: Annotated[str | None, typer.Option(help="Sort rows by this metric (its own direction).")] = None,
@@ -85,40 +88,41 @@ def compare(
     typer.echo(f"no regression beyond tolerance {tolerance} against {check}")
 
 
-@app.command("list")
-@user_errors
+@command("list")
 def list_(
     kind: Annotated[str, typer.Argument(help="explainers | metrics | probes | models | datasets | layers")],
-    model: Annotated[str, typer.Option(help="With `layers`: the model whose layers to list.")] = "builtin:synthetic-cnn",
+    model: Annotated[str | None, typer.Option(
+        help="With `layers`: the model whose layers to list (default builtin:synthetic-cnn); with `explainers`: "
+             "say which explainers apply to this model.")] = None,
+    weights: Annotated[str, typer.Option(help="Weights of --model (none: random, enough to inspect it).")] = "none",
 ) -> None:
     """List what is registered, with each parameter, its type, default and help."""
     if kind == "layers":
-        names, auto = api.layers(model)
+        names, auto = api.layers(model or "builtin:synthetic-cnn")
         for name, kind_name in names:
             typer.echo(f"{name:<40} {kind_name}{'   <- auto' if name == auto else ''}")
+        if auto not in dict(names):
+            typer.echo(auto)
         return
-    for name, doc, params in api.describe(kind):
+    for name, doc, params in api.describe(kind, model, weights):
         typer.echo(f"{name}: {doc}")
         for param, tp, default, help_text in params:
-            typer.echo(f"    {param}: {tp} = {default}" + (f"  — {help_text}" if help_text else ""))
+            typer.echo(f"    {param}: {tp}" + (f" = {default}" if default else "") + (f"  — {help_text}" if help_text else ""))
 
 
-@app.command()
-@user_errors
+@command()
 def report(run_dir: Annotated[Path, typer.Argument(help="A finished run folder.")]) -> None:
     """Regenerate a run's figures from results.h5 alone (no model needed)."""
     for path in api.report(run_dir):
         typer.echo(str(path))
 
 
-@app.command()
-@user_errors
+@command()
 def visualize(
-    config: Annotated[Path, typer.Argument(help="YAML config with a `featviz:` section.")],
-    set_: SetOpt = None,
+    config: ConfigArg, set_: SetOpt = None,
     out: Annotated[Path | None, typer.Option("--out", help="Output folder (default results/<name>-featviz-<timestamp>).")] = None,
 ) -> None:
-    """Activation maximization with pyramid preconditioning: PNGs, grid, objective CSV."""
+    """Activation maximization of the config's `featviz:` section: PNGs, grid, objective CSV."""
     folder, result = api.visualize_config(config, set_ or [], out)
     typer.echo(f"wrote {folder}")
     if getattr(result, "final_prob", None) is not None:
@@ -126,8 +130,7 @@ def visualize(
             typer.echo(f"  target {t}: final probability {p:.3f}")
 
 
-@app.command()
-@user_errors
+@command()
 def explain(
     images: Annotated[list[Path], typer.Argument(help="Image files to explain.")],
     model: Annotated[str, typer.Option(help="Zoo name (xai list models).")] = "builtin:synthetic-cnn",

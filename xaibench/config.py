@@ -1,75 +1,90 @@
 """Run configuration: YAML → validated, typed `RunConfig` with defaults and dotted overrides.
 
-Unknown keys, unknown plug-in names and bad types are `ConfigError`s that name the key and list
-the valid choices (with a close-match suggestion). Schema: docs/architecture.md "Config".
+Unknown keys, unknown plug-in names, bad types and out-of-range values are `ConfigError`s that
+name the key and list the valid choices (with a close-match suggestion); every plug-in is built
+once, so its own checks run before any model or data loads. Schema: docs/architecture.md "Config".
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 
 from .errors import ConfigError, did_you_mean
-from .registry import coerce, param_fields
+from .registry import Registry, bound_problems, coerce, coerce_params, param, param_bounds, param_fields
 
 
 @dataclass
 class ModelConfig:
-    name: str = "builtin:synthetic-cnn"
-    weights: str | None = "default"
-    layer: str = "auto"
+    name: str = param("builtin:synthetic-cnn", help="zoo model as family:arch (xai list models)")
+    weights: str | None = param("default", help="default (shipped or pretrained), none (random) or a state-dict file")
+    layer: str = param("auto", help="default layer of the CAMs and probes (xai list layers); auto: the last conv block")
+    params: dict = param(default_factory=dict, help="keyword arguments of the model factory (xai list models)")
+    mean: list[float] | None = param(None, help="per input channel; overrides the source's preprocessing")
+    std: list[float] | None = param(None, help="per input channel; overrides the source's preprocessing", gt=0)
+    input_size: int | list[int] | None = param(None, help="side or [height, width], px; overrides the source's input size",
+                                               ge=1)
+    class_names: list[str] | None = param(None, help="one name per class, in logit order")
+    score: Literal["softmax", "sigmoid"] | None = param(None, help="class probability; null: sigmoid for one logit, "
+                                                                  "else softmax")
+
+    def load_options(self) -> dict[str, Any]:
+        """The keyword arguments of `models.load_model` besides the name and weights."""
+        return dict(params=self.params, mean=self.mean, std=self.std, input_size=self.input_size,
+                    class_names=self.class_names, score=self.score)
 
 
 @dataclass
 class DatasetConfig:
-    name: str = "synthetic"
-    root: str | None = None
-    split: str = "test"
-    limit: int | None = 256
-    batch_size: int = 32
-    num_workers: int = 2
-    image_size: int | None = None  # None: the model's input size
-    params: dict = field(default_factory=dict)  # dataset-specific options (`xai list datasets`)
+    name: str = param("synthetic", help="data source (xai list datasets)")
+    root: str | None = param(None, help="where the data is; null: the source's default")
+    split: str = param("test", help="split read")
+    limit: int | None = param(256, help="the first N images; null: all", ge=1)
+    batch_size: int = param(32, help="images per batch", ge=1)
+    num_workers: int = param(2, help="data-loader worker processes; 0: load in the main process", ge=0)
+    image_size: int | None = param(None, help="side of the images, px; null: the model's input size", ge=1)
+    params: dict = param(default_factory=dict, help="source-specific options (xai list datasets)")
 
 
 @dataclass
 class PluginSpec:
     """One explainer, metric or probe: its registry name, parameters and an optional image limit."""
 
-    name: str
-    params: dict = field(default_factory=dict)
-    limit: int | None = None
+    name: str = param(help="registry name (xai list explainers | metrics | probes)")
+    params: dict = param(default_factory=dict, help="its parameters (xai list shows them with their help)")
+    limit: int | None = param(None, help="only the first N images; null: all", ge=0)
 
 
 @dataclass
 class OutputConfig:
-    dir: str = "results"
-    save_maps: bool = True
-    figures: bool = True
+    dir: str = param("results", help="folder the run folders are created in")
+    save_maps: bool = param(True, help="store the maps in results.h5")
+    figures: bool = param(True, help="draw the figures after the run")
 
 
 @dataclass
 class RunConfig:
-    name: str = "run"
-    seed: int = 0
-    device: str = "auto"
-    precision: Literal["fp32", "bf16", "fp16"] = "fp32"
-    allow_cpu_autocast: bool = False  # bf16/fp16 autocast is for CUDA; on CPU only when set
-    memory_budget_gb: float = 2.0  # CPU memory one inner chunk may use when chunk_size: auto
-    target: Literal["label", "prediction"] = "label"
-    on_error: Literal["skip", "fail"] = "skip"
-    model: ModelConfig = field(default_factory=ModelConfig)
-    dataset: DatasetConfig = field(default_factory=DatasetConfig)
-    explainers: list[PluginSpec] = field(default_factory=list)
-    metrics: list[PluginSpec] = field(default_factory=list)
-    probes: list[PluginSpec] = field(default_factory=list)
-    featviz: dict | None = None  # activation maximization (`xai visualize`), see xaibench.featviz
-    output: OutputConfig = field(default_factory=OutputConfig)
+    name: str = param("run", help="run name, the start of the run folder's name")
+    seed: int = param(0, help="seed of the run (batches, plug-ins' own seeds aside)")
+    device: str = param("auto", help="auto, cpu, cuda, cuda:1 or mps")
+    precision: Literal["fp32", "bf16", "fp16"] = param("fp32", help="autocast precision: fp32, bf16 or fp16 (CUDA "
+                                                                    "only unless allow_cpu_autocast)")
+    allow_cpu_autocast: bool = param(False, help="allow bf16/fp16 autocast on CPU (it is meant for CUDA)")
+    memory_budget_gb: float = param(2.0, help="CPU memory one inner chunk may use with chunk_size: auto, GB", gt=0)
+    target: Literal["label", "prediction"] = param("label", help="class explained: the label or the prediction")
+    on_error: Literal["skip", "fail"] = param("skip", help="a failed image: skip (recorded in errors.csv) or fail")
+    model: ModelConfig = param(default_factory=ModelConfig, help="the model (model: section)")
+    dataset: DatasetConfig = param(default_factory=DatasetConfig, help="the data (dataset: section)")
+    explainers: list[PluginSpec] = param(default_factory=list, help="explainers: names or {name, params, limit}")
+    metrics: list[PluginSpec] = param(default_factory=list, help="metrics: names or {name, params, limit}")
+    probes: list[PluginSpec] = param(default_factory=list, help="model-level probes: names or {name, params, limit}")
+    featviz: dict | None = param(None, help="activation maximization (xai visualize), see xaibench.featviz")
+    output: OutputConfig = param(default_factory=OutputConfig, help="what is written (output: section)")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -152,6 +167,8 @@ def validate(raw: dict) -> RunConfig:
             values[key] = _plugins(key, value)
         else:
             values[key] = coerce(value, top[key][0], key)
+            for sub, msg in bound_problems(values[key], param_bounds(RunConfig).get(key, {})):
+                raise ConfigError(f"{key}{sub}: {msg}")
     cfg = RunConfig(**values)
     check_plugins(cfg)
     return cfg
@@ -163,14 +180,12 @@ def _section(cls: type, value: Any, where: str) -> Any:
     if not isinstance(value, dict):
         raise ConfigError(f"'{where}' must be a mapping of keys, got {value!r}")
     fields = param_fields(cls)
-    out = {}
-    for key, v in value.items():
+    for key in value:
         if key not in fields:
             raise ConfigError(
                 f"unknown key '{where}.{key}'.{did_you_mean(key, fields)} Valid keys of {where}: {', '.join(fields)}"
             )
-        out[key] = coerce(v, fields[key][0], f"{where}.{key}")
-    return cls(**out)
+    return cls(**coerce_params(fields, value, where, param_bounds(cls)))
 
 
 def _plugins(where: str, value: Any) -> list[PluginSpec]:
@@ -195,7 +210,10 @@ def _plugins(where: str, value: Any) -> list[PluginSpec]:
 
 
 def check_plugins(cfg: RunConfig) -> None:
-    """Check every plug-in name and parameter against its registry (imports the families)."""
+    """Check every plug-in name and parameter against its registry (imports the families) and
+    build each explainer, metric and probe once (and the featviz settings), so that their own
+    checks run now, before any model or data loads. Datasets are checked, not built (building
+    one reads its data)."""
     from .datasets import DATASETS
     from .metrics import METRICS
     from .models import MODELS
@@ -203,17 +221,34 @@ def check_plugins(cfg: RunConfig) -> None:
     from .saliency import EXPLAINERS
 
     family = cfg.model.name.partition(":")[0]
-    MODELS.get(family)
+    from .errors import ModelError
+    from .models.zoo import check_options
+
+    try:
+        check_options(family, MODELS.get(family).obj, cfg.model.params)
+    except ModelError as e:
+        raise ConfigError(f"model.params: {e}") from None
     ds_params = dict(cfg.dataset.params)
     clash = set(ds_params) & {"root", "split", "image_size"}
     if clash:
         raise ConfigError(f"dataset.params: set {', '.join(sorted(clash))} directly under dataset, not in params")
-    DATASETS.check(cfg.dataset.name, ds_params, "dataset")
+    direct = {"split": cfg.dataset.split, "image_size": cfg.dataset.image_size}  # set under dataset, not params
+    DATASETS.check(cfg.dataset.name, {**ds_params, **{k: v for k, v in direct.items() if v is not None}}, "dataset")
     for key, registry in (("explainers", EXPLAINERS), ("metrics", METRICS), ("probes", PROBES)):
-        for spec in getattr(cfg, key):
-            spec.params = registry.check(spec.name, spec.params, key)
+        for i, spec in enumerate(getattr(cfg, key)):
+            spec.params = registry.check(spec.name, spec.params, key)  # names, types, bounds
+            construct(registry, spec.name, spec.params, f"{key}[{i}] ({spec.name})")
     if cfg.featviz is not None:
         from .featviz import FeatvizParams
 
-        checked = FeatvizParams.from_dict(cfg.featviz)  # names, types and ranges
+        checked = FeatvizParams.from_dict(cfg.featviz)  # names, types, ranges
         cfg.featviz = {k: getattr(checked, k) for k in cfg.featviz}
+
+
+def construct(registry: Registry, name: str, params: dict[str, Any], where: str) -> Any:
+    """Build plug-in `name` from checked `params` (`chunk_size: auto` stays auto: the run sizes it
+    for the model); its cross-field ConfigErrors are prefixed with `where`, the key path."""
+    try:
+        return registry.get(name).obj(**params)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e}") from e

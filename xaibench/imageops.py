@@ -12,6 +12,13 @@ from torch import Tensor
 from .errors import ConfigError
 
 
+def check_odd_kernel(kernel: int, key: str = "blur_kernel") -> None:
+    """A plug-in's Gaussian kernel size, checked at construction (its bound >= 1 is the field's):
+    `gaussian_blur` needs an odd number of taps."""
+    if kernel % 2 == 0:
+        raise ConfigError(f"{key} must be a positive odd number of pixels, got {kernel}")
+
+
 def gaussian_kernel1d(kernel: int, sigma: float, device=None, dtype=torch.float32) -> Tensor:
     """Normalized 1-D Gaussian of `kernel` taps (torchvision's `gaussian_blur` kernel)."""
     half = (kernel - 1) * 0.5

@@ -42,7 +42,7 @@ def activation_bytes_per_image(model: ModelAdapter, shape: tuple[int, ...]) -> i
 
     handles = [m.register_forward_hook(hook) for m in model.module.modules() if not list(m.children())]
     try:
-        with torch.no_grad():
+        with torch.no_grad(), model.inference():
             model.module(torch.zeros(1, *shape, device=model.device))
     finally:
         for h in handles:

@@ -25,6 +25,7 @@ from .errors import DataError
 from .memory import auto_chunk_sizes, build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .models import ModelAdapter, load_model
+from .models.fit import check_classes, check_labels, dataset_options, default_layer
 from .progress import Progress
 from .results import keys, provenance, rundir, store
 from .results.provenance import Cost
@@ -69,7 +70,7 @@ class Plan:
         """What run.json says of this run besides versions, timings and costs."""
         return {
             "name": self.cfg.name, "config": self.cfg.to_dict(), "device": str(self.device), "seed": self.cfg.seed,
-            "model": {"name": self.model.name, "default_layer": self.model.resolve_layer("auto"),
+            "model": {"name": self.model.name, "default_layer": default_layer(self.model),
                       "input_size": list(self.model.input_size)},
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.name: m.resolved_protocol() for spec, m in self.metrics},
@@ -104,7 +105,8 @@ def run(
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
         plan = build_plan(cfg, run_dir, device, ranks, resume)
-        return execute(plan, ranks, progress)
+        with plan.model.inference():  # eval mode, frozen parameters; the module is restored after the run
+            return execute(plan, ranks, progress)
     finally:
         ranks.stop()
 
@@ -155,15 +157,16 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     torch.manual_seed(cfg.seed)
     device = device or resolve_device(cfg.device)
     autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
-    model = load_model(cfg.model.name, cfg.model.weights).to(device)
+    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(device)
     if cfg.model.layer != "auto":
         model.default_layer = model.resolve_layer(cfg.model.layer)
     size = cfg.dataset.image_size or model.input_size[0]
     dataset = DATASETS.build(cfg.dataset.name, root=cfg.dataset.root, split=cfg.dataset.split, image_size=size,
-                             **cfg.dataset.params)
+                             **dataset_options(model, DATASETS.get(cfg.dataset.name).params, cfg.dataset.params))
     n = len(dataset) if cfg.dataset.limit is None else min(cfg.dataset.limit, len(dataset))
     if n == 0:
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
+    check_classes(model, dataset, cfg.dataset.name)
     shape = (model.channels, size, size)
     # `chunk_size: auto` is chosen once, on rank 0 (or read back from run.json when resuming), and
     # used by every rank: a timed choice must not differ between the pieces of one run
@@ -207,6 +210,8 @@ class BatchWork:
         if plan.cfg.on_error == "fail" and any(self.errors):
             i = next(i for i, e in enumerate(self.errors) if e)
             raise DataError(f"image {batch.ids[i]} failed: {self.errors[i]} (on_error: fail)")
+        if plan.cfg.target == "label":
+            check_labels(plan.model, batch.labels.tolist(), batch.ids)
         self.on_device = batch.to(plan.device)
         self.x = plan.model.normalize(self.on_device.images)
         self.index = batch.index.numpy()

@@ -51,10 +51,14 @@ def target_scores(logits: Tensor, target: Tensor) -> Tensor:
 
 
 def class_scores(logits: Tensor, target: Tensor, score: str) -> Tensor:
-    """(B,) float32 score of each row's target class: its softmax probability (`softmax`) or its
-    logit (`logit`); the softmax is taken in float32 whatever the logits' dtype (autocast)."""
+    """(B,) float32 score of each row's target class: its softmax probability (`softmax`), its own
+    sigmoid (`sigmoid`: multi-label and binary models, `ModelAdapter.score_kind`) or its logit
+    (`logit`); taken in float32 whatever the logits' dtype (autocast)."""
     logits = logits.float()
-    return target_scores(logits.softmax(dim=1) if score == "softmax" else logits, target)
+    if score == "softmax":
+        return target_scores(logits.softmax(dim=1), target)
+    scores = target_scores(logits, target)
+    return scores.sigmoid() if score == "sigmoid" else scores
 
 
 def upsample(maps: Tensor, size: tuple[int, int], mode: str = "bilinear") -> Tensor:

@@ -109,7 +109,7 @@ def test_cache_folder_from_environment(tmp_path, monkeypatch):
 
 
 def test_bad_parameters_raise_config_errors():
-    with pytest.raises(ConfigError, match="split 'tset'.*Did you mean 'test'.*train, val"):
+    with pytest.raises(ConfigError, match="split.*'tset'.*Did you mean 'test'.*train, val"):
         syn.SyntheticShapes(split="tset", cache=False)
     with pytest.raises(ConfigError, match="n_images"):
         syn.SyntheticShapes(n_images=0, cache=False)

@@ -161,7 +161,7 @@ def test_user_errors_name_the_problem(small):
         visualize(small, [0], pyramd="none")
     with pytest.raises(ConfigError, match="Valid: laplacian, gaussian, both, none"):
         visualize(small, [0], pyramid="fourier")
-    with pytest.raises(ConfigError, match="momentum = 1.0 is not valid"):
+    with pytest.raises(ConfigError, match=r"momentum: must be in \[0, 1\), got 1.0"):
         visualize(small, [0], momentum=1.0)
     with pytest.raises(ConfigError, match="cam_restrict needs objective 'class'"):
         visualize(small, [0], objective="channel", cam_restrict=True)

@@ -16,7 +16,7 @@ def bn_model() -> xb.ModelAdapter:
         bn.running_mean.uniform_(-1, 1)
         bn.running_var.uniform_(0.5, 2)
         bn.weight.data.uniform_(0.5, 1.5)
-    return xb.ModelAdapter.wrap(net, mean=(0, 0, 0), std=(1, 1, 1))
+    return xb.ModelAdapter.wrap(net.eval(), mean=(0, 0, 0), std=(1, 1, 1))  # a trained model, in eval mode
 
 
 def fused_logits(model: xb.ModelAdapter, x: torch.Tensor) -> torch.Tensor:

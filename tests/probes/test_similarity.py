@@ -34,7 +34,7 @@ def small_cnn(seed: int = 0) -> nn.Sequential:
 
 
 def wrap(net: nn.Module, size: int = 16) -> ModelAdapter:
-    return ModelAdapter.wrap(net, input_size=size)
+    return ModelAdapter.wrap(net.eval(), input_size=size)
 
 
 def batches(n: int = 12, size: int = 16, batch: int = 5, seed: int = 0):

@@ -104,7 +104,7 @@ class RegionNet(nn.Module):
 
 
 def test_cfcam_peaks_where_the_logit_looks_and_ignores_irrelevant_channels():
-    model = ModelAdapter.wrap(RegionNet(), input_size=16, default_layer="relu")
+    model = ModelAdapter.wrap(RegionNet().eval(), input_size=16, default_layer="relu")
     x = torch.full((1, 3, 16, 16), 0.2)
     x[:, :, 2:6, 2:6] = 1.0  # a bright square where logit 0 looks
     x[:, :, 8:14, 8:14] = 0.5

@@ -14,7 +14,7 @@ from xaibench.saliency.base import EXPLAINERS
 def linear_model():
     torch.manual_seed(1)
     lin = nn.Sequential(nn.Flatten(), nn.Linear(3 * 4 * 4, 3, bias=False))
-    return ModelAdapter.wrap(lin, input_size=4), lin[1].weight.detach().view(3, 3, 4, 4)
+    return ModelAdapter.wrap(lin.eval(), input_size=4), lin[1].weight.detach().view(3, 3, 4, 4)
 
 
 def test_gradient_family_known_answers_on_a_linear_model():

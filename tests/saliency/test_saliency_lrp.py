@@ -121,7 +121,7 @@ def plain_sequential():
         nn.Conv2d(6, 4, 3, padding=1, bias=False), nn.ReLU(),
         nn.Flatten(), nn.Linear(4 * 8 * 8, 3, bias=False),
     )
-    return ModelAdapter.wrap(net, input_size=8, default_layer="3")
+    return ModelAdapter.wrap(net.eval(), input_size=8, default_layer="3")
 
 
 def test_relevance_is_conserved_under_the_epsilon_rule():
@@ -207,7 +207,7 @@ def test_batchnorm_merging_follows_the_data_flow_not_module_order():
     for bn in (net.bn_a, net.bn_b):
         bn.running_mean.uniform_(-0.5, 0.5)
         bn.running_var.uniform_(0.5, 2.0)
-    model = ModelAdapter.wrap(net, input_size=8)
+    model = ModelAdapter.wrap(net.eval(), input_size=8)
     x = torch.randn(2, 3, 8, 8)
     assert batchnorm_pairs(model, x) == [(("conv_a",), "bn_a")]
     t = torch.tensor([0, 2])

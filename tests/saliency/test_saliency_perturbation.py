@@ -21,7 +21,7 @@ class PatchSum(nn.Module):
 
 
 def patch_model():
-    return ModelAdapter.wrap(PatchSum(), input_size=16, name="patch")
+    return ModelAdapter.wrap(PatchSum().eval(), input_size=16, name="patch")
 
 
 def test_occlusion_known_answer_and_pass_count():
@@ -54,9 +54,9 @@ def test_occlusion_agrees_with_captum(window, stride):
 def test_occlusion_bad_parameters():
     model = patch_model()
     x = torch.ones(1, 3, 16, 16)
-    with pytest.raises(ConfigError, match="stride"):
-        EXPLAINERS.build("occlusion", window=4, stride=5)(model, x, torch.tensor([0]))
-    with pytest.raises(ConfigError, match="window"):
+    with pytest.raises(ConfigError, match="stride must be <= window"):  # at build time
+        EXPLAINERS.build("occlusion", window=4, stride=5)
+    with pytest.raises(ConfigError, match="window"):  # needs the input: at call time
         EXPLAINERS.build("occlusion", window=32)(model, x, torch.tensor([0]))
 
 

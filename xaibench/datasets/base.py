@@ -14,6 +14,9 @@ from torch.utils.data import Dataset
 
 from ..registry import Registry
 
+IMAGE_SIZE_HELP = "side of the square images returned, px (set as dataset.image_size)"
+CROP_HELP = "centre-crop side over the resized shorter side (ImageNet evaluation: 0.875)"
+
 
 @dataclass
 class Sample:

@@ -13,7 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from ..errors import DataError, unknown
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import DATASETS, IMAGE_SIZE_HELP, Sample
 from .imagefiles import require_root
 
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
@@ -58,11 +59,12 @@ class CIFAR10Dataset(Dataset):
     `root/cifar-10-batches-py`); split `train` (50,000) or `test` (10,000); images resized from
     32×32 to image_size (bilinear, no crop); no boxes or masks."""
 
-    root: str | None = None
-    split: str = "test"
-    image_size: int = 32
+    root: str | None = param(None, help="folder of the CIFAR-10 python batch files (or of cifar-10-batches-py)")
+    split: str = param("test", help="train (50,000 images) or test (10,000)")
+    image_size: int = param(32, help=IMAGE_SIZE_HELP + "; resized bilinearly from 32", ge=1)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.split not in BATCHES:
             raise DataError("cifar10: " + unknown("split", self.split, BATCHES))
         base = require_root(self.root, "cifar10")

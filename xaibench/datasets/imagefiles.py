@@ -18,6 +18,8 @@ from .base import Sample
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm", ".pgm", ".tif", ".tiff", ".webp", ".gif")
 CROP_FRACTION = 0.875
+FILTERS = {"nearest": Image.NEAREST, "bilinear": Image.BILINEAR, "bicubic": Image.BICUBIC,
+           "lanczos": Image.LANCZOS, "box": Image.BOX, "hamming": Image.HAMMING}
 
 
 def require_dir(path: Path, what: str) -> Path:
@@ -64,19 +66,41 @@ def to_tensor(im: Image.Image) -> torch.Tensor:
     return torch.from_numpy(np.asarray(im, dtype=np.uint8).copy()).permute(2, 0, 1).float().div_(255)
 
 
-def resize_crop(
-    im: Image.Image, size: int, boxes: np.ndarray | None = None, crop_fraction: float = CROP_FRACTION
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Resize the shorter side to round(size / crop_fraction), centre-crop size×size; the boxes
-    (K,4) xyxy in original pixels are scaled, shifted and clipped to the crop (boxes left with no
-    area are dropped)."""
-    w, h = im.size
+def crop_geometry(w: int, h: int, size: int, crop_fraction: float) -> tuple[int, int, int, int]:
+    """(resized width, resized height, left, top) of the shorter-side resize to round(size /
+    crop_fraction) and the centre size×size crop."""
     short = round(size / crop_fraction)
     scale = short / min(w, h)
     nw, nh = max(size, round(w * scale)), max(size, round(h * scale))
-    left, top = (nw - size) // 2, (nh - size) // 2
-    im = im.resize((nw, nh), Image.BILINEAR).crop((left, top, left + size, top + size))
+    return nw, nh, (nw - size) // 2, (nh - size) // 2
+
+
+def filter_of(interpolation: str) -> int:
+    """The PIL resampling filter named `interpolation` (DataError listing the names)."""
+    if interpolation not in FILTERS:
+        raise DataError(f"unknown interpolation '{interpolation}'. Valid: {', '.join(FILTERS)}")
+    return FILTERS[interpolation]
+
+
+def resize_crop(
+    im: Image.Image, size: int, boxes: np.ndarray | None = None, crop_fraction: float = CROP_FRACTION,
+    interpolation: str = "bilinear",
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Resize the shorter side to round(size / crop_fraction) (filter `interpolation`), centre-crop
+    size×size; the boxes (K,4) xyxy in original pixels are scaled, shifted and clipped to the crop
+    (boxes left with no area are dropped)."""
+    w, h = im.size
+    nw, nh, left, top = crop_geometry(w, h, size, crop_fraction)
+    im = im.resize((nw, nh), filter_of(interpolation)).crop((left, top, left + size, top + size))
     return to_tensor(im), transform_boxes(boxes, nw / w, nh / h, left, top, size)
+
+
+def resize_crop_mask(mask: np.ndarray, size: int, crop_fraction: float = CROP_FRACTION) -> torch.Tensor:
+    """An (H,W) bool mask through the geometry of `resize_crop` (nearest neighbour) → (size,size) bool."""
+    h, w = mask.shape
+    nw, nh, left, top = crop_geometry(w, h, size, crop_fraction)
+    im = Image.fromarray(mask.astype(np.uint8) * 255).resize((nw, nh), Image.NEAREST)
+    return torch.from_numpy(np.asarray(im.crop((left, top, left + size, top + size))) > 127)
 
 
 def transform_boxes(

@@ -10,7 +10,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import CROP_HELP, DATASETS, IMAGE_SIZE_HELP, Sample
 from .imagefiles import (
     CROP_FRACTION,
     error_sample,
@@ -69,15 +70,17 @@ class ImageNetValDataset(Dataset):
     `synset_file` (relative to root). Boxes are taken as given in pixels (xmin, ymin, xmax, ymax).
     `split` val or test (the config default) both read the validation set: ILSVRC test labels are not public."""
 
-    root: str | None = None
-    split: str = "val"
-    image_size: int = 224
-    crop_fraction: float = CROP_FRACTION
-    images_dir: str | None = None
-    boxes_dir: str | None = None
-    synset_file: str | None = None
+    root: str | None = param(None, help="folder of the ILSVRC-2012 validation images, bbox XMLs and synset mapping")
+    split: str = param("val", help="val or test: both read the validation set (the test labels are not public)")
+    image_size: int = param(224, help=IMAGE_SIZE_HELP, ge=1)
+    crop_fraction: float = param(CROP_FRACTION, help=CROP_HELP, gt=0, le=1)
+    images_dir: str | None = param(None, help="image folder relative to root; null: found in the common layouts")
+    boxes_dir: str | None = param(None, help="bbox XML folder relative to root; null: found in the common layouts")
+    synset_file: str | None = param(None, help="synset mapping file relative to root; null: found in the common "
+                                               "layouts")
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.split not in ("val", "test"):
             raise DataError(
                 f"imagenet: split '{self.split}' has no per-image boxes. Valid: val, test (both read the "

@@ -16,7 +16,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import DATASETS, IMAGE_SIZE_HELP, Sample
 
 DEBIAN_FASHION_MNIST = "/usr/share/datasets/fashion-mnist"  # apt-get install dataset-fashion-mnist
 CLASS_NAMES = {
@@ -85,21 +86,22 @@ class MNIST(Dataset):
     /usr/share/datasets/fashion-mnist). Grey images are repeated to `channels` channels and resized
     bilinearly to `image_size`. `classes` names the labels (`auto`: from the folder name)."""
 
-    root: str | None = None
-    split: Literal["train", "test"] = "test"
-    image_size: int = 28
-    channels: int = 3
-    classes: Literal["auto", "fashion", "digits", "kmnist"] = "auto"
+    root: str | None = param(None, help="folder of the IDX files; null: Debian's Fashion-MNIST "
+                                        "(/usr/share/datasets/fashion-mnist)")
+    split: Literal["train", "test"] = param("test", help="train or test")
+    image_size: int = param(28, help=IMAGE_SIZE_HELP + "; resized bilinearly from 28", ge=4)
+    channels: int = param(3, help="1 (grey) or 3 (grey repeated)")
+    classes: Literal["auto", "fashion", "digits", "kmnist"] = param("auto", help="label names: auto (from the folder "
+                                                                                 "name), fashion, digits or kmnist")
     images: Tensor = field(init=False, repr=False)  # (N,28,28) uint8
     labels: Tensor = field(init=False, repr=False)  # (N,) int64
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.split not in SPLIT_PREFIX:
             raise DataError(f"mnist split must be one of {', '.join(SPLIT_PREFIX)}, got '{self.split}'")
         if self.channels not in (1, 3):
             raise DataError(f"mnist.channels must be 1 or 3, got {self.channels}")
-        if self.image_size < 4:
-            raise DataError(f"mnist.image_size must be at least 4, got {self.image_size}")
         root = Path(self.root or DEBIAN_FASHION_MNIST).expanduser()
         if not root.is_dir():
             hint = " (apt-get install dataset-fashion-mnist)" if self.root is None else ""

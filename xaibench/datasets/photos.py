@@ -18,7 +18,8 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from ..errors import DataError
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import CROP_HELP, DATASETS, IMAGE_SIZE_HELP, Sample
 
 ANNOTATIONS = Path(__file__).with_name("photos.json")
 
@@ -83,20 +84,17 @@ class Photos(Dataset):
     file in the same format (default: the bundled one). `only_lite0_correct`: keep the photos that
     efficientnet_lite0 classifies correctly."""
 
-    root: str | None = None
-    split: str = "test"
-    image_size: int = 224
-    crop_fraction: float = 0.875
-    only_lite0_correct: bool = False
+    root: str | None = param(None, help="annotation file in the photos.json format; null: the bundled one")
+    split: str = param("test", help="test (the only split)")
+    image_size: int = param(224, help=IMAGE_SIZE_HELP, ge=8)
+    crop_fraction: float = param(0.875, help=CROP_HELP, gt=0, le=1)
+    only_lite0_correct: bool = param(False, help="keep only the photos efficientnet_lite0 classifies correctly")
     entries: list[dict[str, Any]] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.split != "test":
             raise DataError(f"photos has only the split 'test' (got '{self.split}')")
-        if not 0 < self.crop_fraction <= 1:
-            raise DataError(f"photos.crop_fraction must be in (0, 1], got {self.crop_fraction}")
-        if self.image_size < 8:
-            raise DataError(f"photos.image_size must be at least 8, got {self.image_size}")
         entries = read_annotations(self.root or ANNOTATIONS)
         if self.only_lite0_correct:
             entries = [e for e in entries if e.get("lite0_correct")]

@@ -22,7 +22,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from ..errors import ConfigError, DataError, unknown
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import DATASETS, IMAGE_SIZE_HELP, Sample
 from .shapes import CLASS_NAMES, clutter_mask, dilate, object_mask, pixel_grid
 
 VERSION = 1  # bump whenever the generator changes: the cache key includes it
@@ -214,24 +215,21 @@ class SyntheticShapes(Dataset):
     bundled with scikit-image, with clutter distractors. `n_images` defaults per split
     (train 5000, val 1000, test 1000); `cache: false` generates in memory only."""
 
-    root: str | None = None
-    split: Literal["train", "val", "test"] = "test"
-    image_size: int = 128
-    n_images: int | None = None
-    seed: int = 0
-    cache: bool = True
+    root: str | None = param(None, help="cache folder; null: $XAIBENCH_CACHE/synthetic, else ~/.cache/xaibench/synthetic")
+    split: Literal["train", "val", "test"] = param("test", help="train, val or test (independent random streams)")
+    image_size: int = param(128, help=IMAGE_SIZE_HELP, ge=32)
+    n_images: int | None = param(None, help="images in the split; null: train 5000, val 1000, test 1000", ge=1)
+    seed: int = param(0, help="seed of the generator", ge=0)
+    cache: bool = param(True, help="keep the generated images in the cache folder")
 
     class_names: ClassVar[tuple[str, ...]] = CLASS_NAMES
     num_classes: ClassVar[int] = len(CLASS_NAMES)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.split not in SPLITS:
             raise ConfigError("synthetic dataset: " + unknown("split", str(self.split), SPLITS))
-        if self.image_size < 32:
-            raise ConfigError(f"synthetic dataset: image_size must be ≥ 32, got {self.image_size}")
         n = DEFAULT_SIZES[self.split] if self.n_images is None else self.n_images
-        if n < 1:
-            raise ConfigError(f"synthetic dataset: n_images must be ≥ 1, got {n}")
         self.n_images = n
         folder = Path(self.root).expanduser() if self.root else default_cache_dir()
         self.cache_file = folder / f"synthetic-v{VERSION}-{self.split}-seed{self.seed}-{self.image_size}px-{n}.npz"

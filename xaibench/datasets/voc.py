@@ -10,7 +10,8 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from ..errors import DataError, unknown
-from .base import DATASETS, Sample
+from ..registry import check_fields, param
+from .base import CROP_HELP, DATASETS, IMAGE_SIZE_HELP, Sample
 from .imagefiles import CROP_FRACTION, error_sample, parse_voc_xml, read_rgb, require_dir, require_root, resize_crop
 
 VOC_CLASSES = (
@@ -54,15 +55,16 @@ class VOCDataset(Dataset):
     """PASCAL VOC (Everingham et al., IJCV 2010) classification with boxes. Boxes are VOC's 1-based
     inclusive pixel indices converted to 0-based end-exclusive xyxy (xmin-1, ymin-1, xmax, ymax)."""
 
-    root: str | None = None
-    split: str = "val"
-    image_size: int = 224
-    crop_fraction: float = CROP_FRACTION
+    root: str | None = param(None, help="a VOC<year> folder (with Annotations/), or the VOCdevkit holding one")
+    split: str = param("val", help="a split file of ImageSets/Main: train, val, trainval, …")
+    image_size: int = param(224, help=IMAGE_SIZE_HELP, ge=1)
+    crop_fraction: float = param(CROP_FRACTION, help=CROP_HELP, gt=0, le=1)
 
     class_names = VOC_CLASSES
     num_classes = len(VOC_CLASSES)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.folder = voc_folder(require_root(self.root, "voc"))
         sets = require_dir(self.folder / "ImageSets" / "Main", "voc ImageSets/Main folder")
         split_file = sets / f"{self.split}.txt"

@@ -39,7 +39,6 @@ def run_visualize(model: ModelAdapter, params: FeatvizParams, outdir: str | Path
                   init_images: Tensor | None = None) -> VizResult:
     """`visualize` with `params`, then write PNGs, grid.png, history.csv and summary.csv to `outdir`
     (docs/methods.md §Pyramid activation maximization "Outputs"; a run also stores `VizResult.arrays()` in results.h5)."""
-    params.check()
     result = optimize(model, params, init_images=init_images)
     write_outputs(result, outdir)
     return result

@@ -139,7 +139,6 @@ def optimize(model: ModelAdapter, params: FeatvizParams, init_images: Tensor | N
     optimization batch (Tao et al. 2017; docs/methods.md §Pyramid activation maximization). Seeded: the start noise and the jitter
     sequence come from `params.seed` and are shared by all targets, so a target's image does not
     depend on which other targets share its batch."""
-    params.check()
     count, layer = target_count(model, params.objective, params.layer)
     targets = check_targets(list(params.targets), count, params.objective, layer)
     generator = torch.Generator().manual_seed(params.seed)

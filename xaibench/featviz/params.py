@@ -4,11 +4,11 @@ docs/methods.md §Pyramid activation maximization, as one typed dataclass (the `
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, fields
 from typing import Any, Literal
 
 from ..errors import ConfigError
-from ..registry import coerce_params, param_fields
+from ..registry import check_fields, coerce_params, param, param_bounds, param_fields
 from .pyramid import PyramidMode
 
 
@@ -26,64 +26,52 @@ class FeatvizParams:
     and the objective oscillates instead of rising (bench/featviz_spectrum.py --lr to compare).
     """
 
-    objective: Literal["class", "channel", "unit"] = "class"
-    class_score: Literal["logit", "log_softmax"] = "logit"  # φ of `class`: F_c (spec) or log P_c (opt-in)
-    targets: list[int] = field(default_factory=list)  # class ids or channel ids; [] = all of them
-    layer: str = "auto"  # layer of `channel`/`unit` objectives
-    steps: int = 256
-    lr: float = 0.003  # α, × the pixel range [0,1] (spec: 0.05; see the docstring)
-    momentum: float = 0.9  # μ
-    jitter: int = 8  # max |roll| in px per axis, drawn per step; 0 = off
-    pyramid: PyramidMode = "laplacian"
-    levels: int = 4  # K
-    grad_eps: float = 1e-8  # δ of g / (std(g) + δ)
-    p_norm_weight: float = 0.05  # λ of eq. 5 (0 = off)
-    p_norm_p: float = 2.0
-    tv_weight: float = 0.05  # λ of eq. 6 (0 = off)
-    tv_beta: float = 1.0
-    blur_every: int = 4  # Gaussian blur of x every n steps (0 = off)
-    blur_sigma0: float = 1.0  # σ at the first step, decaying linearly …
-    blur_sigma1: float = 0.3  # … to σ at the last step
-    cam_restrict: bool = False  # multiply every update by the class's Grad-CAM at x0 (class objective only)
-    cam_layer: str = "auto"
-    init: Literal["noise", "image"] = "noise"
-    init_std: float = 0.01  # σ of the Gaussian start, pixel units
-    init_image: str = ""  # image file for init="image" (else pass init_images= to visualize)
-    seed: int = 0
-    batch_size: int = 16  # targets optimized together in one batch
+    objective: Literal["class", "channel", "unit"] = param("class", help="maximized: a class score, a channel's "
+                                                                         "mean or its centre unit at layer")
+    class_score: Literal["logit", "log_softmax"] = param("logit", help="φ of the class objective: logit F_c (the spec) "
+                                                                       "or log_softmax log P_c")
+    targets: list[int] = param(default_factory=list, help="class or channel ids; []: all of them", ge=0)
+    layer: str = param("auto", help="layer of the channel and unit objectives; auto: the model's default layer")
+    steps: int = param(256, help="gradient-ascent steps", ge=1)
+    lr: float = param(0.003, help="step size α in units of the pixel range [0, 1] (spec: 0.05; see the docstring)",
+                      gt=0)
+    momentum: float = param(0.9, help="momentum μ of the ascent", ge=0, lt=1)
+    jitter: int = param(8, help="largest random roll per axis, drawn per step, px; 0: off", ge=0)
+    pyramid: PyramidMode = param("laplacian", help="gradient preconditioning: laplacian, gaussian, both or none")
+    levels: int = param(4, help="pyramid levels K", ge=1)
+    grad_eps: float = param(1e-8, help="δ of the gradient normalization g / (std(g) + δ)", ge=0)
+    p_norm_weight: float = param(0.05, help="λ of the p-norm penalty (eq. 5); 0: off", ge=0)
+    p_norm_p: float = param(2.0, help="p of the p-norm penalty", ge=1)
+    tv_weight: float = param(0.05, help="λ of the total-variation penalty (eq. 6); 0: off", ge=0)
+    tv_beta: float = param(1.0, help="β of the total-variation penalty", gt=0)
+    blur_every: int = param(4, help="Gaussian blur of the image every n steps; 0: off", ge=0)
+    blur_sigma0: float = param(1.0, help="blur σ at the first step, px, decaying linearly to blur_sigma1", ge=0)
+    blur_sigma1: float = param(0.3, help="blur σ at the last step, px", ge=0)
+    cam_restrict: bool = param(False, help="multiply every update by the class's Grad-CAM at the start (class "
+                                           "objective only)")
+    cam_layer: str = param("auto", help="layer of that Grad-CAM; auto: the model's default layer")
+    init: Literal["noise", "image"] = param("noise", help="start: noise (Gaussian around the mean pixel) or image")
+    init_std: float = param(0.01, help="σ of the Gaussian start, pixel units", ge=0)
+    init_image: str = param("", help="image file of init: image (else pass init_images= to visualize)")
+    seed: int = param(0, help="seed of the start noise and the jitter")
+    batch_size: int = param(16, help="targets optimized together in one batch", ge=1)
+
+    def __post_init__(self) -> None:
+        """Every range is checked here, when the settings are built (bounds from the fields)."""
+        check_fields(self)
+        if self.cam_restrict and self.objective != "class":
+            raise ConfigError(f"cam_restrict needs objective 'class' (the mask is the class's Grad-CAM), "
+                              f"got objective '{self.objective}'")
 
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, where: str = "featviz") -> FeatvizParams:
-        """Build from a config mapping; unknown keys and wrong types raise ConfigError naming the key."""
-        params = cls(**coerce_params(param_fields(cls), dict(values or {}), where))
-        params.check(where)
-        return params
-
-    def check(self, where: str = "featviz") -> None:
-        """Raise ConfigError for out-of-range values (a user's mistake, named with the valid range)."""
-        rules = [
-            ("steps", self.steps >= 1, ">= 1"),
-            ("lr", self.lr > 0, "> 0"),
-            ("momentum", 0 <= self.momentum < 1, "in [0, 1)"),
-            ("jitter", self.jitter >= 0, ">= 0"),
-            ("levels", self.levels >= 1, ">= 1"),
-            ("grad_eps", self.grad_eps >= 0, ">= 0"),
-            ("p_norm_weight", self.p_norm_weight >= 0, ">= 0"),
-            ("p_norm_p", self.p_norm_p >= 1, ">= 1"),
-            ("tv_weight", self.tv_weight >= 0, ">= 0"),
-            ("tv_beta", self.tv_beta > 0, "> 0"),
-            ("blur_every", self.blur_every >= 0, ">= 0"),
-            ("blur_sigma0", self.blur_sigma0 >= 0, ">= 0"),
-            ("blur_sigma1", self.blur_sigma1 >= 0, ">= 0"),
-            ("init_std", self.init_std >= 0, ">= 0"),
-            ("batch_size", self.batch_size >= 1, ">= 1"),
-        ]
-        for name, ok, valid in rules:
-            if not ok:
-                raise ConfigError(f"{where}.{name} = {getattr(self, name)!r} is not valid: must be {valid}")
-        if self.cam_restrict and self.objective != "class":
-            raise ConfigError(f"{where}.cam_restrict needs objective 'class' (the mask is the class's Grad-CAM), "
-                              f"got objective '{self.objective}'")
+        """Build from a config mapping; unknown keys, wrong types and bad values raise a
+        ConfigError naming the key."""
+        checked = coerce_params(param_fields(cls), dict(values or {}), where, param_bounds(cls))
+        try:
+            return cls(**checked)
+        except ConfigError as e:
+            raise ConfigError(f"{where}: {e}") from e
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from ..models.adapter import ModelAdapter
-from ..registry import Registry
+from ..registry import Registry, check_fields
 
 
 @dataclass
@@ -25,7 +25,9 @@ class MetricResult:
 
 
 class ImageMetric:
-    """Scores maps per image. Subclasses are dataclasses whose fields are their parameters.
+    """Scores maps per image. Subclasses are dataclasses whose fields are their parameters
+    (`param(default, help=..., ge=...)`), checked when the metric is built (bounds here,
+    cross-field checks in a subclass's `__post_init__`, which calls this one).
 
     `needs` lists the annotation keys required ("boxes", "mask") and "explain" when the metric
     must re-run the explainer (the runner passes `explain=callable(model, x, target) -> maps`).
@@ -36,6 +38,9 @@ class ImageMetric:
     extra_directions: ClassVar[dict[str, bool]] = {}  # extras whose direction differs from the metric's
     needs: ClassVar[frozenset[str]] = frozenset()
     class_mean: ClassVar[str | None] = None  # when set, summary.csv also has `<name>:class_mean`, described so
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def name(self) -> str:

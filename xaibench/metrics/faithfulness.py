@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..imageops import gaussian_blur
+from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import chunks, class_scores, minmax
 from .base import DERIVED, METRICS, DerivedScore, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
@@ -61,8 +61,6 @@ def rise_blur(x: Tensor, kernel: int = 11, sigma: float = 5.0) -> Tensor:
 
 def step_schedule(n_pixels: int, steps: int, schedule: str, auc: str) -> tuple[list[int], Tensor]:
     """Pixel counts perturbed at each curve point, and the x-coordinates of the AUC."""
-    if steps < 1:
-        raise ConfigError(f"steps must be a positive count of steps, got {steps}")
     step = math.ceil(n_pixels / steps)
     if schedule == "even":
         counts = [i * n_pixels // steps for i in range(steps + 1)]
@@ -91,22 +89,19 @@ class CausalCurve(ImageMetric):
     """
 
     mode: ClassVar[str] = "deletion"
-    protocol: Protocol = "default"
-    baseline: Substrate | None = None
-    score: Score | None = None
-    steps: int | None = None
-    blur_kernel: int = 11
-    blur_sigma: float = 5.0
-    chunk_size: ChunkSize = 64
-    seed: int = 0
+    protocol: Protocol = param("default", help="a toolkit's conventions: default, rise, torchcam or quantus "
+                                               "(docs/metrics.md)")
+    baseline: Substrate | None = param(None, help="substrate: zeros, blur, mean or black; null: the protocol's")
+    score: Score | None = param(None, help="class score on the curve: softmax or logit; null: the protocol's")
+    steps: int | None = param(None, help="number of curve steps; null: the protocol's (224, torchcam 20)", ge=1)
+    blur_kernel: int = param(11, help="Gaussian kernel of the blur substrate, px (odd)", ge=1)
+    blur_sigma: float = param(5.0, help="Gaussian sigma of the blur substrate, px", gt=0)
+    chunk_size: ChunkSize = param(64, help="perturbed inputs per model call; auto: sized from the memory budget", ge=1)
+    seed: int = param(0, help="seed of the tie-breaking pixel order")
 
     def __post_init__(self) -> None:
-        if self.protocol not in PRESETS:
-            raise ConfigError(f"unknown protocol '{self.protocol}'. Valid: {', '.join(PRESETS)}")
-        if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
-        if self.steps is not None and self.steps < 1:
-            raise ConfigError(f"steps must be a positive count of steps, got {self.steps}")
+        super().__post_init__()
+        check_odd_kernel(self.blur_kernel)
 
     def resolved_protocol(self) -> dict[str, Any]:
         """The preset's values with the explicit parameters applied (recorded in run.json)."""
@@ -156,7 +151,7 @@ class CausalCurve(ImageMetric):
                 if p["target"] == "top1":
                     target = logits_x.argmax(dim=1)
                 if x_count in counts:
-                    curve[:, counts.index(x_count)] = class_scores(logits_x, target, p["score"])
+                    curve[:, counts.index(x_count)] = class_scores(logits_x, target, model.score_kind(p["score"]))
             point_ids = torch.tensor([i for i, n in enumerate(counts) if n != x_count], device=x.device)
             counts_t = torch.tensor(counts, device=x.device)
             jobs = torch.stack(torch.meshgrid(torch.arange(b, device=x.device), point_ids, indexing="ij"), -1)
@@ -168,7 +163,7 @@ class CausalCurve(ImageMetric):
                     batch = torch.where(perturbed, base[img], x[img])
                 else:
                     batch = torch.where(perturbed, x[img], base[img])
-                curve[img, pt] = class_scores(model(batch), target[img], p["score"])
+                curve[img, pt] = class_scores(model(batch), target[img], model.score_kind(p["score"]))
         return curve, xs
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
@@ -212,13 +207,10 @@ class ConfidenceChange(ImageMetric):
     own figure only (configure the others to get them, with their own directions)."""
 
     key: ClassVar[str] = "average_drop"
-    score: Score = "softmax"
-    masking: Literal["pixel", "input"] = "pixel"
-    chunk_size: ChunkSize = 64
-
-    def __post_init__(self) -> None:
-        if self.chunk_size < 1:
-            raise ConfigError(f"chunk_size must be >= 1, got {self.chunk_size}")
+    score: Score = param("softmax", help="class score compared: softmax or logit")
+    masking: Literal["pixel", "input"] = param("pixel", help="the map multiplies the pixels, or the model input "
+                                                             "(torchcam)")
+    chunk_size: ChunkSize = param(64, help="images per model call; auto: sized from the memory budget", ge=1)
 
     def scores(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
         s = minmax(clean_maps(maps).to(x.device))[:, None]
@@ -228,7 +220,7 @@ class ConfidenceChange(ImageMetric):
         out = torch.empty(both.shape[0], dtype=torch.float32, device=x.device)
         with torch.inference_mode():
             for sl in chunks(both.shape[0], self.chunk_size):
-                out[sl] = class_scores(model(both[sl]), tgt[sl], self.score)
+                out[sl] = class_scores(model(both[sl]), tgt[sl], model.score_kind(self.score))
         return out[: x.shape[0]].double().cpu(), out[x.shape[0] :].double().cpu()
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:

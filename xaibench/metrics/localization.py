@@ -11,12 +11,15 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError, DataError
+from ..errors import DataError
+from ..registry import param
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_argmax, saliency_rank
 
 Region = Literal["auto", "mask", "boxes"]
+REGION_HELP = "ground truth: auto (the mask when present, else the boxes), mask or boxes"
+SEED_HELP = "seed of the tie-breaking pixel order"
 
 
 def boxes_to_mask(boxes: list[Tensor | None], h: int, w: int, device: torch.device) -> Tensor:
@@ -78,13 +81,10 @@ class PointingGame(ImageMetric):
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
     class_mean: ClassVar[str | None] = "mean of per-class hit rates"  # TorchRay's accuracy
-    tolerance: float = 15.0
-    region: Region = "auto"
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if self.tolerance < 0:
-            raise ConfigError(f"pointing_game.tolerance must be >= 0 px, got {self.tolerance}")
+    tolerance: float = param(15.0, help="hit radius around the maximum, px at 224 px (scaled with the image); 0: strict",
+                             ge=0)
+    region: Region = param("auto", help=REGION_HELP)
+    seed: int = param(0, help=SEED_HELP)
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         maps = clean_maps(maps)
@@ -112,7 +112,7 @@ class EnergyPointingGame(ImageMetric):
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
-    region: Region = "auto"
+    region: Region = param("auto", help=REGION_HELP)
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         s = minmax(clean_maps(maps).double())
@@ -163,12 +163,8 @@ class BoxIoU(ImageMetric):
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
-    threshold: float = 0.15
-    hit_iou: float = 0.5
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.threshold <= 1.0:
-            raise ConfigError(f"box_iou.threshold is a fraction of the map's maximum in [0,1], got {self.threshold}")
+    threshold: float = param(0.15, help="the map is kept where >= threshold × its maximum", ge=0, le=1)
+    hit_iou: float = param(0.5, help="IoU that counts as a hit (extra `hit`)", ge=0, le=1)
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         maps = clean_maps(maps)
@@ -210,7 +206,7 @@ class RelevanceRankAccuracy(ImageMetric):
 
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"mask"})
-    seed: int = 0
+    seed: int = param(0, help=SEED_HELP)
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
         maps = clean_maps(maps)

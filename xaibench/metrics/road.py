@@ -5,7 +5,7 @@ fill them by noisy linear imputation (one sparse linear system per batch chunk),
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -14,6 +14,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..memory import ChunkSize
+from ..registry import param
 from ..tensorops import class_scores
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 from .ordering import saliency_rank
@@ -100,19 +101,18 @@ class ROADBase(ImageMetric):
     the score its mean. (image, p) jobs are imputed and scored in `chunk_size` pieces."""
 
     orders: ClassVar[tuple[str, ...]] = ("morf",)
-    percentages: list[float] = field(default_factory=lambda: list(PERCENTAGES))
-    noise: float = 0.01
-    score: Literal["softmax", "logit"] = "softmax"
-    chunk_size: ChunkSize = 16
-    seed: int = 0
+    percentages: list[float] = param(default_factory=lambda: list(PERCENTAGES), help="percent of the pixels "
+                                     "imputed at each curve point", gt=0, lt=100)
+    noise: float = param(0.01, help="std of the noise added to imputed pixels, model-input units", ge=0)
+    score: Literal["softmax", "logit"] = param("softmax", help="class score on the curve: softmax or logit")
+    chunk_size: ChunkSize = param(16, help="(image, percentage) jobs imputed and scored at a time; auto: sized from "
+                                           "the memory budget", ge=1)
+    seed: int = param(0, help="seed of the tie-breaking pixel order and the imputation noise")
 
     def __post_init__(self) -> None:
-        if not self.percentages or any(not 0 < p < 100 for p in self.percentages):
-            raise ConfigError(f"{self.name}.percentages must be in (0, 100), got {self.percentages}")
-        if self.noise < 0:
-            raise ConfigError(f"{self.name}.noise must be >= 0, got {self.noise}")
-        if self.chunk_size < 1:
-            raise ConfigError(f"{self.name}.chunk_size must be >= 1, got {self.chunk_size}")
+        super().__post_init__()
+        if not self.percentages:
+            raise ConfigError("percentages must list at least one value in (0, 100)")
 
     def chunk_item_bytes(self, model, shape: tuple[int, ...]) -> int:
         """`chunk_size: auto` (memory.resolve_params): one job's imputation, at the largest p."""
@@ -135,7 +135,7 @@ class ROADBase(ImageMetric):
             remove = torch.where(lerf[:, None], r >= h * w - k[j, None], r < k[j, None]).view(-1, h, w)
             imputed = noisy_linear_imputation(x[i], remove, self.noise, gen)
             with torch.inference_mode():
-                out[o, i, j] = class_scores(model(imputed), target[i], self.score)
+                out[o, i, j] = class_scores(model(imputed), target[i], model.score_kind(self.score))
         return {name: out[n] for n, name in enumerate(self.orders)}
 
 

@@ -14,6 +14,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError, did_you_mean
 from ..models.edits import preserved_state, reinitialize
+from ..registry import param
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
 
@@ -101,14 +102,15 @@ class Randomization(ImageMetric):
 
     higher_is_better: ClassVar[bool] = False
     needs: ClassVar[frozenset[str]] = frozenset({"explain"})
-    similarity: Similarity = "spearman_abs"
-    stages: list[str] | None = None
-    hog_pixels_per_cell: int = 8
-    seed: int = 0
+    similarity: Similarity = param("spearman_abs", help="the similarity of the value and curve: spearman_abs, "
+                                                        "spearman, ssim or hog_pearson")
+    stages: list[str] | None = param(None, help="modules re-initialized in cascade, logits first; null: every "
+                                                "top-level block with parameters")
+    hog_pixels_per_cell: int = param(8, help="HOG cell side, px (capped at half the map)", ge=1)
+    seed: int = param(0, help="seed of the re-initialization")
 
     def __post_init__(self) -> None:
-        if self.similarity not in SIMILARITIES:
-            raise ConfigError(f"unknown similarity '{self.similarity}'. Valid: {', '.join(SIMILARITIES)}")
+        super().__post_init__()
 
     def stage_names(self, module: nn.Module) -> list[str]:
         names = list(self.stages) if self.stages else default_stages(module)

@@ -11,34 +11,15 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
-from ..errors import LayerError, did_you_mean
+from ..errors import DataError, LayerError, ModelError, did_you_mean
+from .counting import PassCounter
+from .edits import inference_state
 from .fused import FusedInference
 from .layers import last_conv_block
+from .outputs import SCORES, LogitsOf, as_logits, input_channels, is_single_logit, output_tensor
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class PassCounter:
-    """Images that went through the model's forward and backward (to the logits), counted."""
-
-    forward_images: int = 0
-    backward_images: int = 0
-    forward_calls: int = 0
-    backward_calls: int = 0
-
-    def snapshot(self) -> dict[str, int]:
-        return dict(
-            forward_images=self.forward_images,
-            backward_images=self.backward_images,
-            forward_calls=self.forward_calls,
-            backward_calls=self.backward_calls,
-        )
-
-    def since(self, before: dict[str, int]) -> dict[str, int]:
-        now = self.snapshot()
-        return {k: now[k] - before[k] for k in now}
 
 
 @dataclass
@@ -58,7 +39,8 @@ class ModelAdapter(nn.Module):
     """A classifier with its preprocessing: `adapter(x)` maps a model-input batch to logits.
 
     `x` is always in model-input space (already normalized); `normalize`/`denormalize` convert
-    from/to pixel space [0,1]. Parameters are frozen (explainers need no parameter gradients).
+    from/to pixel space [0,1]. The wrapped module is never changed for good: every forward runs
+    inside `inference()` (eval mode, no parameter graph), which restores modes and flags on exit.
     """
 
     def __init__(
@@ -70,12 +52,16 @@ class ModelAdapter(nn.Module):
         class_names: Sequence[str] | None = None,
         name: str = "model",
         default_layer: str = "auto",
-        channels: int = 3,
+        channels: int | None = None,
+        score: str | None = None,
+        crop_fraction: float | None = None,
+        interpolation: str | None = None,
     ):
         super().__init__()
-        self.module = module.eval()
-        for p in self.module.parameters():
-            p.requires_grad_(False)
+        self.module = module
+        mean, std, channels = input_channels(module, mean, std, channels, name)
+        if score not in (None, *SCORES):
+            raise ModelError(f"{name}: unknown score '{score}'. Valid: {', '.join(SCORES)}")
         self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
         self.input_size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)
@@ -83,21 +69,106 @@ class ModelAdapter(nn.Module):
         self.name = name
         self.default_layer = default_layer
         self.channels = channels
+        self.score = score  # softmax | sigmoid; None: sigmoid for a single-logit (binary) model, else softmax
+        self.crop_fraction = crop_fraction  # the model's own evaluation crop and resize filter, when it
+        self.interpolation = interpolation  # has them (timm, Hugging Face); datasets that take them use them
+        self._single_logit: bool | None = None  # a binary model that returns one logit per image (seen at a forward)
         self.counter = PassCounter()
         self._auto_layer: str | None = None
         self.channels_last = True  # inference forwards on CPU in channels-last layout (see forward)
-        self.fused = FusedInference(self.module)  # used inside `fused_inference()`; .enabled = False turns it off
+        self.fused = FusedInference(LogitsOf(self.module))  # used inside `fused_inference()`; .enabled = False turns it off
         self._fused_depth = 0
-        self.eval()  # an explained classifier is in inference mode (BatchNorm statistics, dropout off)
+        self._inference_depth = 0
+        self.training = False  # the adapter's own flag only: the wrapped module keeps its modes
 
     @classmethod
     def wrap(cls, module: nn.Module, mean=IMAGENET_MEAN, std=IMAGENET_STD, **kwargs) -> ModelAdapter:
-        """Wrap any `nn.Module` classifier (input: normalized images, output: logits)."""
+        """Wrap any `nn.Module` classifier (input: normalized images, output: logits, a tuple whose
+        first element is the logits, or a mapping / ModelOutput with `logits`). The input channels
+        are the length of `mean`/`std`; the module is not changed (see `inference`)."""
         return cls(module, mean=mean, std=std, **kwargs)
+
+    @contextlib.contextmanager
+    def inference(self) -> Iterator[ModelAdapter]:
+        """Inside the block the wrapped module is in eval mode and no parameter requires grad; on
+        exit every sub-module's mode and every parameter's flag are restored (`edits.inference_state`).
+        Re-entrant: nested blocks cost nothing. Gradients are taken with `torch.autograd.grad` to
+        inputs or layers, never to parameters."""
+        if self._inference_depth:
+            self._inference_depth += 1
+            try:
+                yield self
+            finally:
+                self._inference_depth -= 1
+            return
+        with inference_state(self.module):
+            self._inference_depth = 1
+            try:
+                yield self
+            finally:
+                self._inference_depth = 0
+
+    def set_preprocessing(self, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+                          input_size: int | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+                          score: str | None = None) -> ModelAdapter:
+        """Override the source's preprocessing, class names or score (the config's `model.mean`, …)."""
+        if mean is not None or std is not None:
+            new_mean = mean if mean is not None else self.mean.flatten().tolist()
+            new_std = std if std is not None else self.std.flatten().tolist()
+            new_mean, new_std, self.channels = input_channels(self.module, new_mean, new_std, None, self.name)
+            self.mean = torch.tensor(new_mean, dtype=torch.float32, device=self.mean.device).view(1, -1, 1, 1)
+            self.std = torch.tensor(new_std, dtype=torch.float32, device=self.std.device).view(1, -1, 1, 1)
+        if input_size is not None:
+            size = [input_size] * 2 if isinstance(input_size, int) else list(input_size)
+            if len(size) != 2 or any(int(v) < 1 for v in size):
+                raise ModelError(f"{self.name}: input_size must be a positive int or [height, width], got {input_size}")
+            self.input_size = (int(size[0]), int(size[1]))
+        if class_names is not None:
+            self.class_names = [str(c) for c in class_names]
+        if score is not None:
+            if score not in SCORES:
+                raise ModelError(f"{self.name}: unknown score '{score}'. Valid: {', '.join(SCORES)}")
+            self.score = score
+        return self
+
+    @property
+    def num_classes(self) -> int:
+        """The number of classes the model scores (its logits' width; one forward of a zero image)."""
+        if "_num_classes" not in self.__dict__:
+            h, w = self.input_size
+            with torch.no_grad(), self.inference():
+                raw = self.module(torch.zeros(1, self.channels, h, w, device=self.device))
+            self.__dict__["_num_classes"] = self.logits(raw).shape[1]
+        return self.__dict__["_num_classes"]
+
+    @property
+    def probability(self) -> str:
+        """How class probabilities come from the logits: `softmax` (one class per image) or
+        `sigmoid` (multi-label, or a single-logit binary model)."""
+        if self.score is not None:
+            return self.score
+        if self._single_logit is None:  # no forward seen yet: one zero image tells
+            h, w = self.input_size
+            with torch.no_grad(), self.inference():
+                self.logits(self.module(torch.zeros(1, self.channels, h, w, device=self.device)))
+        return "sigmoid" if self._single_logit else "softmax"
+
+    def score_kind(self, score: str) -> str:
+        """A plug-in's `score` option for this model: `softmax` means the model's probability
+        (`sigmoid` for multi-label and binary models); `logit` stays the logit."""
+        return self.probability if score in ("softmax", "probability") else score
 
     # ------------------------------------------------------------------ pixels <-> input
     def normalize(self, pixels: Tensor) -> Tensor:
-        """Pixel space [0,1] → model-input space."""
+        """Pixel space [0,1] → model-input space. RGB images (B,3,H,W) given to a one-channel model
+        become grey first (ITU-R BT.601 luma: 0.299 R + 0.587 G + 0.114 B)."""
+        if pixels.dim() == 4 and pixels.shape[1] != self.channels:
+            if pixels.shape[1] == 3 and self.channels == 1:
+                luma = torch.tensor([0.299, 0.587, 0.114], dtype=pixels.dtype, device=pixels.device)
+                pixels = (pixels * luma.view(1, 3, 1, 1)).sum(1, keepdim=True)
+            else:
+                raise DataError(f"the images have {pixels.shape[1]} channels but model '{self.name}' takes "
+                                f"{self.channels} (the length of its mean/std); give images with {self.channels}")
         return (pixels - self.mean.to(pixels)) / self.std.to(pixels)
 
     def denormalize(self, x: Tensor) -> Tensor:
@@ -119,10 +190,11 @@ class ModelAdapter(nn.Module):
         order; a model that cannot take that layout falls back to NCHW for good); inside
         `fused_inference()` no-grad forwards run a BatchNorm-folded copy instead
         (bench/bench_cam.py, bench_gradient.py and bench_metrics.py time these)."""
-        if x.dim() == 4 and x.device.type == "cpu":
-            logits = self._cpu_forward(x)
-        else:
-            logits = self.module(x)
+        with self.inference():
+            if x.dim() == 4 and x.device.type == "cpu":
+                logits = self._cpu_forward(x)
+            else:
+                logits = self.logits(self.module(x))
         self.counter.forward_images += x.shape[0]
         self.counter.forward_calls += 1
         if logits.requires_grad:
@@ -165,22 +237,47 @@ class ModelAdapter(nn.Module):
                 return logits
         if self.channels_last:
             try:
-                return self.module(x.contiguous(memory_format=torch.channels_last))
+                return self.logits(self.module(x.contiguous(memory_format=torch.channels_last)))
             except RuntimeError:  # e.g. a model that .view()s its input: NCHW from now on, but
-                logits = self.module(x)  # only if NCHW works (else the model's own error is raised)
+                logits = self.logits(self.module(x))  # only if NCHW works (else the model's own error is raised)
                 self.channels_last = False
                 return logits
-        return self.module(x)
+        return self.logits(self.module(x))
+
+    def logits(self, out: object) -> Tensor:
+        """The module's output as (B, classes) logits (`outputs.as_logits`); notes a single-logit model."""
+        raw = output_tensor(out, f"model '{self.name}'")
+        if self._single_logit is None:
+            self._single_logit = is_single_logit(raw)
+        return as_logits(raw)
 
     # ------------------------------------------------------------------ layers
     def layers(self) -> dict[str, nn.Module]:
-        """Named sub-modules (names as in `module.named_modules()`)."""
-        return {n: m for n, m in self.module.named_modules() if n}
+        """Named sub-modules that take hooks (names as in `module.named_modules()`; TorchScript
+        parts have none: they run compiled code, not their Python modules)."""
+        return {n: m for n, m in self.module.named_modules() if n and not isinstance(m, torch.jit.ScriptModule)}
+
+    @property
+    def hookable(self) -> bool:
+        """False when the model is TorchScript throughout: no layer can be hooked."""
+        return not isinstance(self.module, torch.jit.ScriptModule) or bool(self.layers())
+
+    def require_hooks(self, what: str) -> None:
+        """A LayerError when `what` (an explainer that needs layers or module hooks) cannot run here."""
+        if not self.hookable:
+            raise LayerError(
+                f"{what} needs the model's layers (forward hooks), but '{self.name}' is a TorchScript model: it has "
+                "no hookable layers. Use an input-gradient or perturbation explainer (saliency, inputxgrad, "
+                "integrated_gradients, smoothgrad, vargrad, occlusion, rise); `xai list explainers --model "
+                f"{self.name}` lists those that apply"
+            )
 
     def resolve_layer(self, name: str | None = "auto") -> str:
         """A layer name: `auto` is the model's default layer, else the last conv block (the
         outermost module containing a convolution whose 4-D output with spatial size > 1 is
         produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet)."""
+        if not self.hookable:
+            self.require_hooks("a layer-based explainer (CAMs, guided Grad-CAM, relevance CAMs)")
         if name in (None, "auto"):
             if self.default_layer != "auto":
                 return self.default_layer
@@ -200,7 +297,7 @@ class ModelAdapter(nn.Module):
         (module, fn) attached, then removed: how layer shapes and execution order are traced."""
         handles = [m.register_forward_hook(fn) for m, fn in hooks]
         try:
-            with torch.no_grad():
+            with torch.no_grad(), self.inference():
                 h, w = self.input_size
                 self.module(torch.zeros(1, self.channels, h, w, device=self.device))
         finally:

@@ -1,17 +1,40 @@
 """Every temporary change a method makes to a model, each a context manager that restores the model
-on exit (also on error): saved parameters, re-initialization, zeroed filters or outputs, a layer's
-output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
+on exit (also on error): inference mode, saved parameters, re-initialization, zeroed filters or
+outputs, a layer's output replaced, a forward cut at a layer. (ReLU backward rules: `relu_rules.py`.)
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor, nn
 
-from .adapter import ModelAdapter
+if TYPE_CHECKING:
+    from .adapter import ModelAdapter
+
+
+@contextlib.contextmanager
+def inference_state(module: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block every sub-module is in eval mode (BatchNorm statistics, dropout off) and no
+    parameter requires grad (forwards build no parameter graph); on exit (also on error) each
+    sub-module's train/eval mode and each parameter's `requires_grad` flag are what they were."""
+    modes = [(m, m.training) for m in module.modules()]
+    flags = [(p, p.requires_grad) for p in module.parameters()]
+    try:
+        for m, _ in modes:
+            m.training = False
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        for p, flag in flags:
+            p.requires_grad_(flag)
 
 
 @contextlib.contextmanager
@@ -37,6 +60,30 @@ def reinitialize(module: nn.Module, seed: int) -> None:
         for sub in module.modules():
             if hasattr(sub, "reset_parameters"):
                 sub.reset_parameters()
+            elif isinstance(sub, torch.jit.ScriptModule):
+                reset_compiled(sub)
+
+
+def reset_compiled(sub: torch.jit.ScriptModule) -> None:
+    """PyTorch's default initializers for a TorchScript module, which has no `reset_parameters`:
+    convolutions and linear layers (Kaiming-uniform weights, bias uniform in ±1/√fan_in), norm layers
+    (weight 1, bias 0, running statistics reset), read from the module's original class name."""
+    kind = getattr(sub, "original_name", "")
+    params = dict(sub.named_parameters(recurse=False))
+    buffers = dict(sub.named_buffers(recurse=False))
+    weight, bias = params.get("weight"), params.get("bias")
+    if kind.startswith(("Conv", "Linear")) and weight is not None:
+        nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+        if bias is not None:
+            fan_in = weight[0].numel()
+            nn.init.uniform_(bias, -1 / math.sqrt(fan_in), 1 / math.sqrt(fan_in))
+    elif kind.startswith(("BatchNorm", "LayerNorm", "GroupNorm", "InstanceNorm")):
+        if weight is not None:
+            nn.init.ones_(weight)
+        if bias is not None:
+            nn.init.zeros_(bias)
+        for name, buf in buffers.items():
+            buf.fill_(1 if name == "running_var" else 0)
 
 
 @contextlib.contextmanager
@@ -101,7 +148,8 @@ def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
 
     handle = model.module_of(layer).register_forward_hook(hook)
     try:
-        model.module(x)
+        with model.inference():
+            model.module(x)
     except _StopForward:
         pass
     finally:

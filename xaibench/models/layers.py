@@ -57,18 +57,31 @@ def _has_conv(m: nn.Module) -> bool:
 
 def last_conv_block(model: ModelAdapter) -> str:
     """The outermost module containing a convolution whose 4-D output with spatial size > 1 is
-    produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet."""
+    produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet. A LayerError
+    for a token model (a vision transformer: layers with weights turn (B,N,D) tokens after it)."""
     order: list[str] = []
+    tokens: list[tuple[str, int]] = []  # (layer, position in `order`) of weighted layers with (B,N,D) outputs
     hooks = []
     for n, m in model.layers().items():
-        if not _has_conv(m):
-            continue  # pooling, norms and activations after the last conv are not "blocks"
-
-        def hook(mod, inp, out, n=n):
-            if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
-                order.append(n)
-        hooks.append((m, hook))
+        if _has_conv(m):
+            def hook(mod, inp, out, n=n):
+                if isinstance(out, Tensor) and out.dim() == 4 and out.shape[-1] * out.shape[-2] > 1:
+                    order.append(n)
+            hooks.append((m, hook))
+        elif isinstance(m, nn.Linear):
+            def token_hook(mod, inp, out, n=n):
+                if isinstance(out, Tensor) and out.dim() == 3 and out.shape[1] > 1:
+                    tokens.append((n, len(order)))
+            hooks.append((m, token_hook))
     model.dry_run(hooks)
+    after = [n for n, pos in tokens if pos == len(order)]  # token layers after the last conv block
+    if after:
+        raise LayerError(
+            f"model '{model.name}' is a token model (a vision transformer): after its last convolution "
+            f"{('(' + order[-1] + ') ') if order else ''}its layers (e.g. '{after[-1]}') work on (B,N,D) tokens. "
+            "CAMs on token layers are not supported yet (they need a token-to-grid reshape); use a layer-free "
+            "explainer: saliency, inputxgrad, integrated_gradients, smoothgrad, vargrad, occlusion, rise"
+        )
     if not order:
         raise LayerError(f"model '{model.name}' has no convolutional layer: name a `layer` explicitly")
     return order[-1]

@@ -74,15 +74,21 @@ class _ReLURuleMode(TorchFunctionMode):
 _active = threading.local()
 
 
-def _root(model_or_module: nn.Module) -> nn.Module:
+def _root(model_or_module: nn.Module, kind: str) -> nn.Module:
     if not isinstance(model_or_module, nn.Module):
         raise ModelError(f"a ReLU rule needs an nn.Module or ModelAdapter, got {type(model_or_module).__name__}")
+    if hasattr(model_or_module, "require_hooks"):  # a ModelAdapter
+        model_or_module.require_hooks(f"the {kind} ReLU rule")
+    elif isinstance(model_or_module, torch.jit.ScriptModule):
+        raise ModelError(f"the {kind} ReLU rule needs Python modules; a TorchScript module runs compiled code")
     return model_or_module
 
 
 @contextlib.contextmanager
-def _relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
-    root = _root(model_or_module)
+def relu_rule(model_or_module: nn.Module, kind: str) -> Iterator[nn.Module]:
+    """Inside the block every ReLU of the model back-propagates with rule `kind` (`guided` or
+    `deconvnet`, see `_ReLURule`); forward values are unchanged; hooks and the mode are removed on exit."""
+    root = _root(model_or_module, kind)
     if getattr(_active, "kind", None) is not None:
         raise ModelError(f"cannot apply the {kind} ReLU rule inside the {_active.kind} rule: they do not nest")
     handles = []
@@ -123,7 +129,7 @@ def guided_relu(model_or_module: nn.Module) -> contextlib.AbstractContextManager
     (Springenberg et al., "Striving for Simplicity", ICLR-W 2015): the gradient passes only where
     the forward input > 0 and the incoming gradient > 0. Forward values are unchanged; hooks and
     the function mode are removed on exit."""
-    return _relu_rule(model_or_module, "guided")
+    return relu_rule(model_or_module, "guided")
 
 
 def deconvnet_relu(model_or_module: nn.Module) -> contextlib.AbstractContextManager[nn.Module]:
@@ -131,4 +137,4 @@ def deconvnet_relu(model_or_module: nn.Module) -> contextlib.AbstractContextMana
     Fergus, "Visualizing and Understanding Convolutional Networks", ECCV 2014): only the positive
     incoming gradient passes, whatever the forward input. Forward values are unchanged; hooks
     and the function mode are removed on exit."""
-    return _relu_rule(model_or_module, "deconvnet")
+    return relu_rule(model_or_module, "deconvnet")

@@ -1,18 +1,21 @@
 """The model zoo: `load_model("family:arch", weights=...)` → ModelAdapter.
 
 Families: `torchvision:<arch>` (any torchvision classification architecture), `builtin:<name>`
-(small models trained and shipped with xaibench), and plain names registered by other modules.
+(small models trained and shipped with xaibench), `timm:`, `python:`, `hf:`, `torchscript:` and
+plain names registered by other modules.
 """
 
 from __future__ import annotations
 
+import inspect
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import ModelError, unknown
+from ..errors import ModelError, did_you_mean, unknown
 from ..registry import Registry
 from .adapter import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter
 
@@ -20,12 +23,43 @@ from .adapter import IMAGENET_MEAN, IMAGENET_STD, ModelAdapter
 MODELS: Registry = Registry("model")
 
 
-def load_model(name: str, weights: str | None = "default", **options: Any) -> ModelAdapter:
-    """Build a ModelAdapter from a zoo name (`xai list models`)."""
+def load_model(name: str, weights: str | None = "default", params: dict[str, Any] | None = None, *,
+               mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
+               input_size: int | Sequence[int] | None = None, class_names: Sequence[str] | None = None,
+               score: str | None = None, **options: Any) -> ModelAdapter:
+    """Build a ModelAdapter from a zoo name (`xai list models`). `params` (and any other keyword
+    `options`) go to the family's factory; `mean`, `std`, `input_size`, `class_names` and `score`
+    override the source's own preprocessing and class names (every source accepts them)."""
     family, _, arch = name.partition(":")
     if family not in MODELS:
         raise ModelError(unknown("model family", family, MODELS.names()))
-    return MODELS.get(family).obj(arch or None, weights, **options)
+    factory = MODELS.get(family).obj
+    overrides = {k: v for k, v in dict(mean=mean, std=std, input_size=input_size, class_names=class_names,
+                                       score=score).items() if v is not None}
+    kwargs = {**(params or {}), **options}
+    if "preprocessing" in inspect.signature(factory).parameters:  # a source that wraps a bare module itself
+        kwargs["preprocessing"] = overrides
+    else:
+        check_options(family, factory, kwargs)
+    model = factory(arch or None, weights, **kwargs)
+    if not isinstance(model, ModelAdapter):
+        raise ModelError(f"the model factory of '{family}' returned {type(model).__name__}, not a ModelAdapter")
+    model.module.eval()  # built here for evaluation (a module given to ModelAdapter.wrap keeps its own mode)
+    if overrides:
+        model.set_preprocessing(**overrides)
+    return model
+
+
+def check_options(family: str, factory: Any, options: dict[str, Any]) -> None:
+    """A ModelError naming the option a family's factory does not take (when it takes no **options)."""
+    sig = inspect.signature(factory).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in sig.values()):
+        return
+    valid = [n for n in sig if n not in ("arch", "weights")]
+    for key in options:
+        if key not in valid:
+            raise ModelError(f"model '{family}' takes no parameter '{key}'.{did_you_mean(key, valid)} "
+                             f"Valid: {', '.join(valid) or '(none)'}")
 
 
 def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:

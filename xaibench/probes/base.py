@@ -8,15 +8,22 @@ from collections.abc import Iterable
 from typing import Any, ClassVar
 
 from ..models.adapter import ModelAdapter
-from ..registry import Registry
+from ..registry import Registry, check_fields
+
+LAYERS_HELP = "layers probed: auto (every conv block), stages (the C-marked blocks only) or a list of names"
 
 
 class Probe:
     """A model-level analysis: `probe(model, batches) -> {table name: DataFrame or array}`.
 
-    Subclasses are dataclasses whose fields are their typed parameters."""
+    Subclasses are dataclasses whose fields are their typed parameters (`param(default, help=...,
+    ge=...)`), checked when the probe is built (bounds here, cross-field checks in a subclass's
+    `__post_init__`, which calls this one)."""
 
     registry_name: ClassVar[str] = "probe"
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
     @property
     def name(self) -> str:

@@ -6,7 +6,7 @@ per-layer curves, top/bottom grids, and pruning validation.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -20,8 +20,9 @@ from ..models.adapter import ModelAdapter
 from ..models.edits import forward_to
 from ..models.layers import BlockLayer, select_layers
 from ..models.relu_rules import guided_relu
+from ..registry import param
 from ..tensorops import chunks
-from .base import PROBES, Probe
+from .base import LAYERS_HELP, PROBES, Probe
 from .class_average import AVERAGE_KINDS, class_average_images
 from .pruning import PruneMode, accuracy, pruned, ranked_channels
 
@@ -93,38 +94,38 @@ class NeuronSimilarity(Probe):
     is first kept as a list.
     """
 
-    layers: str | list[str] = "auto"  # auto (every conv block) | stages | [names]
-    averages: list[str] = field(default_factory=lambda: list(AVERAGE_KINDS))
-    methods: list[int] = field(default_factory=lambda: [1, 2])
-    objective: Objective = "sum"
-    classes: list[int] = field(default_factory=list)  # [] = every class that has images
-    top_k: int = 50  # K of the data-max / data-min averages
-    network_steps: int = 128  # activation-maximization steps of the network average
-    chunk_size: ChunkSize = 64  # channels per backward, one forward of the image each (auto: memory budget)
-    grid_classes: int = 4  # grids for the first N analysed classes
-    grid_average: str = "simple"
-    prune: bool = True
-    prune_fraction: float = 0.4  # p of §4.5
-    prune_average: str = "simple"
-    prune_method: int = 1
-    prune_mode: PruneMode = "auto"
+    layers: str | list[str] = param("auto", help=LAYERS_HELP)
+    averages: list[str] = param(default_factory=lambda: list(AVERAGE_KINDS), help="class-average images: simple, "
+                                "data-max, data-min, network")
+    methods: list[int] = param(default_factory=lambda: [1, 2], help="similarity methods: 1 cos(average image, ω), "
+                               "2 cos(class visualization, ω)")
+    objective: Objective = param("sum", help="channel objective over (h, w) of a visualization: sum, mean or max")
+    classes: list[int] = param(default_factory=list, help="class ids analysed; []: every class that has images", ge=0)
+    top_k: int = param(50, help="images per class of the data-max / data-min averages (K)", ge=1)
+    network_steps: int = param(128, help="activation-maximization steps of the network average", ge=1)
+    chunk_size: ChunkSize = param(64, help="channels per backward, one forward of the image each; auto: sized from "
+                                           "the memory budget", ge=1)
+    grid_classes: int = param(4, help="top/bottom-8 grids for the first N analysed classes", ge=0)
+    grid_average: str = param("simple", help="class average the grids show (one of averages)")
+    prune: bool = param(True, help="validate by pruning: accuracy with the top / bottom channels zeroed")
+    prune_fraction: float = param(0.4, help="fraction p of each layer's channels pruned (§4.5)", gt=0, le=1)
+    prune_average: str = param("simple", help="class average whose similarities rank the channels (one of averages)")
+    prune_method: int = param(1, help="similarity method that ranks the channels (one of methods)")
+    prune_mode: PruneMode = param("auto", help="weights (zero the producing conv), output (zero the layer's output) "
+                                               "or auto (weights when exact)")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         bad = [a for a in self.averages if a not in AVERAGE_KINDS]
         if bad or not self.averages:
-            raise ConfigError(f"neuron_similarity.averages: {bad or '[]'} not valid. Valid: {', '.join(AVERAGE_KINDS)}")
+            raise ConfigError(f"averages: {bad or '[]'} not valid. Valid: {', '.join(AVERAGE_KINDS)}")
         if not self.methods or any(m not in (1, 2) for m in self.methods):
-            raise ConfigError(f"neuron_similarity.methods: {self.methods} not valid. Valid: 1, 2")
+            raise ConfigError(f"methods: {self.methods} not valid. Valid: 1, 2")
         for key in ("grid_average", "prune_average"):
             if getattr(self, key) not in self.averages:
-                raise ConfigError(f"neuron_similarity.{key} = {getattr(self, key)!r} must be one of averages "
-                                  f"{self.averages}")
+                raise ConfigError(f"{key} = {getattr(self, key)!r} must be one of averages {self.averages}")
         if self.prune_method not in self.methods:
-            raise ConfigError(f"neuron_similarity.prune_method = {self.prune_method} must be one of methods {self.methods}")
-        if not 0 < self.prune_fraction <= 1:
-            raise ConfigError(f"neuron_similarity.prune_fraction = {self.prune_fraction} must be in (0, 1]")
-        if self.chunk_size < 1 or self.top_k < 1 or self.network_steps < 1:
-            raise ConfigError("neuron_similarity: chunk_size, top_k and network_steps must be >= 1")
+            raise ConfigError(f"prune_method = {self.prune_method} must be one of methods {self.methods}")
 
     # ---------------------------------------------------------------------------------------------
     def visualize_layer(self, model: ModelAdapter, x: Tensor, layer: BlockLayer, refs: dict[int, Tensor]):

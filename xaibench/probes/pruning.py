@@ -57,7 +57,7 @@ def resolve_mode(model: ModelAdapter, layer: str, mode: str) -> str:
     h, w = model.input_size
     x = model.normalize(torch.rand(2, model.channels, h, w, generator=gen).to(model.device))
     channels = torch.arange(0, conv.out_channels, 2)
-    with torch.no_grad(), zeroed_filters(conv, bn, channels), model.capture(layer) as cap:
+    with torch.no_grad(), model.inference(), zeroed_filters(conv, bn, channels), model.capture(layer) as cap:
         model.module(x)
         out = cap.activation
     if out.dim() < 2 or out.shape[1] != conv.out_channels:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -17,8 +17,9 @@ from torch import Tensor
 from ..errors import ConfigError, DataError
 from ..models.adapter import ModelAdapter
 from ..models.layers import BlockLayer, select_layers
+from ..registry import param
 from ..tensorops import minmax, target_scores
-from .base import PROBES, Probe
+from .base import LAYERS_HELP, PROBES, Probe
 
 Normalize = Literal["minmax", "max", "none"]
 SWEEP = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9]
@@ -72,16 +73,19 @@ class FeaturePurity(Probe):
     counts are kept. `target` = `prediction` (the paper's `m`, label-free) or `label`.
     """
 
-    layers: str | list[str] = "auto"  # auto (every conv block) | stages (C1…Cn only) | [names]
-    threshold: float = 0.5  # τ of the main table
-    sweep: list[float] = field(default_factory=lambda: list(SWEEP))  # τ values of the sweep table
-    normalize: Normalize = "minmax"
-    target: Literal["prediction", "label"] = "prediction"
+    layers: str | list[str] = param("auto", help=LAYERS_HELP)
+    threshold: float = param(0.5, help="firing threshold τ of the main table, in [0, 1) unless normalize is none")
+    sweep: list[float] = param(default_factory=lambda: list(SWEEP), help="τ values of the sweep table")
+    normalize: Normalize = param("minmax", help="per-image normalization of the channel activations: minmax, max "
+                                                "or none")
+    target: Literal["prediction", "label"] = param("prediction", help="class whose gradient weighs the channels: "
+                                                                      "prediction (label-free) or label")
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         for t in [self.threshold, *self.sweep]:
             if not 0.0 <= float(t) < 1.0 and self.normalize != "none":
-                raise ConfigError(f"feature_purity: threshold {t} must be in [0, 1) for normalize={self.normalize}")
+                raise ConfigError(f"threshold {t} must be in [0, 1) for normalize={self.normalize}")
 
     def thresholds(self) -> list[float]:
         return list(dict.fromkeys([float(self.threshold), *map(float, self.sweep)]))

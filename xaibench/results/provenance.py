@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import platform
 import subprocess
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,24 +17,26 @@ from ..version import __version__
 from . import keys
 from .store import BatchFiles, atomic_write
 
+PASS_KINDS = ("forward_images", "backward_images")
+
 
 @dataclass
 class Cost:
-    """Time and model passes spent by one plug-in over the run."""
+    """Time and model passes (images through a forward, through a backward) spent by one plug-in."""
 
     seconds: float = 0.0
     images: int = 0
-    forward_images: int = 0
-    backward_images: int = 0
+    passes: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PASS_KINDS, 0))
 
     def add(self, seconds: float, images: int, passes: dict[str, int]) -> None:
         self.seconds += seconds
         self.images += images
-        self.forward_images += passes["forward_images"]
-        self.backward_images += passes["backward_images"]
+        for kind in PASS_KINDS:
+            self.passes[kind] += passes[kind]
 
     def totals(self) -> np.ndarray:
-        return np.array([self.seconds, self.images, self.forward_images, self.backward_images], dtype=np.float64)
+        """(seconds, images, forward images, backward images): a batch file's cost row."""
+        return np.array([self.seconds, self.images, *(self.passes[k] for k in PASS_KINDS)], dtype=np.float64)
 
     def as_dict(self) -> dict[str, float]:
         per = max(self.images, 1)
@@ -42,8 +44,8 @@ class Cost:
             seconds=round(self.seconds, 4),
             images=self.images,
             seconds_per_image=self.seconds / per,
-            forward_passes_per_image=self.forward_images / per,
-            backward_passes_per_image=self.backward_images / per,
+            forward_passes_per_image=self.passes["forward_images"] / per,
+            backward_passes_per_image=self.passes["backward_images"] / per,
         )
 
 
@@ -55,8 +57,7 @@ def batch_costs(files: BatchFiles, extra: dict[str, Cost] | None = None) -> dict
         for name, d in files.read(k).items():
             key = keys.parse(name)
             if key.kind == "cost":
-                totals.setdefault(key.explainer, Cost()).add(
-                    float(d[0]), int(d[1]), {"forward_images": int(d[2]), "backward_images": int(d[3])})
+                totals.setdefault(key.explainer, Cost()).add(float(d[0]), int(d[1]), dict(zip(PASS_KINDS, map(int, d[2:]))))
     totals.update(extra or {})
     return totals
 

@@ -5,30 +5,37 @@ its weight formula (the pytorch-grad-cam `BaseCAM.get_cam_weights` shape, kept o
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from torch import Tensor
 
-from ..errors import ModelError
+from ..errors import LayerError, ModelError
 from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations, layer_activations_and_gradients
-from ..registry import Registry
+from ..registry import Registry, check_fields, param
 from ..tensorops import assemble_cam
 
 Reduce = Literal["sum", "abs_sum", "abs_max", "l2"]
+LAYER_HELP = "layer of the map (xai list layers); auto: the model's default, else its last conv block"
+REDUCE_HELP = "how colour channels are combined into one map: sum, abs_sum, abs_max or l2"
 
 
 class Explainer:
     """Maps a model-input batch `x` (B,C,H,W) and targets (B,) to float32 maps (B,H,W).
 
-    Subclasses are dataclasses whose fields are their typed parameters. Per-image diagnostics
-    (e.g. an integration error, a fallback taken) go to `self.diagnostics` as (B,) tensors.
+    Subclasses are dataclasses whose fields are their typed parameters (`param(default, help=...,
+    ge=...)`); every range is checked when the explainer is built (bounds here, cross-field checks
+    in a subclass's `__post_init__`, which calls this one). Per-image diagnostics (e.g. an
+    integration error, a fallback taken) go to `self.diagnostics` as (B,) tensors.
     """
 
     registry_name: ClassVar[str] = "explainer"
+    needs: ClassVar[frozenset[str]] = frozenset()  # "hooks": module hooks (ReLU rules, LRP); a `layer` field: a layer
 
     def __post_init__(self) -> None:
+        check_fields(self)
         self.diagnostics: dict[str, Tensor] = {}
 
     @property
@@ -37,7 +44,10 @@ class Explainer:
 
     def __call__(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         self.diagnostics = {}
-        maps = self.explain(model, x, target)
+        if "hooks" in self.needs:
+            model.require_hooks(self.name)
+        with model.inference():  # eval mode, no parameter graph, also for direct `model.module` calls
+            maps = self.explain(model, x, target)
         if maps.shape != (x.shape[0], x.shape[-2], x.shape[-1]):
             raise ModelError(f"{self.name} returned maps of shape {tuple(maps.shape)} for input {tuple(x.shape)}")
         return maps.float()
@@ -47,6 +57,21 @@ class Explainer:
 
 
 EXPLAINERS: Registry[Explainer] = Registry("explainer")
+
+
+def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> str | None:
+    """Why `explainer` cannot run on `model` — a TorchScript model has no hooks, a token model (ViT)
+    no CAM layer yet — or None when it applies (`xai list explainers --model M`)."""
+    layer = getattr(explainer, "layer", "auto") if not isinstance(explainer, type) else "auto"
+    has_layer = dataclasses.is_dataclass(explainer) and "layer" in {f.name for f in dataclasses.fields(explainer)}
+    try:
+        if "hooks" in explainer.needs:
+            model.require_hooks(getattr(explainer, "registry_name", "this explainer"))
+        if has_layer:
+            model.resolve_layer(layer)
+    except LayerError as e:
+        return str(e)
+    return None
 
 
 def reduce_channels(attr: Tensor, reduce: str) -> Tensor:
@@ -72,7 +97,7 @@ class CAMExplainer(Explainer):
     `relu = False` for variants whose paper keeps the sign (CAM).
     """
 
-    layer: str = "auto"
+    layer: str = param("auto", help=LAYER_HELP)
     uses_gradients: ClassVar[bool] = True
     relu: ClassVar[bool] = True
 
@@ -93,7 +118,8 @@ class CAMExplainer(Explainer):
         else:
             (acts, logits), grads = layer_activations(model, x, layer), None
         if acts.dim() != 4:
-            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w)")
+            tokens = " (token layers of vision transformers are not supported yet)" if acts.dim() == 3 else ""
+            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w){tokens}")
         return acts, grads, logits
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:

@@ -16,8 +16,9 @@ from ..errors import ConfigError
 from ..memory import BACKWARD_FACTOR, ChunkSize, activation_bytes_per_image
 from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations_and_gradients
+from ..registry import param
 from ..tensorops import chunks, upsample
-from .base import EXPLAINERS, Explainer
+from .base import EXPLAINERS, LAYER_HELP, Explainer
 
 
 def cameras_sizes(size: tuple[int, int], step: int, max_size: int) -> list[tuple[int, int]]:
@@ -38,12 +39,13 @@ class CAMERAS(Explainer):
     fusion (`auto`: from the memory budget, counting the passes at the largest size); the fusion
     runs over `channel_chunk` channels at a time. Diagnostics: `valid_scales`."""
 
-    layer: str = "auto"
-    step: int = 100
-    max_size: int = 1000
-    resize: Literal["bicubic", "bilinear"] = "bicubic"
-    chunk_size: ChunkSize = 8
-    channel_chunk: int = 128
+    layer: str = param("auto", help=LAYER_HELP)
+    step: int = param(100, help="px each side grows by from one input size to the next", ge=1)
+    max_size: int = param(1000, help="sizes grow while below this side length, px", ge=1)
+    resize: Literal["bicubic", "bilinear"] = param("bicubic", help="interpolation of the resized inputs")
+    chunk_size: ChunkSize = param(8, help="images per pass through every size; auto: sized from the memory budget",
+                                  ge=1)
+    channel_chunk: int = param(128, help="channels fused at a time (bounds the memory of the fusion)", ge=1)
 
     def chunk_item_bytes(self, model: ModelAdapter, shape: tuple[int, ...]) -> int:
         """`chunk_size: auto` (memory.resolve_params): an image's pass at the largest size."""
@@ -52,9 +54,6 @@ class CAMERAS(Explainer):
         return int(BACKWARD_FACTOR * grown)
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        for key in ("step", "max_size", "chunk_size", "channel_chunk"):
-            if getattr(self, key) < 1:
-                raise ConfigError(f"cameras.{key} must be ≥ 1, got {getattr(self, key)}")
         layer = model.resolve_layer(self.layer)
         target = target.to(x.device)
         maps, valid = zip(*(self.fuse(model, x[sl], target[sl], layer) for sl in chunks(x.shape[0], self.chunk_size)))

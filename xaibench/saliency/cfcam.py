@@ -11,12 +11,21 @@ import torch
 from torch import Tensor
 
 from ..errors import LayerError
-from ..imageops import gaussian_blur
+from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import chunks, class_scores, minmax, upsample
-from .base import EXPLAINERS, Explainer
-from .lrp import CanonizerName, CompositeName, layer_relevance, make_composite
+from .base import EXPLAINERS, LAYER_HELP, Explainer
+from .lrp import (
+    CANONIZER_HELP,
+    COMPOSITE_HELP,
+    EPSILON_HELP,
+    CanonizerName,
+    CompositeName,
+    layer_relevance,
+    make_composite,
+)
 
 
 @EXPLAINERS.register("cfcam")
@@ -38,14 +47,18 @@ class CFCAM(Explainer):
     forward (xb); `diagnostics["channels_scored"]` holds the non-constant channel count.
     """
 
-    layer: str = "auto"
-    blur_kernel: int = 51
-    blur_sigma: float = 50.0
-    score: Literal["softmax", "logit"] = "softmax"
-    composite: CompositeName = "epsilon_plus"
-    canonizer: CanonizerName = "auto"
-    epsilon: float = 1e-6
-    chunk_size: ChunkSize = 64
+    layer: str = param("auto", help=LAYER_HELP)
+    blur_kernel: int = param(51, help="Gaussian kernel of the blurred baseline, px (odd)", ge=1)
+    blur_sigma: float = param(50.0, help="Gaussian sigma of the blurred baseline, px", gt=0)
+    score: Literal["softmax", "logit"] = param("softmax", help="class score of the perturbed inputs: softmax or logit")
+    composite: CompositeName = param("epsilon_plus", help=COMPOSITE_HELP)
+    canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
+    epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)
+    chunk_size: ChunkSize = param(64, help="masked inputs per model call; auto: sized from the memory budget", ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_odd_kernel(self.blur_kernel)
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)
@@ -65,12 +78,12 @@ class CFCAM(Explainer):
         self.diagnostics["channels_scored"] = live.sum(1)
         cam = torch.zeros(b, h, w, device=x.device, dtype=x.dtype)
         with torch.inference_mode(), model.fused_inference():
-            base_score = class_scores(model(xb), target, self.score)
+            base_score = class_scores(model(xb), target, model.score_kind(self.score))
             for piece in chunks(len(img_of), self.chunk_size):
                 img, chan = img_of[piece], chan_of[piece]
                 masks = minmax(upsample(weighted[img, chan], (h, w)))  # (k,H,W)
                 m = masks.unsqueeze(1).to(x.dtype)
                 xs = x[img] * m + xb[img] * (1 - m)
-                alpha = class_scores(model(xs), target[img], self.score) - base_score[img]
+                alpha = class_scores(model(xs), target[img], model.score_kind(self.score)) - base_score[img]
                 cam.index_add_(0, img, alpha.view(-1, 1, 1) * masks)
         return torch.relu(cam)

@@ -5,16 +5,17 @@ backprop, deconvnet and guided Grad-CAM; the per-channel base the noise/path wra
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from torch import Tensor
 
 from ..errors import ConfigError, did_you_mean
 from ..models.adapter import ModelAdapter
 from ..models.gradients import input_gradients
-from ..models.relu_rules import deconvnet_relu, guided_relu
+from ..models.relu_rules import guided_relu, relu_rule
+from ..registry import param
 from ..tensorops import assemble_cam
-from .base import EXPLAINERS, Explainer, Reduce, reduce_channels
+from .base import EXPLAINERS, LAYER_HELP, REDUCE_HELP, Explainer, Reduce, reduce_channels
 from .cam import GradCAM
 
 
@@ -24,7 +25,7 @@ class InputAttribution(Explainer):
     channels by `reduce` (docs/architecture.md "Contracts"). Wrappers (SmoothGrad, VarGrad) call
     `attribute` on perturbed copies of the batch."""
 
-    reduce: Reduce = "sum"
+    reduce: Reduce = param("sum", help=REDUCE_HELP)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         raise NotImplementedError
@@ -52,7 +53,7 @@ def issubclass_safe(obj, cls) -> bool:
 class Saliency(InputAttribution):
     """Gradient saliency (Simonyan et al., ICLR-W 2014): |∂y_c/∂x|, max over colour channels."""
 
-    reduce: Reduce = "abs_max"
+    reduce: Reduce = param("abs_max", help=REDUCE_HELP)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         return input_gradients(model, x, target).abs_()
@@ -67,26 +68,34 @@ class InputXGradient(InputAttribution):
         return x * input_gradients(model, x, target)
 
 
-@EXPLAINERS.register("guided_backprop")
 @dataclass
-class GuidedBackprop(InputAttribution):
-    """Guided backpropagation (Springenberg et al., ICLR-W 2015): the input gradient with every
-    ReLU passing gradient only where its input > 0 and the gradient > 0 (hooks, removed after)."""
+class RuleGradient(InputAttribution):
+    """The input gradient with every ReLU's backward replaced by `rule` (models/relu_rules.py;
+    hooks and function mode removed after)."""
+
+    rule: ClassVar[str] = "guided"
+
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        with guided_relu(model):
+        with relu_rule(model, self.rule):
             return input_gradients(model, x, target)
+
+
+@EXPLAINERS.register("guided_backprop")
+@dataclass
+class GuidedBackprop(RuleGradient):
+    """Guided backpropagation (Springenberg et al., ICLR-W 2015): every ReLU passes the gradient
+    only where its input > 0 and the gradient > 0."""
 
 
 @EXPLAINERS.register("deconvnet")
 @dataclass
-class Deconvnet(InputAttribution):
-    """Deconvnet (Zeiler & Fergus, ECCV 2014): the input gradient with every ReLU passing only
-    the positive gradient, whatever its forward input (hooks, removed after)."""
+class Deconvnet(RuleGradient):
+    """Deconvnet (Zeiler & Fergus, ECCV 2014): every ReLU passes only the positive gradient,
+    whatever its forward input."""
 
-    def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        with deconvnet_relu(model):
-            return input_gradients(model, x, target)
+    rule: ClassVar[str] = "deconvnet"
 
 
 @EXPLAINERS.register("guided_gradcam")
@@ -95,8 +104,8 @@ class GuidedGradCAM(InputAttribution):
     """Guided Grad-CAM (Selvaraju et al., ICCV 2017): guided backprop ⊙ the Grad-CAM map of
     `layer` upsampled to the input (`bilinear` as in the paper; `nearest` is Captum's default)."""
 
-    layer: str = "auto"
-    upsample_mode: Literal["bilinear", "nearest"] = "bilinear"
+    layer: str = param("auto", help=LAYER_HELP)
+    upsample_mode: Literal["bilinear", "nearest"] = param("bilinear", help="upsampling of the Grad-CAM map to the input")
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         gradcam = GradCAM(layer=self.layer)

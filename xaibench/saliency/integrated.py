@@ -12,10 +12,12 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..imageops import check_odd_kernel
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import step_chunks, target_scores
-from .base import EXPLAINERS, Reduce
+from .base import EXPLAINERS, REDUCE_HELP, Reduce
 from .baselines import BaselineKind, make_baseline
 from .gradient import InputAttribution
 
@@ -34,14 +36,14 @@ def path_quadrature(method: str, steps: int) -> tuple[list[float], list[float]]:
         return [(k + 0.5) / n for k in range(n)], [1 / n] * n
     if method == "riemann_trapezoid":
         if n < 2:
-            raise ConfigError("integrated_gradients: riemann_trapezoid needs steps >= 2")
+            raise ConfigError(f"method riemann_trapezoid needs steps >= 2, got {n}")
         w = [1 / (n - 1)] * n
         w[0] = w[-1] = 0.5 / (n - 1)
         return [k / (n - 1) for k in range(n)], w
     if method == "gausslegendre":
         nodes, w = np.polynomial.legendre.leggauss(n)
         return list(0.5 * (nodes + 1)), list(0.5 * w)
-    raise ConfigError(f"integrated_gradients: unknown method '{method}'")
+    raise ConfigError(f"unknown method '{method}'. Valid: {', '.join(Quadrature.__args__)}")
 
 
 @EXPLAINERS.register("integrated_gradients")
@@ -53,18 +55,22 @@ class IntegratedGradients(InputAttribution):
     `diagnostics["completeness_error"]` is |Σ attribution − (y_c(x) − y_c(x'))| per image (the
     axiom the integral satisfies exactly)."""
 
-    reduce: Reduce = "sum"
-    steps: int = 32
-    method: Quadrature = "gausslegendre"
-    baseline: BaselineKind = "zeros"
-    blur_kernel: int = 51
-    blur_sigma: float = 50.0
-    seed: int = 0
-    chunk_size: ChunkSize = 64
+    reduce: Reduce = param("sum", help=REDUCE_HELP)
+    steps: int = param(32, help="points of the path quadrature (riemann_trapezoid: >= 2)", ge=1)
+    method: Quadrature = param("gausslegendre", help="quadrature rule over the path (Captum's names)")
+    baseline: BaselineKind = param("zeros", help="path start: zeros (the dataset mean), black, blur or uniform noise")
+    blur_kernel: int = param(51, help="Gaussian kernel of the blur baseline, px (odd)", ge=1)
+    blur_sigma: float = param(50.0, help="Gaussian sigma of the blur baseline, px", gt=0)
+    seed: int = param(0, help="seed of the uniform baseline")
+    chunk_size: ChunkSize = param(64, help="(step, image) pairs per forward+backward; auto: sized from the memory budget",
+                                  ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_odd_kernel(self.blur_kernel)
+        path_quadrature(self.method, self.steps)  # the rule's own needs (riemann_trapezoid: steps >= 2)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        if self.steps < 1:
-            raise ConfigError(f"integrated_gradients.steps must be >= 1, got {self.steps}")
         x = x.detach()
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
         base = make_baseline(model, x, self.baseline, self.blur_kernel, self.blur_sigma, gen)

@@ -9,7 +9,7 @@ import contextlib
 import weakref
 from dataclasses import dataclass
 from dataclasses import field as dc_field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -19,8 +19,9 @@ from ..models import lrp_canonizers as canonizers
 from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
 from ..models.fused import state_key
+from ..registry import param
 from ..tensorops import assemble_cam
-from .base import EXPLAINERS, Explainer, Reduce
+from .base import EXPLAINERS, LAYER_HELP, REDUCE_HELP, Explainer, Reduce
 from .gradient import InputAttribution
 
 CompositeName = Literal[
@@ -29,6 +30,9 @@ CompositeName = Literal[
 ]
 CanonizerName = Literal["auto", "none", "merge_batchnorm", "resnet"]
 OutputRelevance = Literal["logit", "one"]
+COMPOSITE_HELP = "Zennit rule composite: ε for dense layers, z⁺ / α2β1 / γ for convolutions, flat or box first layer"
+CANONIZER_HELP = "model canonizer: auto (resnet for torchvision ResNets, else merge_batchnorm), none, merge_batchnorm, resnet"
+EPSILON_HELP = "stabilizer ε of the epsilon rule"
 
 
 _TRACED_PAIRS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -215,6 +219,7 @@ def relevance(
     The modified gradient arriving at a tensor *is* its relevance (each rule layer's backward
     returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
+    model.require_hooks("LRP")  # the rule layers replace module forwards
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
         stack.enter_context(composite.context(model))
@@ -230,10 +235,11 @@ def relevance(
 
 @dataclass
 class LRPBase(InputAttribution):
-    composite: CompositeName = "epsilon_plus_flat"
-    canonizer: CanonizerName = "auto"
-    epsilon: float = 1e-6
-    gamma: float = 0.25
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
+    composite: CompositeName = param("epsilon_plus_flat", help=COMPOSITE_HELP)
+    canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
+    epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)
+    gamma: float = param(0.25, help="γ of the gamma rule (composite epsilon_gamma_box only)", ge=0)
 
     def composite_for(self, model: ModelAdapter, x: Tensor):
         return make_composite(self.composite, model, x, self.epsilon, self.gamma, self.canonizer)
@@ -246,8 +252,8 @@ class LRP(LRPBase):
     (`epsilon_plus_flat` default; Montavon et al. 2019): relevance of the target logit
     (`output: logit`; or 1) conserved down to the input pixels. 1 forward + 1 backward."""
 
-    reduce: Reduce = "sum"
-    output: OutputRelevance = "logit"
+    reduce: Reduce = param("sum", help=REDUCE_HELP)
+    output: OutputRelevance = param("logit", help="relevance put on the target class: its logit, or one")
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         return relevance(model, x, target, self.composite_for(model, x), scale=self.output)[0]
@@ -259,7 +265,7 @@ class CLRP(LRPBase):
     """Contrastive LRP (Gu, Yang & Tresp, ACCV 2018): R = ReLU(R_c − R_dual) at the input, the
     dual being all other classes weighted equally. 1 forward + 1 backward (by linearity)."""
 
-    reduce: Reduce = "sum"
+    reduce: Reduce = param("sum", help=REDUCE_HELP)
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         return torch.relu(relevance(model, x, target, self.composite_for(model, x), contrastive=True)[0])
@@ -284,11 +290,11 @@ class RelevanceCAM(Explainer):
     uses (docs/methods.md §CF-CAM: z⁺ for convolutions, ε for the final linear layer);
     `contrastive: false` keeps the target's own relevance. 1 forward + 1 backward to the layer."""
 
-    layer: str = "auto"
-    composite: CompositeName = "epsilon_plus"
-    canonizer: CanonizerName = "auto"
-    contrastive: bool = True
-    epsilon: float = 1e-6
+    layer: str = param("auto", help=LAYER_HELP)
+    composite: CompositeName = param("epsilon_plus", help=COMPOSITE_HELP)
+    canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
+    contrastive: bool = param(True, help="relevance of the target minus the other classes (CLRP); false: the target's own")
+    epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)

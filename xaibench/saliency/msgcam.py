@@ -14,12 +14,13 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
-from ..imageops import gaussian_blur
+from ..imageops import check_odd_kernel, gaussian_blur
 from ..memory import ChunkSize, auto_chunk
 from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations_and_gradients
+from ..registry import param
 from ..tensorops import chunks, class_scores, minmax, upsample
-from .base import EXPLAINERS, Explainer
+from .base import EXPLAINERS, LAYER_HELP, Explainer
 
 
 def upsample_adjoint_ones(shape: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
@@ -65,26 +66,22 @@ class MSGCAM(Explainer):
     allows at each scale's size), perturbed forwards `chunk_size` at a time.
     """
 
-    layer: str = "auto"
-    scales: int = 5
-    max_size: int = 500
-    group_size: int = 16
-    blur_kernel: int = 51
-    blur_sigma: float = 50.0
-    score: Literal["logit", "softmax"] = "logit"
-    denoise_sigma: float = 0.0
-    chunk_size: ChunkSize = 64
-    scale_batch: ChunkSize = 8  # images per gradient pass; auto: sized per scale from the memory budget
+    layer: str = param("auto", help=LAYER_HELP)
+    scales: int = param(5, help="number of input sizes N (the first is the input's own)", ge=1)
+    max_size: int = param(500, help="px the sizes grow by: scale t adds t·(max_size // scales) px per side", ge=1)
+    group_size: int = param(16, help="consecutive channels summed into one scored mask", ge=1)
+    blur_kernel: int = param(51, help="Gaussian kernel of the blurred baseline, px (odd)", ge=1)
+    blur_sigma: float = param(50.0, help="Gaussian sigma of the blurred baseline, px", gt=0)
+    score: Literal["logit", "softmax"] = param("logit", help="class score of the perturbed inputs: logit or softmax")
+    denoise_sigma: float = param(0.0, help="Gaussian smoothing of the group masks, sigma in px; 0: off", ge=0)
+    chunk_size: ChunkSize = param(64, help="perturbed inputs per model call; auto: sized from the memory budget", ge=1)
+    scale_batch: ChunkSize = param(8, help="images per gradient pass; auto: sized per scale from the memory budget",
+                                   ge=1)
     budget_gb: float | None = field(default=None, init=False, repr=False)  # set by memory.build_sized
 
-    def check(self) -> None:
-        for key in ("scales", "max_size", "group_size", "chunk_size", "scale_batch"):
-            value = getattr(self, key)
-            if not (key == "scale_batch" and value == "auto") and value < 1:
-                raise ConfigError(f"msgcam.{key} must be ≥ 1{' or auto' if key == 'scale_batch' else ''}, "
-                                  f"got {value}")
-        if self.denoise_sigma < 0:
-            raise ConfigError(f"msgcam.denoise_sigma must be ≥ 0 (0 = off), got {self.denoise_sigma}")
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_odd_kernel(self.blur_kernel)
 
     def scale_passes(self, model: ModelAdapter, x: Tensor, target: Tensor, layer: str):
         """Per scale: activations (B,K,h_t,w_t), exact channel means of up(G_t) (B,K), validity (B,)."""
@@ -108,7 +105,6 @@ class MSGCAM(Explainer):
         return acts, gmeans, torch.stack(valid, 1)
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        self.check()
         layer = model.resolve_layer(self.layer)
         target = target.to(x.device)
         size = tuple(x.shape[-2:])
@@ -137,10 +133,10 @@ class MSGCAM(Explainer):
         alpha = torch.zeros(masks.shape[:2], device=x.device, dtype=x.dtype)
         pairs = (masks.flatten(2).amax(2) > 0).nonzero()
         with torch.no_grad(), model.fused_inference():
-            base = class_scores(model(xb), target, self.score)
+            base = class_scores(model(xb), target, model.score_kind(self.score))
             for sl in chunks(len(pairs), self.chunk_size):
                 b, r = pairs[sl, 0], pairs[sl, 1]
                 m = masks[b, r][:, None]
                 xr = x[b] * m + xb[b] * (1 - m)
-                alpha[b, r] = class_scores(model(xr), target[b], self.score) - base[b]
+                alpha[b, r] = class_scores(model(xr), target[b], model.score_kind(self.score)) - base[b]
         return alpha

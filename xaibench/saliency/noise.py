@@ -13,6 +13,7 @@ from torch import Tensor
 from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import standard_normal, step_chunks
 from .base import EXPLAINERS, reduce_channels
 from .gradient import InputAttribution, gradient_method
@@ -35,20 +36,24 @@ class NoiseTunnel(InputAttribution):
     sample and image (drawing Gaussians is single-threaded on CPU and rivals the model's passes).
     A test may inject standard-normal noise of shape (n_samples, B, C, H, W) as `standard_noise`."""
 
-    reduce: ReduceOrAuto = "auto"
-    method: str = "saliency"
-    method_params: dict[str, Any] = field(default_factory=dict)
-    n_samples: int = 25
-    noise_level: float = 0.15
-    seed: int = 0
-    chunk_size: ChunkSize = 64
+    reduce: ReduceOrAuto = param("auto", help="colour reduction: auto (the method's own; vargrad: sum), sum, abs_sum, "
+                                               "abs_max or l2")
+    method: str = param("saliency", help="the per-pixel gradient method on the noisy copies (saliency, inputxgrad, …)")
+    method_params: dict[str, Any] = param(default_factory=dict, help="parameters of that method")
+    n_samples: int = param(25, help="noisy copies of every image", ge=1)
+    noise_level: float = param(0.15, help="noise std as a fraction of the image's value range (max − min)", ge=0)
+    seed: int = param(0, help="seed of the noise generator")
+    chunk_size: ChunkSize = param(64, help="(sample, image) pairs per call of the method; auto: sized from the memory "
+                                           "budget", ge=1)
     standard_noise: Tensor | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        gradient_method(self.method, self.method_params, where="method")  # the method's name and parameters
 
     def moments(self, model: ModelAdapter, x: Tensor, target: Tensor, second: bool = True) -> tuple[Tensor, Tensor | None]:
         """Per-image mean of the attributions over the noisy copies and, when `second`, the mean
         of their squares."""
-        if self.n_samples < 1:
-            raise ConfigError(f"{self.name}.n_samples must be >= 1, got {self.n_samples}")
         inner = gradient_method(self.method, self.method_params, where=f"{self.name}.method")
         x = x.detach()
         target = target.to(x.device)

@@ -13,8 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from ..errors import ConfigError
+from ..imageops import check_odd_kernel
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
+from ..registry import param
 from ..tensorops import chunks, class_scores, step_chunks
 from .base import EXPLAINERS, Explainer
 from .baselines import make_baseline
@@ -37,20 +39,25 @@ class Occlusion(InputAttribution):
     target `score` over the windows that cover it (as Captum's Occlusion). Passes per image:
     1 + n_windows forwards, n_windows = (ceil((H−w)/s)+1)·(ceil((W−w)/s)+1)."""
 
-    window: int = 16
-    stride: int = 8
-    baseline: Literal["zeros", "black", "blur"] = "zeros"
-    blur_kernel: int = 51
-    blur_sigma: float = 50.0
-    score: Score = "logit"
-    chunk_size: ChunkSize = 64
+    window: int = param(16, help="side of the square occluding patch, px (at most the image's side)", ge=1)
+    stride: int = param(8, help="px the patch moves per step (at most window)", ge=1)
+    baseline: Literal["zeros", "black", "blur"] = param("zeros", help="patch content: zeros (the dataset mean), black "
+                                                                      "or blur")
+    blur_kernel: int = param(51, help="Gaussian kernel of the blur baseline, px (odd)", ge=1)
+    blur_sigma: float = param(50.0, help="Gaussian sigma of the blur baseline, px", gt=0)
+    score: Score = param("logit", help="class score whose drop is measured: logit or softmax")
+    chunk_size: ChunkSize = param(64, help="occluded inputs per model call; auto: sized from the memory budget", ge=1)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_odd_kernel(self.blur_kernel)
+        if self.stride > self.window:
+            raise ConfigError(f"stride must be <= window ({self.window}), got {self.stride}")
 
     def attribute(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         b, c, h, w = x.shape
-        if not 1 <= self.window <= min(h, w):
+        if self.window > min(h, w):  # the one check that needs the input
             raise ConfigError(f"occlusion.window must be in [1, {min(h, w)}] for {h}×{w} inputs, got {self.window}")
-        if not 1 <= self.stride <= self.window:
-            raise ConfigError(f"occlusion.stride must be in [1, window={self.window}], got {self.stride}")
         x = x.detach()
         target = target.to(x.device)
         base = make_baseline(model, x, self.baseline, self.blur_kernel, self.blur_sigma)
@@ -60,7 +67,7 @@ class Occlusion(InputAttribution):
         ar_h, ar_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
         drops = torch.empty(b, n_win, device=x.device, dtype=x.dtype)
         with torch.inference_mode(), model.fused_inference():
-            ref = class_scores(model(x), target, self.score)
+            ref = class_scores(model(x), target, model.score_kind(self.score))
             for piece in chunks(n_win * b, self.chunk_size):
                 idx = torch.arange(piece.start, piece.stop, device=x.device)
                 win, img = idx // b, idx % b
@@ -70,7 +77,7 @@ class Occlusion(InputAttribution):
                 in_cols = (ar_w >= c0) & (ar_w < c0 + self.window)  # (k,W)
                 mask = (in_rows[:, :, None] & in_cols[:, None, :]).unsqueeze(1).to(x.dtype)
                 xs = x[img] * (1 - mask) + base[img] * mask
-                drops[img, win] = ref[img] - class_scores(model(xs), target[img], self.score)
+                drops[img, win] = ref[img] - class_scores(model(xs), target[img], model.score_kind(self.score))
         # spread each window's drop over its pixels and average: a transposed conv with a box kernel
         box = torch.ones(1, 1, self.window, self.window, device=x.device, dtype=x.dtype)
         grid = drops.view(b, 1, len(rows), len(cols))
@@ -89,12 +96,12 @@ class RISE(Explainer):
     shifts are drawn once per run from `seed` (on first use, per input size and device) and
     reused for every batch; masks are built chunk by chunk. Passes per image: n_masks forwards."""
 
-    n_masks: int = 2000
-    cell_size: int = 16
-    p: float = 0.5
-    score: Score = "softmax"
-    seed: int = 0
-    chunk_size: ChunkSize = 64
+    n_masks: int = param(2000, help="random masks, one forward each per image", ge=1)
+    cell_size: int = param(16, help="side of a mask grid cell, px", ge=1)
+    p: float = param(0.5, help="probability that a grid cell is kept", gt=0, le=1)
+    score: Score = param("softmax", help="class score of the masked inputs: softmax or logit")
+    seed: int = param(0, help="seed of the masks")
+    chunk_size: ChunkSize = param(64, help="masked inputs per model call; auto: sized from the memory budget", ge=1)
     _draws: dict = field(default_factory=dict, init=False, repr=False)
 
     def draws(self, h: int, w: int, device: torch.device) -> tuple[Tensor, Tensor]:
@@ -118,9 +125,6 @@ class RISE(Explainer):
         return up[torch.arange(k, device=grids.device)[:, None, None], 0, rows[:, :, None], cols[:, None, :]].unsqueeze(1)
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
-        if self.n_masks < 1 or self.cell_size < 1 or not 0 < self.p <= 1:
-            raise ConfigError(f"rise: need n_masks >= 1, cell_size >= 1, 0 < p <= 1; got {self.n_masks}, "
-                              f"{self.cell_size}, {self.p}")
         b, _, h, w = x.shape
         x = x.detach()
         target = target.to(x.device)
@@ -132,7 +136,7 @@ class RISE(Explainer):
                     m = self.masks(grids[part], shifts[part], h, w).to(x.dtype)  # (k,1,h,w)
                 k = m.shape[0]
                 xs = (x[rows].unsqueeze(0) * m.unsqueeze(1)).flatten(0, 1)  # (k·n, C,h,w), mask-major
-                scores = class_scores(model(xs), target[rows].repeat(k), self.score).view(k, -1)
+                scores = class_scores(model(xs), target[rows].repeat(k), model.score_kind(self.score)).view(k, -1)
                 sal[rows] += scores.T @ m.view(k, h * w)
         return (sal / (self.n_masks * self.p)).view(b, h, w)
 

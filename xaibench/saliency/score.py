@@ -10,10 +10,10 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from ..models.edits import replaced_output
+from ..registry import param
 from ..tensorops import chunks, minmax_, safe_divide, standard_normal, step_chunks, target_scores, upsample
 from .base import EXPLAINERS, CAMExplainer
 
@@ -27,12 +27,6 @@ class ScaledNoise:
 
     def noise(self, draws: int, shape: tuple[int, ...], generator: torch.Generator, device: torch.device) -> Tensor:
         return standard_normal(draws, shape, generator, device).mul_(self.std)
-
-
-def check_positive(name: str, **values: float) -> None:
-    for key, value in values.items():
-        if not value > 0:
-            raise ConfigError(f"{name}.{key} must be > 0, got {value}")
 
 
 def channel_masks(acts: Tensor, pairs: Tensor, size: tuple[int, int]) -> Tensor:
@@ -63,12 +57,11 @@ class ScoreCAM(CAMExplainer):
     A constant channel has the all-zero mask, whose input X ⊙ 0 is the same for every such
     channel: its logit comes from one forward of a zero image instead of one per channel (exact)."""
 
-    chunk_size: ChunkSize = 64
+    chunk_size: ChunkSize = param(64, help="masked inputs per model call; auto: sized from the memory budget", ge=1)
     uses_gradients: ClassVar[bool] = False
 
     def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
         """(B,K) logits f_c(X ⊙ s(Up(A_k)))."""
-        check_positive(self.name, chunk_size=self.chunk_size)
         b, k = acts.shape[:2]
         const = constant_channels(acts)
         with torch.no_grad(), model.fused_inference():
@@ -96,12 +89,11 @@ class SSCAM(ScaledNoise, ScoreCAM):
     seeded with `seed`, one (K,H,W) draw per sample shared by the batch's images, so an image's
     map does not depend on the batch it is in. No channel is skipped (noise makes every mask vary)."""
 
-    num_samples: int = 35
-    std: float = 2.0
-    seed: int = 0
+    num_samples: int = param(35, help="noisy copies of every channel mask (scores averaged)", ge=1)
+    std: float = param(2.0, help="std of the Gaussian noise added to the [0,1] masks", ge=0)
+    seed: int = param(0, help="seed of the noise generator")
 
     def channel_scores(self, model: ModelAdapter, x: Tensor, target: Tensor, acts: Tensor) -> Tensor:
-        check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
         b, k = acts.shape[:2]
         h, w = x.shape[-2:]
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
@@ -132,11 +124,11 @@ class AblationCAM(CAMExplainer):
     every ablation runs the whole model). An all-zero channel is unchanged by its ablation, so
     its weight is exactly 0 and it is skipped. A zero logit y_c gives weights 0."""
 
-    chunk_size: ChunkSize = 64
+    chunk_size: ChunkSize = param(64, help="ablated activations per model call; auto: sized from the memory budget",
+                                  ge=1)
     uses_gradients: ClassVar[bool] = False
 
     def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
-        check_positive(self.name, chunk_size=self.chunk_size)
         b, k = acts.shape[:2]
         layer = model.resolve_layer(self.layer)
         y = target_scores(logits, target)
@@ -167,14 +159,14 @@ class SmoothGradCAMPlusPlus(ScaledNoise, CAMExplainer):
     from a generator seeded with `seed`, one draw per sample shared by the batch's images (an
     image's map does not depend on its batch)."""
 
-    num_samples: int = 4
-    std: float = 0.3
-    chunk_size: ChunkSize = 16
-    seed: int = 0
+    num_samples: int = param(4, help="noisy copies of the input (gradient powers averaged)", ge=1)
+    std: float = param(0.3, help="std of the Gaussian noise added to the input, model-input units", ge=0)
+    chunk_size: ChunkSize = param(16, help="noisy inputs per forward+backward; auto: sized from the memory budget",
+                                  ge=1)
+    seed: int = param(0, help="seed of the noise generator")
     uses_gradients: ClassVar[bool] = False
 
     def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
-        check_positive(self.name, chunk_size=self.chunk_size, num_samples=self.num_samples)
         layer = model.resolve_layer(self.layer)
         b = x.shape[0]
         gen = torch.Generator(device=x.device).manual_seed(self.seed)
