@@ -26,6 +26,7 @@ from common import markdown, median_seconds
 
 from xaibench.metrics.base import METRICS
 from xaibench.models.fused import FusedInference, bit_sums, fold_for_inference, has_hooks, version_key
+from xaibench.models.outputs import LogitsOf
 from xaibench.models.zoo import load_model
 from xaibench.saliency.base import EXPLAINERS
 
@@ -95,7 +96,8 @@ def main() -> None:
         "deletion+insertion": lambda: (dele(model, x, maps, target), ins(model, x, maps, target)),
     }
     methods = {k: v for k, v in methods.items() if k in args.methods.split(",")}
-    copies = {"fx (now)": FusedInference(model.module), "torchscript (before)": TorchScriptInference(model.module),
+    copies = {"fx (now)": FusedInference(LogitsOf(model.module)),  # as ModelAdapter builds it
+              "torchscript (before)": TorchScriptInference(model.module),
               "unfused": Unfused(model.module)}
     builds = {}
     image = x[:1]
