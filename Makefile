@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast lint bench train train-fashion clean
+.PHONY: install quickstart test test-fast mutants lint bench train train-fashion clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -22,6 +22,10 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# Swap each method's formula for its sibling's, one at a time, and report which test kills it (scripts/mutants.py)
+mutants: $(STAMP)
+	$(BIN)/python scripts/mutants.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check xaibench tests bench scripts

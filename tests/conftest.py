@@ -53,3 +53,25 @@ def tiny_config(tmp_path):
         "metrics": [{"name": "deletion", "params": {"steps": 8}}, {"name": "insertion", "params": {"steps": 8}}],
         "output": {"dir": str(tmp_path / "results"), "figures": False},
     }
+
+
+@pytest.fixture(scope="session")
+def reference_run(tmp_path_factory):
+    """(config path, run folder) of one uninterrupted one-process run of `interrupt.config`, shared by
+    the kill-and-resume and torchrun tests."""
+    from interrupt import config, xai
+
+    folder = tmp_path_factory.mktemp("reference")
+    cfg = config(folder)
+    res = xai("run", str(cfg), "-q", "--out", str(folder / "run"))
+    assert res.returncode == 0, res.stderr[-3000:]
+    return cfg, folder / "run"
+
+
+@pytest.fixture
+def one_thread():
+    """Intra-op threads as in the `OMP_NUM_THREADS=1` subprocesses, so in-process runs match them bit for bit."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

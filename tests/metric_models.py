@@ -1,4 +1,5 @@
-"""Hand-built models with known answers for the metric tests."""
+"""Hand-built models with known answers for the metric tests, and the documented tie-break
+permutation re-derived independently of the metrics package."""
 
 import torch
 from torch import nn
@@ -35,3 +36,19 @@ def small_cnn(classes: int = 5, seed: int = 0) -> nn.Module:
         nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, stride=2), nn.ReLU(),
         nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(32, classes),
     ).eval()
+
+
+def documented_permutation(n: int, key, seed: int = 0) -> torch.Tensor:
+    """The tie-break permutation docs/metrics.md "Ties" describes, re-derived here (not through
+    xaibench.metrics.ordering): `randperm(n)` from the seed crc32(f"{seed}:{key}"), key = the
+    image's runner seed (or its batch position without one)."""
+    import zlib
+
+    return torch.randperm(n, generator=torch.Generator().manual_seed(zlib.crc32(f"{seed}:{key}".encode())))
+
+
+def runner_seed(run_seed: int, image_id: str) -> int:
+    """The per-image seed the runner hands to metrics: crc32(f"{run seed}:{image id}")."""
+    import zlib
+
+    return zlib.crc32(f"{run_seed}:{image_id}".encode())

@@ -47,6 +47,30 @@ def resnet18(seed: int = 0, classes: int = 6) -> ModelAdapter:
     return ModelAdapter.wrap(torchvision.models.resnet18(weights=None, num_classes=classes).eval(), input_size=48)
 
 
+def narrow_vgg_bn(seed: int = 0, classes: int = 10) -> ModelAdapter:
+    """torchvision's VGG with BatchNorm (`make_layers(batch_norm=True)`, its avgpool and an MLP head),
+    narrow: the family's structure without vgg11_bn's 120M-parameter classifier."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = torchvision.models.vgg.VGG.__new__(torchvision.models.vgg.VGG)
+    nn.Module.__init__(net)
+    net.features = torchvision.models.vgg.make_layers([8, "M", 16, "M", 32, 32, "M", 32, 32, "M"], batch_norm=True)
+    net.avgpool = nn.AdaptiveAvgPool2d((7, 7))
+    net.classifier = nn.Sequential(nn.Linear(32 * 49, 64), nn.ReLU(True), nn.Dropout(), nn.Linear(64, classes))
+    return ModelAdapter.wrap(net.eval(), input_size=32, name="vgg_bn-narrow")
+
+
+def narrow_densenet(seed: int = 0, classes: int = 10, input_size: int = 32) -> ModelAdapter:
+    """torchvision's DenseNet class (dense blocks, transitions, norm5 + in-place ReLU head), narrow."""
+    import torchvision
+
+    torch.manual_seed(seed)
+    net = torchvision.models.DenseNet(growth_rate=8, block_config=(2, 2, 2, 2), num_init_features=16, bn_size=2,
+                                      num_classes=classes)
+    return ModelAdapter.wrap(net.eval(), input_size=input_size, name="densenet-narrow")
+
+
 def pearson(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Per-image Pearson correlation of two batches of maps/attributions."""
     a = a.flatten(1).double()

@@ -81,3 +81,24 @@ SHIPPED = sorted((Path(__file__).resolve().parents[1] / "configs").rglob("*.yaml
 def test_every_shipped_config_validates(path):
     cfg = xb_api.validate(path)
     assert cfg.name
+
+
+@pytest.mark.parametrize("text,match", [
+    ("name: [unclosed\nseed: 0\n", r"bad\.yaml is not valid YAML"),
+    ("name: a\n  seed: 0\n", r"bad\.yaml is not valid YAML"),
+    ("- gradcam\n- saliency\n", r"bad\.yaml: the top level must be a mapping of keys, got list"),
+    ("just words\n", r"bad\.yaml: the top level must be a mapping of keys, got str"),
+])
+def test_bad_yaml_is_a_config_error_through_the_api_and_the_cli(tmp_path, text, match):
+    from typer.testing import CliRunner
+
+    from xaibench.cli import app
+
+    path = tmp_path / "bad.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load(path)
+    res = CliRunner().invoke(app, ["run", str(path), "--out", str(tmp_path / "run")])
+    assert res.exit_code == 2 and "Traceback" not in res.output
+    assert res.output.startswith("error: ") and "bad.yaml" in res.output
+    assert not (tmp_path / "run").exists()  # nothing created for a config that does not load

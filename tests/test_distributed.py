@@ -1,16 +1,12 @@
-"""Sharded runs under torchrun (2 CPU ranks over gloo) equal a single-process run bit for bit."""
+"""Sharded runs under torchrun (CPU ranks over gloo, on a port the OS hands out) equal a one-process
+run bit for bit: with more ranks than batches, and when `--resume` continues an interrupted run."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-from pathlib import Path
+import signal
 
-import h5py
-import numpy as np
 import pytest
-import yaml
+from interrupt import N_BATCHES, assert_same_run, torchrun, xai
 
 from xaibench.distributed import Ranks
 
@@ -20,45 +16,25 @@ def test_shards_are_disjoint_and_cover_every_batch():
     shards = [Ranks(rank=r, world=3).shard(batches) for r in range(3)]
     assert sorted(sum(shards, [])) == batches
     assert not set(shards[0]) & set(shards[1])
-
-
-def config(tmp_path: Path) -> Path:
-    cfg = {
-        "name": "dist",
-        "model": {"name": "torchvision:resnet18", "weights": "none"},
-        "dataset": {"name": "synthetic", "limit": 12, "batch_size": 4, "num_workers": 0, "image_size": 32,
-                    "root": str(tmp_path / "cache"), "params": {"n_images": 12}},
-        "explainers": ["gradcam", "saliency"],
-        "metrics": [{"name": "deletion", "params": {"steps": 4}}, {"name": "insertion", "params": {"steps": 4}}],
-        "output": {"figures": False},
-    }
-    path = tmp_path / "dist.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    return path
-
-
-def arrays(path: Path) -> dict:
-    out = {}
-    with h5py.File(path, "r") as h5:
-        h5.visititems(lambda n, o: out.__setitem__(n, o[()]) if isinstance(o, h5py.Dataset) else None)
-    return out
+    assert Ranks(rank=3, world=4).shard([0, 1, 2]) == []  # more ranks than batches: an idle rank
 
 
 @pytest.mark.slow
-def test_two_gloo_ranks_equal_one_process(tmp_path):
-    cfg = config(tmp_path)
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    base = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29517",
-            "-m", "xaibench", "run", str(cfg)]
-    res = subprocess.run([*base, "--out", str(tmp_path / "two")], env=env, capture_output=True, text=True, timeout=600)
+def test_more_ranks_than_batches_equal_one_process(reference_run, tmp_path):
+    cfg, ref = reference_run
+    ranks = N_BATCHES + 1  # the last rank gets no batch
+    res = torchrun(ranks, "run", str(cfg), "--out", str(tmp_path / "sharded"))
     assert res.returncode == 0, res.stderr[-3000:]
     assert res.stdout.count("run folder:") == 1  # only rank 0, which holds the merged files, prints the leaderboard
-    res = subprocess.run([sys.executable, "-m", "xaibench", "run", str(cfg), "--out", str(tmp_path / "one"), "-q"],
-                         env=env, capture_output=True, text=True, timeout=600)
+    assert_same_run(tmp_path / "sharded", ref, f"{ranks} ranks")
+
+
+@pytest.mark.slow
+def test_resume_under_torchrun_equals_one_process(reference_run, tmp_path):
+    cfg, ref = reference_run
+    out = tmp_path / "run"
+    res = xai("run", str(cfg), "-q", "--out", str(out), kill=("after_batch", 0))  # batch 0 done, batch 1 not
+    assert res.returncode == -signal.SIGKILL, res.stderr[-2000:]
+    res = torchrun(2, "run", str(cfg), "-q", "--out", str(out), "--resume")  # rank 1 computes batch 1, rank 0 none
     assert res.returncode == 0, res.stderr[-3000:]
-    a, b = arrays(tmp_path / "one" / "results.h5"), arrays(tmp_path / "two" / "results.h5")
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for name in ("scores.csv", "summary.csv", "errors.csv"):
-        assert (tmp_path / "one" / name).read_text() == (tmp_path / "two" / name).read_text()
+    assert_same_run(out, ref, "resumed under torchrun")

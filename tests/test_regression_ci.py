@@ -14,6 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(600)  # 48 images at 128 px: 80-155 s measured on the shared 2-core machine
 def test_regression_config_matches_committed_baseline(tmp_path):
     cli = CliRunner()
     res = cli.invoke(app, ["run", str(ROOT / "configs/ci/regression.yaml"), "--out", str(tmp_path / "run"), "-q",

@@ -40,14 +40,17 @@ def explain(model: ModelAdapter, x: Tensor, target: Tensor | int | Sequence[int]
 
 
 def evaluate(model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor | int | Sequence[int], name: str,
-             annotation: dict[str, Any] | None = None, explain: Any = None, **params: Any):
-    """Score `maps` with metric `name` → MetricResult(values (B,), curves (B,T) or None, extras)."""
+             annotation: dict[str, Any] | None = None, explain: Any = None, seeds: Tensor | None = None,
+             **params: Any):
+    """Score `maps` with metric `name` → MetricResult(values (B,), curves (B,T) or None, extras).
+    `seeds` (B,) int64 key each image's tie-breaks (docs/metrics.md "Ties"); None: the batch position."""
     from .memory import build_sized
     from .metrics import METRICS
 
     with model.inference():
         metric = build_sized(METRICS, name, params, model, tuple(x.shape[1:]), backward=False)
-        return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain)
+        return metric(model, x, maps, _targets(target, x.shape[0], x.device), annotation=annotation, explain=explain,
+                      seeds=seeds)
 
 
 def probe(model: ModelAdapter, batches: Iterable[Any], name: str, **params: Any) -> dict[str, Any]:

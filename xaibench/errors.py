@@ -34,6 +34,10 @@ class OutputError(XaiError):
     """An output folder that exists, cannot be written, or is not a run."""
 
 
+class PluginError(XaiError):
+    """An explainer or metric that raised during a run with `on_error: fail` (names it and the batch)."""
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """Return ' Did you mean X?' for the closest of `choices` to `name`, or ''."""
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=0.5)

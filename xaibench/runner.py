@@ -21,9 +21,10 @@ from .datasets import DATASETS, Batch, collate
 from .datasets.base import IndexedDataset
 from .devices import autocast, resolve_device
 from .distributed import Ranks
-from .errors import DataError
+from .errors import DataError, PluginError
 from .memory import auto_chunk_sizes, build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
+from .metrics.ordering import image_seeds
 from .models import ModelAdapter, load_model
 from .models.fit import check_classes, check_labels, dataset_options, default_layer
 from .progress import Progress
@@ -254,7 +255,11 @@ class BatchWork:
         rows = torch.from_numpy(np.flatnonzero(sel)).to(self.plan.device)
         xs, ts = self.x[rows], self.target[rows]
         torch.manual_seed(self.plan.seed_for(self.k, slot))
-        maps = timed(self.plan, f"explainer/{spec.name}", lambda: explainer(self.plan.model, xs, ts), len(rows))
+        maps = self.attempt(lambda: timed(self.plan, f"explainer/{spec.name}",
+                                          lambda: explainer(self.plan.model, xs, ts), len(rows)), sel, spec.name)
+        if maps is None:  # failed (on_error: skip): so are its metrics on these rows
+            self.arrays.update({keys.status(spec.name, m.name): np.where(sel, -2, 0).astype(np.int8) for m, _ in self.plan.metrics})
+            return 0
         if self.plan.cfg.output.save_maps:
             self.arrays[keys.map_key(spec.name)] = self.full(sel, maps)
         for key, value in explainer.diagnostics.items():
@@ -263,6 +268,22 @@ class BatchWork:
             seed = self.plan.seed_for(self.k, METRIC_SLOT + slot * 100 + mslot)
             self.score(spec, explainer, mspec, metric, sel, xs, ts, maps, seed)
         return len(rows)
+
+    def attempt(self, fn, rows: np.ndarray, explainer: str, metric: str | None = None):
+        """`fn()` of a plug-in on `rows`. If it raises, `on_error: fail` stops the run naming the plug-in
+        and the batch (`--resume` recomputes the batch); `skip` records the reason for `rows`, → None."""
+        try:
+            return fn()
+        except Exception as e:  # any plug-in failure; KeyboardInterrupt and SystemExit pass through
+            reason = f"{type(e).__name__}: {e}"
+            if self.plan.cfg.on_error == "fail":
+                what = f"explainer '{explainer}'" if metric is None else f"metric '{metric}' on {explainer}'s maps"
+                ids = ", ".join(str(self.batch.ids[i]) for i in np.flatnonzero(rows)[:4])
+                raise PluginError(f"{what} failed on batch {self.k} (images {ids}{', …' if rows.sum() > 4 else ''}): "
+                                  f"{reason}. on_error: fail stops the run; fix the cause and continue it with "
+                                  f"`xai run CONFIG --out {self.plan.run_dir} --resume`") from e
+            self.arrays[keys.failure(explainer, metric)] = np.where(rows, f"{reason} (batch {self.k})", "")
+            return None
 
     def full(self, rows: np.ndarray, values: torch.Tensor) -> np.ndarray:
         """Per-image values of the selected `rows` as a float32 array over the whole batch (NaN elsewhere)."""
@@ -287,15 +308,15 @@ class BatchWork:
                 ann["boxes"] = [b.boxes[i] for i in rows]
             if b.masks is not None:
                 ann["mask"] = b.masks[torch.from_numpy(rows).to(b.masks.device)]
+            seeds = image_seeds(self.plan.cfg.seed, [self.batch.ids[i] for i in rows])  # tie-breaks, per image
             torch.manual_seed(seed)
-            res = timed(self.plan, f"metric/{mspec.name}",
-                        lambda: metric(self.plan.model, xs[sub], maps[sub], ts[sub], annotation=ann, explain=explainer),
-                        len(rows))
-            status[use] = 1
-            self.arrays[keys.score(spec.name, mspec.name)] = self.full(use, res.values)
-            for extra, values in res.extras.items():
+            res = self.attempt(lambda: timed(self.plan, f"metric/{mspec.name}", lambda: metric(
+                self.plan.model, xs[sub], maps[sub], ts[sub], annotation=ann, explain=explainer, seeds=seeds),
+                len(rows)), use, spec.name, mspec.name)
+            status[use] = -2 if res is None else 1
+            for extra, values in ({} if res is None else {None: res.values, **res.extras}).items():
                 self.arrays[keys.score(spec.name, mspec.name, extra)] = self.full(use, values)
-            if res.curves is not None:
+            if res is not None and res.curves is not None:
                 self.arrays[keys.curve(spec.name, mspec.name)] = self.full(use, res.curves)
         self.arrays[keys.status(spec.name, mspec.name)] = status
 

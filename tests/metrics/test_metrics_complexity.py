@@ -28,9 +28,15 @@ def test_uniform_and_one_hot_closed_forms():
     assert torch.allclose(run("complexity", maps), torch.tensor([math.log(n), 0.0, math.log(n)]), atol=1e-5)
 
 
-def test_nan_maps_are_defined():
-    maps = torch.full((1, 6, 6), float("nan"))
-    assert torch.isfinite(run("sparseness", maps)).all() and torch.isfinite(run("complexity", maps)).all()
+def test_nan_maps_score_as_the_all_zero_map():
+    maps = torch.full((1, 6, 6), float("nan"))  # docs/metrics.md: sparseness 0, complexity ln(H·W)
+    assert run("sparseness", maps).item() == 0.0
+    assert run("complexity", maps).item() == pytest.approx(math.log(36), abs=1e-6)
+    partly = torch.rand(1, 6, 6, generator=torch.Generator().manual_seed(1))
+    zeroed = partly.clone()
+    partly[0, 2, 3], zeroed[0, 2, 3] = float("nan"), 0.0  # a NaN pixel counts as 0
+    for name in ("sparseness", "complexity"):
+        assert run(name, partly).item() == pytest.approx(run(name, zeroed).item(), abs=1e-7), name
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from functools import partial
 import numpy as np
 import pytest
 import torch
-from metric_models import region_model, small_cnn
+from metric_models import documented_permutation, region_model, small_cnn
 from scipy.ndimage import gaussian_filter
 
 from xaibench.errors import ConfigError
@@ -65,21 +65,33 @@ def test_reverse_ranking_is_worse_and_costs_steps_plus_one_forwards():
 
 @pytest.mark.parametrize("name", ["deletion", "insertion"])
 @pytest.mark.parametrize("protocol", ["default", "rise", "torchcam", "quantus"])
-def test_nan_and_constant_maps_give_finite_values(name, protocol):
+def test_nan_and_constant_maps_score_as_the_zero_map(name, protocol):
+    """docs/metrics.md: NaN and ±inf count as 0, so a NaN map is the all-zero map and, like any
+    constant map, is read in its tie permutation's order: the same seed gives the same curve."""
     model = ModelAdapter(small_cnn(), input_size=12)
-    x = torch.randn(3, 3, 12, 12)
+    x = torch.randn(1, 3, 12, 12, generator=torch.Generator().manual_seed(4)).expand(3, 3, 12, 12)
     maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0), torch.zeros(12, 12)])
     maps[0, 0, 0] = float("inf")
-    res = METRICS.build(name, protocol=protocol, steps=8)(model, x, maps, torch.tensor([0, 1, 2]))
-    assert torch.isfinite(res.values).all() and torch.isfinite(res.curves).all()
+    res = METRICS.build(name, protocol=protocol, steps=8)(model, x, maps, torch.tensor([1, 1, 1]),
+                                                          seeds=torch.tensor([9, 9, 9]))
+    assert torch.equal(res.curves[0], res.curves[2]) and torch.equal(res.curves[1], res.curves[2])
+    assert res.values[0].item() == res.values[2].item()
+    other = METRICS.build(name, protocol=protocol, steps=8)(model, x[:1], maps[2:], torch.tensor([1]),
+                                                            seeds=torch.tensor([10]))
+    assert not torch.equal(other.curves[0], res.curves[2])  # another image's seed: another order
 
 
-def test_constant_map_ties_are_not_broken_by_index():
-    model, _ = region_model(H, W, (0, 4, 0, W))  # the top rows: an index-order deletion would hit them first
-    x = torch.ones(1, 3, H, W)
-    res = METRICS.build("deletion", score="logit", steps=4)(model, x, torch.zeros(1, H, W), torch.zeros(1).long())
-    # index order would give a curve 1, 0, 0, 0, 0; a random order removes about a quarter of the rows per step
-    assert res.curves[0, 1].item() == pytest.approx(0.75, abs=0.15)
+def test_constant_map_curve_follows_the_documented_permutation():
+    model, region = region_model(H, W, (0, 4, 0, W))  # the top rows: an index-order deletion would hit them first
+    x = torch.ones(2, 3, H, W)
+    res = METRICS.build("deletion", score="logit", steps=4)(model, x, torch.zeros(2, H, W), torch.zeros(2).long())
+    for i in range(2):  # image i keyed by its position i (no runner seeds)
+        perm = documented_permutation(H * W, i)
+        counts = [n * H * W // 4 for n in range(5)]
+        expected = [1 - region.flatten()[perm[:n]].sum().item() / region.sum().item() for n in counts]
+        assert np.allclose(res.curves[i].numpy(), expected, atol=1e-6), i
+    assert not torch.equal(res.curves[0], res.curves[1])  # one permutation per image
+    assert 0.5 < res.curves[0, 1].item() < 0.95  # not the index order's 0
 
 
 def test_bad_parameters():
@@ -254,12 +266,24 @@ def test_average_drop_masks_in_pixel_space():
     assert res.values.item() == pytest.approx(50)
 
 
-@pytest.mark.parametrize("name", ["average_drop", "increase_in_confidence", "average_gain"])
-def test_confidence_metrics_finite_on_nan_and_constant_maps(name):
-    model = ModelAdapter(small_cnn(), input_size=12)
+@torch.no_grad()
+def test_confidence_metrics_on_nan_and_constant_maps_mask_everything():
+    """A NaN or constant map has Ŝ = 0: O is the score of the black image (pixel masking) or of the
+    mean-colour image (input masking)."""
+    model = ModelAdapter(small_cnn(), input_size=12, mean=(0.4, 0.5, 0.6), std=(0.2, 0.25, 0.3))
+    x = torch.randn(2, 3, 12, 12, generator=torch.Generator().manual_seed(6))
     maps = torch.stack([torch.full((12, 12), float("nan")), torch.full((12, 12), 2.0)])
-    res = METRICS.build(name)(model, torch.randn(2, 3, 12, 12), maps, torch.tensor([0, 1]))
-    assert torch.isfinite(res.values).all()
+    t = torch.tensor([0, 1])
+    y = model(x).softmax(1)[[0, 1], t].double()
+    black = model(model.normalize(torch.zeros_like(x))).softmax(1)[[0, 1], t].double()
+    grey = model(torch.zeros_like(x)).softmax(1)[[0, 1], t].double()
+    for masking, o in (("pixel", black), ("input", grey)):
+        drop = METRICS.build("average_drop", masking=masking)(model, x, maps, t).values.double()
+        torch.testing.assert_close(drop, 100 * (y - o).clamp_min(0) / y, rtol=1e-5, atol=1e-5)
+        gain = METRICS.build("average_gain", masking=masking)(model, x, maps, t).values.double()
+        torch.testing.assert_close(gain, 100 * (o - y).clamp_min(0) / (1 - y), rtol=1e-5, atol=1e-5)
+        inc = METRICS.build("increase_in_confidence", masking=masking)(model, x, maps, t).values.double()
+        torch.testing.assert_close(inc, 100 * (o > y).double())
 
 
 @torch.no_grad()

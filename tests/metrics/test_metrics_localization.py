@@ -4,6 +4,7 @@ and agreement with Quantus (PointingGame, RelevanceMassAccuracy, RelevanceRankAc
 import numpy as np
 import pytest
 import torch
+from metric_models import documented_permutation, runner_seed
 
 from xaibench.errors import DataError
 from xaibench.metrics.base import METRICS
@@ -72,14 +73,49 @@ def test_pointing_game_agrees_with_quantus_strict():
     assert 0 < ours.mean() < 1
 
 
+def plateau(b: int = 64):
+    """`b` identical maps with a plateau of 99 tied maxima, and masks of the left 20 % of the image."""
+    maps = torch.full((b, 10, 10), 0.5)
+    maps[:, 9, 9] = 0.1  # (Quantus refuses fully constant maps)
+    masks = torch.zeros(b, 10, 10, dtype=torch.bool)
+    masks[:, :, :2] = True
+    return maps, masks
+
+
+def first_tied_pixel(key, seed: int = 0) -> int:
+    """The plateau pixel the documented tie-break picks for an image keyed `key`."""
+    perm = documented_permutation(100, key, seed)
+    return int(perm[perm != 99][0])
+
+
+def test_pointing_game_ties_are_broken_independently_per_image():
+    maps, masks = plateau()
+    ours = run("pointing_game", maps, {"mask": masks}, tolerance=0).values
+    # without runner seeds, image i is keyed by its position: 64 independent draws, not one coin flip
+    expected = torch.tensor([float(masks[i].flatten()[first_tied_pixel(i)]) for i in range(64)])
+    assert torch.equal(ours, expected)
+    assert len({first_tied_pixel(i) for i in range(64)}) > 40
+    assert 0.1 < ours.mean().item() < 0.35  # 20/99 of the tied pixels are inside
+    # with the runner's per-image seeds (run seed, image id): the same pixel alone and in any batch
+    seeds = torch.tensor([runner_seed(0, f"img_{i}") for i in range(64)])
+    metric = METRICS.build("pointing_game", tolerance=0)
+    batch = metric(None, None, maps, torch.zeros(64).long(), annotation={"mask": masks}, seeds=seeds).values
+    assert torch.equal(batch, torch.tensor([float(masks[0].flatten()[first_tied_pixel(int(s))]) for s in seeds]))
+    for i in (0, 17, 63):
+        alone = metric(None, None, maps[i:i + 1], torch.zeros(1).long(), annotation={"mask": masks[i:i + 1]},
+                       seeds=seeds[i:i + 1]).values
+        assert alone.item() == batch[i].item()
+    # the metric's own `seed` changes every image's draw
+    other = METRICS.build("pointing_game", tolerance=0, seed=1)(None, None, maps, torch.zeros(64).long(),
+                                                               annotation={"mask": masks}, seeds=seeds).values
+    assert torch.equal(other, torch.tensor([float(masks[0].flatten()[first_tied_pixel(int(s), 1)]) for s in seeds]))
+
+
 @pytest.mark.slow
 def test_pointing_game_ties_documented_difference_from_quantus():
     # Quantus counts a hit when ANY pixel tied at the maximum is inside: a flat map always "hits".
-    # Here ties are broken by the seeded permutation: one point, inside with chance 20/99.
-    maps = torch.full((64, 10, 10), 0.5)
-    maps[:, 9, 9] = 0.1  # a plateau of 99 tied maxima (Quantus refuses fully constant maps)
-    masks = torch.zeros(64, 10, 10, dtype=torch.bool)
-    masks[:, :, :2] = True  # 20 % of the image
+    # Here ties are broken per image by its seeded permutation: one point, inside with chance 20/99.
+    maps, masks = plateau()
     theirs = quantus_scores(quantus_metric("PointingGame"), maps, masks)
     ours = run("pointing_game", maps, {"mask": masks}, tolerance=0).values
     assert theirs.mean() == 1.0
@@ -107,20 +143,37 @@ def test_relevance_mass_counts_positive_relevance_only_unlike_quantus():
 
 
 def test_energy_pointing_game_known_value():
-    maps = torch.tensor([[[0.0, 1.0], [0.5, 0.5]]])
+    # Ŝ = minmax(S): an offset or a scale of the map changes nothing
     mask = torch.tensor([[[True, True], [False, False]]])
-    assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1 / 2)
+    for maps in (torch.tensor([[[0.0, 1.0], [0.5, 0.5]]]), torch.tensor([[[3.0, 5.0], [4.0, 4.0]]])):
+        assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1 / 2)
+    maps = torch.tensor([[[2.0, 3.0], [1.0, 1.0]]])  # Ŝ = [[0.5, 1], [0, 0]]: all the energy inside (S: 5/7)
+    assert run("energy_pointing_game", maps, {"mask": mask}).values.item() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("name", ["pointing_game", "energy_pointing_game", "relevance_mass_accuracy",
-                                  "relevance_rank_accuracy", "box_iou"])
-def test_nan_and_constant_maps_are_defined(name):
-    maps = torch.stack([torch.full((8, 8), float("nan")), torch.full((8, 8), 3.0), torch.zeros(8, 8)])
-    mask = torch.zeros(3, 8, 8, dtype=torch.bool)
-    mask[:, 2:5, 2:6] = True
-    ann = {"mask": mask, "boxes": [torch.tensor([[2.0, 2, 6, 5]])] * 3}
-    vals = run(name, maps, ann).values
-    assert torch.isfinite(vals).all() and ((vals >= 0) & (vals <= 1)).all()
+def test_nan_and_constant_maps_score_as_documented():
+    """docs/metrics.md "Degenerate maps": a NaN map is the all-zero map; a constant map's maximum and
+    top pixels are its tie permutation's first ones."""
+    maps = torch.stack([torch.full((8, 8), float("nan")), torch.full((8, 8), 3.0), torch.zeros(8, 8),
+                        torch.full((8, 8), -1.0)])
+    mask = torch.zeros(4, 8, 8, dtype=torch.bool)
+    mask[:, 2:5, 2:6] = True  # 12 pixels, the same region as the box
+    ann = {"mask": mask, "boxes": [torch.tensor([[2.0, 2, 6, 5]])] * 4}
+    inside = mask[0].flatten()
+    first = [documented_permutation(64, i) for i in range(4)]  # keyed by the batch position
+    expected = {
+        "pointing_game": [float(inside[p[0]]) for p in first],
+        "energy_pointing_game": [0.0] * 4,
+        "relevance_mass_accuracy": [0.0, 12 / 64, 0.0, 0.0],
+        "relevance_rank_accuracy": [inside[p[:12]].sum().item() / 12 for p in first],
+        "box_iou": [12 / 64, 12 / 64, 12 / 64, 0.0],  # S ≥ 0: the whole frame is one component
+    }
+    for name, values in expected.items():
+        got = run(name, maps, ann).values
+        torch.testing.assert_close(got, torch.tensor(values), msg=name)
+        same_seed = METRICS.build(name)(None, None, maps[[0, 2]], torch.zeros(2).long(), seeds=torch.tensor([7, 7]),
+                                        annotation={"mask": mask[:2], "boxes": ann["boxes"][:2]}).values
+        assert same_seed[0].item() == same_seed[1].item(), name  # NaN map = zero map, tie for tie
 
 
 def test_box_iou_largest_component_and_threshold():
@@ -151,3 +204,11 @@ def test_class_balanced_mean():
     hits = torch.tensor([1.0, 1.0, 1.0, 0.0, float("nan")])
     classes = torch.tensor([0, 0, 0, 1, 1])
     assert class_balanced_mean(hits, classes).item() == pytest.approx(0.5)
+
+
+def test_one_seed_per_image_is_required():
+    from xaibench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="2 per-image seeds for 3 maps"):
+        METRICS.build("pointing_game")(None, None, torch.rand(3, 4, 4), torch.zeros(3).long(),
+                                       annotation={"mask": torch.ones(3, 4, 4, dtype=torch.bool)}, seeds=torch.tensor([1, 2]))

@@ -1,10 +1,12 @@
 """ROAD: linear imputation exact on a ramp, equal to Quantus' noisy_linear_imputation (noise 0),
 the MoRF/LeRF curves equal to a per-image, per-percentage re-computation, finite on bad maps."""
 
+import zlib
+
 import numpy as np
 import pytest
 import torch
-from metric_models import small_cnn
+from metric_models import documented_permutation, runner_seed, small_cnn
 
 from xaibench.errors import ConfigError
 from xaibench.metrics.base import METRICS
@@ -24,7 +26,7 @@ def test_linear_ramp_is_reconstructed_exactly():
     remove[0, 3:9, 3:10] = True  # a large hole too
     out = linear_imputation(ramp, remove)
     assert torch.allclose(out, ramp, atol=1e-10)
-    noisy = noisy_linear_imputation(ramp, remove, 0.5, torch.Generator().manual_seed(1))
+    noisy = noisy_linear_imputation(ramp, remove, 0.5, [1])
     assert torch.equal(noisy[:, :, ~remove[0]], ramp[:, :, ~remove[0]])
     assert (noisy - ramp)[:, :, remove[0]].abs().min() > 0
 
@@ -68,12 +70,69 @@ def test_road_curves_equal_per_image_recomputation():
     assert torch.allclose(res.values, (res.extras["lerf"] - res.extras["morf"]) / 2, atol=1e-6)
 
 
+def test_noise_of_an_image_is_its_own():
+    """The noise of image n is N(0,1) from its seed, scaled by `noise`, on the removed pixels only."""
+    x = torch.zeros(2, 3, 6, 6, dtype=torch.float64)
+    remove = torch.zeros(2, 6, 6, dtype=torch.bool)
+    remove[:, 2:4, 2:4] = True
+    out = noisy_linear_imputation(x, remove, 0.5, [11, 12])
+    for n, seed in enumerate([11, 12]):
+        eps = torch.randn(3, 6, 6, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+        torch.testing.assert_close(out[n], torch.where(remove[n], 0.5 * eps, 0.0))
+
+
+@pytest.mark.parametrize("name", ["road_morf", "road_combined"])
+def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
+    """Per-image seeds key both the tie-breaks and the imputation noise: an image's ROAD score does
+    not depend on its position, its batch or `chunk_size` (it used to: one noise stream per call)."""
+    model = ModelAdapter(small_cnn(), input_size=10)
+    gen = torch.Generator().manual_seed(11)
+    x = torch.randn(3, 3, 10, 10, generator=gen)
+    maps = torch.rand(3, 10, 10, generator=gen).round(decimals=1)  # many ties
+    target = torch.tensor([0, 1, 2])
+    seeds = torch.tensor([runner_seed(0, f"img_{i}") for i in range(3)])
+    params = dict(percentages=[20.0, 60.0], noise=1.0)
+    batch = METRICS.build(name, chunk_size=3, **params)(model, x, maps, target, seeds=seeds)
+    for i in range(3):
+        alone = METRICS.build(name, chunk_size=1, **params)(model, x[i:i + 1], maps[i:i + 1], target[i:i + 1],
+                                                           seeds=seeds[i:i + 1])
+        torch.testing.assert_close(alone.curves[0], batch.curves[i], rtol=1e-5, atol=1e-6)
+    # the noise matters at this level (so the equality above is not the noise-free one)
+    quiet = METRICS.build(name, chunk_size=3, percentages=[20.0, 60.0], noise=0.0)(model, x, maps, target, seeds=seeds)
+    morf = (lambda r: r.curves) if name == "road_morf" else (lambda r: r.extras["morf"])
+    assert (morf(quiet) - morf(batch)).abs().max() > 5e-3
+    # MoRF alone equals road_combined's MoRF: the noise of a job is keyed by (image, order, p)
+    morf = METRICS.build("road_morf", **params)(model, x, maps, target, seeds=seeds)
+    both = METRICS.build("road_combined", **params)(model, x, maps, target, seeds=seeds)
+    torch.testing.assert_close(morf.values, both.extras["morf"])
+
+
 @pytest.mark.parametrize("name", ["road_morf", "road_lerf", "road_combined"])
-def test_road_finite_on_nan_and_constant_maps(name):
+def test_road_nan_map_scores_as_the_zero_map(name):
     model = ModelAdapter(small_cnn(), input_size=8)
-    maps = torch.stack([torch.full((8, 8), float("nan")), torch.ones(8, 8)])
-    res = METRICS.build(name, percentages=[30.0, 70.0])(model, torch.randn(2, 3, 8, 8), maps, torch.tensor([0, 1]))
-    assert torch.isfinite(res.values).all()
+    x = torch.randn(1, 3, 8, 8, generator=g).expand(3, 3, 8, 8)
+    maps = torch.stack([torch.full((8, 8), float("nan")), torch.zeros(8, 8), torch.ones(8, 8)])
+    seeds = torch.tensor([5, 5, 5])  # the same image and seed three times: the same tie-breaks and noise
+    res = METRICS.build(name, percentages=[30.0, 70.0])(model, x, maps, torch.tensor([0, 0, 0]), seeds=seeds)
+    assert res.values[0].item() == res.values[1].item() == res.values[2].item()  # all three: the permutation's order
+
+
+@torch.no_grad()
+def test_road_constant_map_removes_in_the_documented_order_with_the_documented_noise():
+    model = ModelAdapter(small_cnn(), input_size=8)
+    x = torch.randn(1, 3, 8, 8, generator=g)
+    res = METRICS.build("road_morf", percentages=[30.0])(model, x, torch.zeros(1, 8, 8), torch.tensor([2]),
+                                                         seeds=torch.tensor([5]))
+    # docs/metrics.md: tie seed crc32("0:5") (metric seed 0, runner seed 5); MoRF at 30 % removes the
+    # permutation's first int(64·0.3) = 19 pixels; noise N(0,1)·0.01 from crc32("<tie seed>:morf:30.0")
+    remove = torch.zeros(64, dtype=torch.bool)
+    remove[documented_permutation(64, 5)[:19]] = True
+    remove = remove.view(1, 8, 8)
+    noise_seed = zlib.crc32(f"{zlib.crc32(b'0:5')}:morf:30.0".encode())
+    eps = torch.randn(3, 8, 8, generator=torch.Generator().manual_seed(noise_seed))
+    imputed = linear_imputation(x, remove)
+    imputed = torch.where(remove[:, None], imputed + 0.01 * eps, imputed)
+    assert res.values.item() == pytest.approx(model(imputed).softmax(1)[0, 2].item(), abs=1e-6)
 
 
 def test_road_bad_percentages():

@@ -103,6 +103,24 @@ def test_gradient_explainer_loses_similarity_and_model_restored():
     assert torch.equal(input_gradient(model, x, t), maps)
 
 
+def test_randomization_is_cascading():
+    """Stage k sees stages 1…k re-initialized (logits first) and the blocks below untouched
+    (Adebayo et al. 2018's cascading randomization, not one stage at a time)."""
+    model = small()
+    saved = snapshot(model)
+    seen = []
+
+    def records_changed_blocks(model, x, target):
+        now = model.module.state_dict()
+        seen.append(sorted({k.split(".")[0] for k in saved if not torch.equal(now[k], saved[k])}, reverse=True))
+        return edges(model, x, target)
+
+    x = torch.randn(1, 3, 32, 32, generator=g)
+    METRICS.build("randomization")(model, x, edges(model, x, None), torch.tensor([0]), explain=records_changed_blocks)
+    assert seen == [["6"], ["6", "2"], ["6", "2", "0"]]
+    assert_identical(model, saved)
+
+
 def test_model_restored_when_the_explainer_fails():
     model = small()
     saved = snapshot(model)

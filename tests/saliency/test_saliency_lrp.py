@@ -1,5 +1,6 @@
-"""LRP family: agreement with calling Zennit directly (the oracle), conservation on a plain
-sequential model, CLRP by linearity, Relevance-CAM formula, and the model left untouched."""
+"""LRP family against Zennit (the oracle): our rule layers agree with calling Zennit directly (the
+rules themselves are also checked without Zennit in test_lrp_rules.py), conservation, CLRP by
+linearity, Relevance-CAM's formula, and the model left untouched."""
 
 import pytest
 import torch

@@ -31,6 +31,8 @@ class ImageMetric:
 
     `needs` lists the annotation keys required ("boxes", "mask") and "explain" when the metric
     must re-run the explainer (the runner passes `explain=callable(model, x, target) -> maps`).
+    `seeds` (B,) int64 key each image's random choices (tie-breaks, ROAD's noise): the runner
+    passes `ordering.image_seeds(run seed, image ids)`; None keys images by their batch position.
     """
 
     registry_name: ClassVar[str] = "metric"
@@ -70,6 +72,7 @@ class ImageMetric:
         target: Tensor,
         annotation: dict[str, Any] | None = None,
         explain: Callable[[ModelAdapter, Tensor, Tensor], Tensor] | None = None,
+        seeds: Tensor | None = None,
     ) -> MetricResult:
         raise NotImplementedError
 

@@ -22,7 +22,7 @@ class Sparseness(ImageMetric):
 
     higher_is_better: ClassVar[bool] = True
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         a = clean_maps(maps).abs().flatten(1).double().sort(dim=1).values
         n = a.shape[1]
         i = torch.arange(1, n + 1, device=a.device, dtype=a.dtype)
@@ -40,7 +40,7 @@ class Complexity(ImageMetric):
 
     higher_is_better: ClassVar[bool] = False
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         a = clean_maps(maps).abs().flatten(1).double()
         total = a.sum(1, keepdim=True)
         p = a / total.clamp_min(1e-300)

@@ -18,7 +18,7 @@ from ..models.adapter import ModelAdapter
 from ..registry import param
 from ..tensorops import chunks, class_scores, minmax
 from .base import DERIVED, METRICS, DerivedScore, ImageMetric, MetricResult, clean_maps
-from .ordering import saliency_rank
+from .ordering import saliency_rank, tie_seeds
 
 Protocol = Literal["default", "rise", "torchcam", "quantus"]
 Substrate = Literal["zeros", "blur", "mean", "black"]
@@ -131,13 +131,14 @@ class CausalCurve(ImageMetric):
             return rise_blur(x, self.blur_kernel, self.blur_sigma)
         return gaussian_blur(x, self.blur_kernel, self.blur_sigma)
 
-    def curves(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor) -> tuple[Tensor, Tensor]:
+    def curves(self, model: ModelAdapter, x: Tensor, maps: Tensor, target: Tensor,
+               seeds: Tensor | None = None) -> tuple[Tensor, Tensor]:
         """(B,T) curve of class scores and (T,) float64 CPU x-coordinates of the AUC."""
         p = self.resolved_protocol()
         b, c, h, w = x.shape
         n_pixels = h * w
         counts, xs = step_schedule(n_pixels, p["steps"], p["schedule"], p["auc"])
-        rank = saliency_rank(clean_maps(maps).to(x.device), self.seed)  # (B,HW)
+        rank = saliency_rank(clean_maps(maps).to(x.device), tie_seeds(self.seed, seeds, b))  # (B,HW)
         deleting = self.mode == "deletion"
         base = self.substrate(x, p["baseline"])
         # the point whose image is exactly x: none perturbed (deletion) or all inserted (insertion)
@@ -166,8 +167,8 @@ class CausalCurve(ImageMetric):
                 curve[img, pt] = class_scores(model(batch), target[img], model.score_kind(p["score"]))
         return curve, xs
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
-        curve, xs = self.curves(model, x, maps, target)
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
+        curve, xs = self.curves(model, x, maps, target, seeds)
         auc = torch.trapezoid(curve.double().cpu(), xs, dim=1).float().to(curve.device)  # fp64: on CPU (MPS)
         return MetricResult(values=auc, curves=curve)
 
@@ -223,7 +224,7 @@ class ConfidenceChange(ImageMetric):
                 out[sl] = class_scores(model(both[sl]), tgt[sl], model.score_kind(self.score))
         return out[: x.shape[0]].double().cpu(), out[x.shape[0] :].double().cpu()
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         y, o = self.scores(model, x, maps, target)
         return MetricResult(values=(100 * self.figure(y, o)).float().to(x.device))
 

@@ -15,7 +15,7 @@ from ..errors import DataError
 from ..registry import param
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
-from .ordering import saliency_argmax, saliency_rank
+from .ordering import saliency_argmax, saliency_rank, tie_seeds
 
 Region = Literal["auto", "mask", "boxes"]
 REGION_HELP = "ground truth: auto (the mask when present, else the boxes), mask or boxes"
@@ -86,11 +86,11 @@ class PointingGame(ImageMetric):
     region: Region = param("auto", help=REGION_HELP)
     seed: int = param(0, help=SEED_HELP)
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         maps = clean_maps(maps)
         b, h, w = maps.shape
         gt = ground_truth(annotation, (b, h, w), maps.device, self.region)
-        flat = saliency_argmax(maps, self.seed)
+        flat = saliency_argmax(maps, tie_seeds(self.seed, seeds, b))
         py, px = flat // w, flat % w
         strict = gt.reshape(b, -1).gather(1, flat[:, None]).squeeze(1)
         tol = self.tolerance * min(h, w) / 224.0
@@ -114,7 +114,7 @@ class EnergyPointingGame(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
     region: Region = param("auto", help=REGION_HELP)
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         s = minmax(clean_maps(maps).double())
         gt = ground_truth(annotation, tuple(s.shape), s.device, self.region)
         total = s.sum(dim=(1, 2))
@@ -166,7 +166,7 @@ class BoxIoU(ImageMetric):
     threshold: float = param(0.15, help="the map is kept where >= threshold × its maximum", ge=0, le=1)
     hit_iou: float = param(0.5, help="IoU that counts as a hit (extra `hit`)", ge=0, le=1)
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         maps = clean_maps(maps)
         boxes = (annotation or {}).get("boxes")
         if boxes is None:
@@ -190,7 +190,7 @@ class RelevanceMassAccuracy(ImageMetric):
     higher_is_better: ClassVar[bool] = True
     needs: ClassVar[frozenset[str]] = frozenset({"mask"})
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         s = clean_maps(maps).double().clamp_min(0)
         gt = ground_truth(annotation, tuple(s.shape), s.device, "mask")
         total = s.sum(dim=(1, 2))
@@ -208,10 +208,10 @@ class RelevanceRankAccuracy(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"mask"})
     seed: int = param(0, help=SEED_HELP)
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         maps = clean_maps(maps)
         gt = ground_truth(annotation, tuple(maps.shape), maps.device, "mask").flatten(1)
         k = gt.sum(1, keepdim=True)
-        top = saliency_rank(maps, self.seed) < k
+        top = saliency_rank(maps, tie_seeds(self.seed, seeds, maps.shape[0])) < k
         hits = (top & gt).sum(1).double()
         return MetricResult(values=torch.where(k[:, 0] > 0, hits / k[:, 0].clamp_min(1), 0.0).float())

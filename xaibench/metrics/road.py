@@ -5,6 +5,7 @@ fill them by noisy linear imputation (one sparse linear system per batch chunk),
 from __future__ import annotations
 
 import math
+import zlib
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
@@ -17,7 +18,7 @@ from ..memory import ChunkSize
 from ..registry import param
 from ..tensorops import class_scores
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
-from .ordering import saliency_rank
+from .ordering import saliency_rank, tie_seeds
 
 # (dy, dx) → weight of the 8 neighbours (the paper's "noisy linear imputation", road_evaluation's table)
 NEIGHBOUR_WEIGHTS = (
@@ -85,13 +86,21 @@ def imputation_bytes(shape: tuple[int, ...], fraction: float) -> int:
     return int(LU_BYTES * n * math.log2(n)) + 4 * 8 * c * h * w
 
 
-def noisy_linear_imputation(x: Tensor, remove: Tensor, noise: float, generator: torch.Generator) -> Tensor:
-    """`linear_imputation` plus `noise`·N(0,1) on the imputed pixels only (ROAD's NoisyLinearImputer)."""
+def noisy_linear_imputation(x: Tensor, remove: Tensor, noise: float, seeds: list[int]) -> Tensor:
+    """`linear_imputation` plus `noise`·N(0,1) on the imputed pixels only (ROAD's NoisyLinearImputer);
+    image n's (C,H,W) draw comes from a generator seeded with `seeds[n]` (CPU), whatever its batch."""
     out = linear_imputation(x, remove)
     if noise > 0:
-        eps = torch.randn(out.shape, generator=generator, dtype=out.dtype).to(out.device)
+        eps = torch.stack([torch.randn(out.shape[1:], generator=torch.Generator().manual_seed(int(s)), dtype=out.dtype)
+                           for s in seeds]).to(out.device)
         out = torch.where(remove[:, None].to(out.device), out + noise * eps, out)
     return out
+
+
+def noise_seeds(per_image: list[int], orders: list[str], percentages: list[float]) -> list[int]:
+    """The imputation-noise seed of each (image, order, p) job: crc32(f"{image seed}:{order}:{p}"),
+    so a job's noise depends neither on the batch nor on `chunk_size` (docs/metrics.md "road_morf")."""
+    return [zlib.crc32(f"{s}:{o}:{float(p)}".encode()) for s, o, p in zip(per_image, orders, percentages, strict=True)]
 
 
 @dataclass
@@ -118,25 +127,33 @@ class ROADBase(ImageMetric):
         """`chunk_size: auto` (memory.resolve_params): one job's imputation, at the largest p."""
         return imputation_bytes(shape, max(self.percentages) / 100)
 
-    def curves(self, model, x: Tensor, maps: Tensor, target: Tensor) -> dict[str, Tensor]:
+    def curves(self, model, x: Tensor, maps: Tensor, target: Tensor, seeds: Tensor | None = None) -> dict[str, Tensor]:
         """{order: (B,P) class scores after removing p % of pixels in that order}."""
         b, c, h, w = x.shape
-        rank = saliency_rank(clean_maps(maps).to(x.device), self.seed)  # 0 = most relevant
+        per_image = tie_seeds(self.seed, seeds, b)
+        rank = saliency_rank(clean_maps(maps).to(x.device), per_image)  # 0 = most relevant
         k = torch.tensor([int(h * w * p / 100) for p in self.percentages], device=x.device)
         jobs = [(o, i, j) for o in range(len(self.orders)) for i in range(b) for j in range(len(k))]
         jobs_t = torch.tensor(jobs, device=x.device).view(-1, 3)
         out = torch.empty(len(self.orders), b, len(k), device=x.device)
-        gen = torch.Generator().manual_seed(int(self.seed))
         target = target.to(x.device).long()
         for start in range(0, len(jobs), self.chunk_size):
             o, i, j = jobs_t[start : start + self.chunk_size].unbind(1)
             lerf = torch.tensor([self.orders[v] == "lerf" for v in o.tolist()], device=x.device)
             r = rank[i]
             remove = torch.where(lerf[:, None], r >= h * w - k[j, None], r < k[j, None]).view(-1, h, w)
-            imputed = noisy_linear_imputation(x[i], remove, self.noise, gen)
+            job_seeds = noise_seeds(per_image[i.cpu()].tolist(), [self.orders[v] for v in o.tolist()],
+                                    [self.percentages[v] for v in j.tolist()])
+            imputed = noisy_linear_imputation(x[i], remove, self.noise, job_seeds)
             with torch.inference_mode():
                 out[o, i, j] = class_scores(model(imputed), target[i], model.score_kind(self.score))
         return {name: out[n] for n, name in enumerate(self.orders)}
+
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
+        """A single-order ROAD score: the mean of its curve (RoadCombined combines two orders)."""
+        (order,) = self.orders
+        curve = self.curves(model, x, maps, target, seeds)[order]
+        return MetricResult(values=curve.mean(1), curves=curve)
 
 
 @METRICS.register("road_morf")
@@ -147,10 +164,6 @@ class RoadMoRF(ROADBase):
     orders: ClassVar[tuple[str, ...]] = ("morf",)
     higher_is_better: ClassVar[bool] = False
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
-        curve = self.curves(model, x, maps, target)["morf"]
-        return MetricResult(values=curve.mean(1), curves=curve)
-
 
 @METRICS.register("road_lerf")
 @dataclass
@@ -159,10 +172,6 @@ class RoadLeRF(ROADBase):
 
     orders: ClassVar[tuple[str, ...]] = ("lerf",)
     higher_is_better: ClassVar[bool] = True
-
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
-        curve = self.curves(model, x, maps, target)["lerf"]
-        return MetricResult(values=curve.mean(1), curves=curve)
 
 
 @METRICS.register("road_combined")
@@ -175,8 +184,8 @@ class RoadCombined(ROADBase):
     higher_is_better: ClassVar[bool] = True
     extra_directions: ClassVar[dict[str, bool]] = {"morf": False, "lerf": True}
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
-        cur = self.curves(model, x, maps, target)
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
+        cur = self.curves(model, x, maps, target, seeds)
         curve = (cur["lerf"] - cur["morf"]) / 2
         return MetricResult(values=curve.mean(1), curves=curve,
                             extras={"morf": cur["morf"].mean(1), "lerf": cur["lerf"].mean(1)})

@@ -131,7 +131,7 @@ class Randomization(ImageMetric):
             "hog_pearson": pearson(hog_a, hog_b),
         }
 
-    def __call__(self, model, x, maps, target, annotation=None, explain=None) -> MetricResult:
+    def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         if explain is None:
             raise ConfigError("randomization needs the explainer: call it with explain=callable(model, x, target)")
         original = clean_maps(maps).detach()

@@ -40,8 +40,15 @@ def curve(explainer: str, metric: str) -> str:
 
 
 def status(explainer: str, metric: str) -> str:
-    """Per image: 1 scored, 0 not asked (limits, failed image), −1 skipped (no annotation)."""
+    """Per image: 1 scored, 0 not asked (limits, failed image), −1 skipped (no annotation), −2 the
+    explainer or the metric raised (`on_error: skip`; the reason is under `failure`)."""
     return f"status/{explainer}/{metric}"
+
+
+def failure(explainer: str, metric: str | None = None) -> str:
+    """`failures/<explainer>[/<metric>]`: per image, why the explainer (or the metric on its maps)
+    raised on the image's batch; '' where it did not."""
+    return f"failures/{explainer}" + (f"/{metric}" if metric else "")
 
 
 def cost(plugin: str) -> str:
@@ -63,7 +70,7 @@ class Key(NamedTuple):
 
 def parse(name: str) -> Key:
     kind, _, rest = name.partition("/")
-    if kind in ("scores", "curves", "status", "diagnostics"):
+    if kind in ("scores", "curves", "status", "diagnostics", "failures"):
         explainer, _, metric = rest.partition("/")
         return Key(kind, explainer, metric)
     if kind == "cost":

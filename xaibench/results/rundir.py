@@ -59,6 +59,8 @@ def prepare(parent: str | Path, name: str, config: dict[str, Any], out: str | Pa
         raise OutputError(f"cannot resume {folder}: it holds no run.json (not a run folder)")
     if json.loads(meta.read_text())["config"] != json.loads(json.dumps(config)):
         raise OutputError(f"cannot resume {folder}: its config differs from the one given; use the same config")
+    for stale in [*folder.glob(".*.tmp"), *(folder / ".partial").glob(".*.tmp")]:
+        stale.unlink(missing_ok=True)  # half-written files of the interrupted process, never renamed into place
     return folder
 
 

@@ -160,7 +160,8 @@ def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.
         return h5.create_dataset(name, shape=(n, *shape), dtype="f4", fillvalue=np.nan)
     if dtype.kind == "b":
         return h5.create_dataset(name, shape=(n, *shape), dtype="bool")
-    return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, fillvalue=-1 if dtype.kind == "i" else 0)
+    fill = -1 if dtype.kind == "i" and key.kind != "status" else 0  # a batch the explainer skipped: "not asked"
+    return h5.create_dataset(name, shape=(n, *shape), dtype=dtype, fillvalue=fill)
 
 
 def write_probe(run_dir: Path, name: str, tables: dict[str, Any], csv_folder: Path | None = None,
@@ -218,15 +219,25 @@ def to_records(df: pd.DataFrame) -> np.ndarray:
     return out
 
 
+ERROR_COLUMNS = ["index", "id", "stage", "plugin", "reason"]
+
+
 def write_errors(run_dir: Path) -> None:
-    """errors.csv: every image that was skipped, with the reason."""
+    """errors.csv, one row per (image, failure): stage `image` (unreadable, non-finite logits: not
+    explained at all), `explainer` or `metric` (the plug-in raised on the image's batch with
+    `on_error: skip`; plugin `<explainer>` or `<explainer>/<metric>`), and the reason."""
+    rows: list[tuple[int, str, str, str, str]] = []
     with h5py.File(run_dir / "results.h5", "r") as h5:
         ids = h5[keys.sample("id")].asstr()[:] if keys.sample("id") in h5 else np.array([], dtype=object)
-        err = (h5[keys.sample("error")].asstr()[:] if keys.sample("error") in h5
-               else np.array([""] * len(ids), dtype=object))
-        index = np.arange(len(ids))
-    bad = np.array([bool(e) for e in err], dtype=bool)
-    df = pd.DataFrame({"index": index[bad], "id": ids[bad], "error": err[bad]})
+        found = {keys.sample("error"): ("image", "")} if keys.sample("error") in h5 else {}
+        if "failures" in h5:
+            h5["failures"].visititems(lambda name, obj: found.__setitem__(
+                f"failures/{name}", ("metric" if "/" in name else "explainer", name)) if isinstance(obj, h5py.Dataset)
+                else None)
+        for path, (stage, plugin) in found.items():
+            reasons = h5[path].asstr()[:]
+            rows += [(int(i), str(ids[i]), stage, plugin, reasons[i]) for i in np.flatnonzero(reasons != "")]
+    df = pd.DataFrame(sorted(rows, key=lambda r: r[:4]), columns=ERROR_COLUMNS)
     atomic_write(run_dir / "errors.csv", df.to_csv(index=False))
 
 
