@@ -52,7 +52,7 @@ def test_quiet_tqdm_disable_and_no_color(monkeypatch):
     out = Terminal()
     p = Progress("demo", 2, ["gradcam"], enabled=False, stream=out)
     drive(p, 2, ["gradcam"])
-    p.summary({"explainer/gradcam": Cost(1.0, 4, 4, 4)}, 2.0)
+    p.summary({"explainer/gradcam": Cost(1.0, 4, {"forward_images": 4, "backward_images": 4})}, 2.0)
     assert out.getvalue() == "" and p.mode == "off"
     monkeypatch.setenv("TQDM_DISABLE", "1")
     assert display_mode(True, Terminal()) == "lines"
