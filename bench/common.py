@@ -17,8 +17,9 @@ from xaibench.tensorops import target_scores
 # `quickstart` as in configs/quickstart.yaml (bench_memory), `stress` lighter still so that
 # 2,000 images × every explainer fit in minutes (stress.py). Each bench prints the one it used.
 LIGHT_SETTINGS = {
-    "quickstart": {"sscam": {"num_samples": 8}, "cameras": {"max_size": 512}, "rise": {"n_masks": 500},
-                   "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 32}},
+    "quickstart": {"sscam": {"num_samples": 2}, "cameras": {"max_size": 384}, "rise": {"n_masks": 256},
+                   "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 32},
+                   "smoothgrad": {"n_samples": 16}, "vargrad": {"n_samples": 16}},
     "stress": {"sscam": {"num_samples": 2}, "cameras": {"max_size": 128}, "rise": {"n_masks": 200},
                "occlusion": {"window": 16, "stride": 8}, "integrated_gradients": {"steps": 16},
                "smoothgrad": {"n_samples": 8}, "vargrad": {"n_samples": 8}},

@@ -120,7 +120,7 @@ def _arm(point: str, k: int) -> None:
         def explain(self, slot, spec, explainer):
             if self.k == k and slot == 1:
                 _die()
-            real_explain(self, slot, spec, explainer)
+            return real_explain(self, slot, spec, explainer)  # the images explained (for the progress display)
 
         runner.BatchWork.explain = explain
     elif point == "assembly":

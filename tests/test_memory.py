@@ -74,3 +74,68 @@ def test_declared_item_bytes_shrink_the_auto_chunk():
     assert road([90.0]) < road([10.0]) < auto_chunk(model, shape, backward=False, budget_gb=budget)
     assert road([10.0, 90.0]) * imputation_bytes(shape, 0.9) <= budget_bytes(model, budget)
     assert cameras(600) < cameras(200) < auto_chunk(model, shape, backward=True, budget_gb=budget)
+
+
+class Sleepy(torch.nn.Module):
+    """A 'model' whose forward takes overhead + per_image·n + quad·n² seconds for a batch of n."""
+
+    def __init__(self, overhead: float, per_image: float, quad: float = 0.0):
+        super().__init__()
+        self.cost = (overhead, per_image, quad)
+        self.calls: list[int] = []
+
+    def forward(self, x):
+        import time
+
+        n = x.shape[0]
+        self.calls.append(n)
+        time.sleep(self.cost[0] + self.cost[1] * n + self.cost[2] * n * n)
+        return x.flatten(1)[:, :3]
+
+
+def sleepy(*cost) -> xb.ModelAdapter:
+    model = xb.ModelAdapter.wrap(Sleepy(*cost), mean=(0, 0, 0), std=(1, 1, 1), input_size=4)
+    model.fused.enabled = False  # time the module itself
+    return model
+
+
+def test_auto_picks_the_fastest_batch_within_the_memory_cap():
+    from xaibench.memory import fastest_chunk, forward_seconds_per_image
+
+    overhead_bound = sleepy(0.03, 0.0002)  # per image 30 ms / n + 0.2 ms: bigger batches are faster
+    assert fastest_chunk(overhead_bound, (3, 4, 4), cap=64) == 64
+    assert fastest_chunk(overhead_bound, (3, 4, 4), cap=40) == 32  # the cap wins over speed
+    calls = len(overhead_bound.module.calls)
+    fastest_chunk(overhead_bound, (3, 4, 4), cap=64)
+    assert len(overhead_bound.module.calls) == calls  # measured once per model and shape
+    growing = sleepy(0.0, 0.001, 0.0002)  # per image 1 ms + 0.2 ms·n: small batches are faster
+    assert fastest_chunk(growing, (3, 4, 4), cap=256) == 8
+    assert set(forward_seconds_per_image(growing, (3, 4, 4), 256)) == {8, 16}  # the probe ends once it slows
+    assert fastest_chunk(growing, (3, 4, 4), cap=5) == 5  # below every candidate: the cap
+    assert growing.counter.forward_images == 0  # the probe is no method's passes
+
+
+def test_a_run_records_its_auto_chunks_and_a_resumed_run_or_another_rank_reuses_them(tiny_config, tmp_path):
+    import json
+
+    from xaibench import runner
+    from xaibench.config import load as load_config
+    from xaibench.distributed import Ranks
+
+    tiny_config["metrics"] = [{"name": "deletion", "params": {"steps": 8, "chunk_size": "auto"}}]
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    meta = json.loads((run_dir / "run.json").read_text())
+    chosen = meta["chunk_sizes"]["metric/deletion"]
+    assert chosen in (8, 16, 32, 64, 128, 256) and meta["chunk_probe"]["3x32x32"][str(chosen)] > 0
+    cfg = load_config(tiny_config)
+    meta["chunk_sizes"]["metric/deletion"] = 5  # what another machine's probe might have chosen
+    (run_dir / "run.json").write_text(json.dumps(meta))
+    plan = runner.build_plan(cfg, run_dir, resume=True)
+    assert plan.metrics[0][1].chunk_size == 5 and plan.chunks["chunk_sizes"] == {"metric/deletion": 5}
+
+    class OtherRank(Ranks):  # rank 1 of 2: receives rank 0's choice instead of probing
+        def share(self, fn, *args):
+            return {"chunk_sizes": {"metric/deletion": 3}, "chunk_probe": {}}
+
+    plan = runner.build_plan(cfg, tmp_path / "other", ranks=OtherRank(rank=1, world=2))
+    assert plan.metrics[0][1].chunk_size == 3 and "_forward_probe" not in plan.model.__dict__

@@ -99,11 +99,11 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, tmp_path, mo
     real = runner.process_batch
     calls = {"n": 0}
 
-    def dies_on_third_batch(plan, k, batch, bars):
+    def dies_on_third_batch(plan, k, batch, progress):
         calls["n"] += 1
         if calls["n"] == 3:
             raise KeyboardInterrupt  # as if the process were stopped mid-run
-        return real(plan, k, batch, bars)
+        return real(plan, k, batch, progress)
 
     monkeypatch.setattr(runner, "process_batch", dies_on_third_batch)
     with pytest.raises(KeyboardInterrupt):
@@ -182,10 +182,10 @@ def test_nan_logits_are_recorded_and_the_batch_proceeds(tiny_config, tmp_path, m
     tiny_config["explainers"] = ["gradcam"]
     real = runner.process_batch
 
-    def poison(plan, k, batch, bars):
+    def poison(plan, k, batch, progress):
         if k == 1:
             batch.images[1] = float("nan")  # image 5 gives NaN logits
-        return real(plan, k, batch, bars)
+        return real(plan, k, batch, progress)
 
     monkeypatch.setattr(runner, "process_batch", poison)
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)

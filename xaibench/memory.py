@@ -1,10 +1,12 @@
-"""`chunk_size: auto`: size the inner batches of explainers and metrics from a memory budget —
-the free device memory on CUDA, a configurable RAM budget on CPU — and the model's measured
-activation memory per image, so a run's peak memory stays bounded.
+"""`chunk_size: auto`: size the inner batches of explainers and metrics for speed within a memory
+budget — the largest batch that fits the budget (the free device memory on CUDA, a configurable
+RAM budget on CPU, and the model's measured activation memory per image), and below it the batch
+with the best measured forward throughput (a short timed probe, once per model and input shape).
 """
 
 from __future__ import annotations
 
+import time
 from typing import Any, Literal
 
 import torch
@@ -19,6 +21,10 @@ CUDA_FREE_SHARE = 0.5  # of the free device memory, leaving room for the caching
 BACKWARD_FACTOR = 3.0  # activations kept for backward + their gradients + temporaries
 FORWARD_FACTOR = 1.5  # inference: live activations of two consecutive layers + temporaries
 MAX_CHUNK = 4096
+PROBE_CANDIDATES = (8, 16, 32, 64, 128, 256)  # batch sizes the throughput probe times
+PROBE_MAX_SECONDS = 2.0  # a candidate whose forward takes longer ends the probe
+PROBE_SLOWER = 1.25  # … and so does one this much slower per image than the best so far
+PROBE_REPEATS = 2  # timed forwards per candidate (the fastest counts: load only ever slows a run down)
 
 
 def activation_bytes_per_image(model: ModelAdapter, shape: tuple[int, ...]) -> int:
@@ -63,25 +69,94 @@ def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool, extr
     return int(max(1, min(MAX_CHUNK, budget_bytes(model, budget_gb) // max(per, 1))))
 
 
+def forward_seconds_per_image(model: ModelAdapter, shape: tuple[int, ...], cap: int) -> dict[int, float]:
+    """Seconds per image of a no-grad forward (through the fused copy, as the perturbation loops
+    run it) at each candidate batch size up to `cap`: one warm-up and the fastest of
+    PROBE_REPEATS timed forwards each, smallest first, ending after a forward longer than PROBE_MAX_SECONDS or PROBE_SLOWER times
+    the best per-image time. Cached per input shape on the adapter (the whole table, so plug-ins
+    with smaller caps choose from the same measurements); inputs from a private generator, so the
+    global RNG is untouched."""
+    cache: dict[tuple[int, ...], dict] = model.__dict__.setdefault("_forward_probe", {})
+    probe = cache.setdefault(tuple(shape), {"times": {}, "ended": False})
+    known: dict[int, float] = probe["times"]
+    counted = model.counter.snapshot()  # the probe's forwards are no method's passes
+    gen = torch.Generator().manual_seed(0)
+    for n in (c for c in PROBE_CANDIDATES if c <= cap and c not in known):
+        if probe["ended"]:
+            break
+        x = torch.randn(n, *shape, generator=gen).to(model.device)
+        with torch.inference_mode(), model.fused_inference():
+            model(x)  # warm-up: kernels for this batch size, the fused copy on first use
+            took = min(timed_forward(model, x) for _ in range(PROBE_REPEATS))
+        known[n] = took / n
+        probe["ended"] = took > PROBE_MAX_SECONDS or known[n] > PROBE_SLOWER * min(known.values())
+    for key, value in counted.items():
+        setattr(model.counter, key, value)
+    return {n: t for n, t in sorted(known.items()) if n <= cap}
+
+
+def timed_forward(model: ModelAdapter, x: Tensor) -> float:
+    cuda = model.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(model.device)
+    t0 = time.perf_counter()
+    model(x)
+    if cuda:
+        torch.cuda.synchronize(model.device)
+    return time.perf_counter() - t0
+
+
+def fastest_chunk(model: ModelAdapter, shape: tuple[int, ...], cap: int) -> int:
+    """The batch size with the best measured forward throughput that fits `cap` (`cap` itself when
+    it is below every candidate): the fastest per image, a larger one when within 2 %."""
+    times = forward_seconds_per_image(model, shape, cap)
+    if not times:
+        return cap
+    best = min(times.values())
+    return max(n for n, t in times.items() if t <= 1.02 * best)
+
+
 def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool,
-                   plugin: type | None = None, budget_gb: float | None = None) -> dict[str, Any]:
-    """`params` with `chunk_size: auto` replaced by the number that fits the budget. A `plugin`
-    class may define `chunk_item_bytes(self, model, shape)`: the bytes one chunk item needs beyond
-    one image's forward(+backward) at `shape`; it is asked on an instance built with `params`."""
+                   plugin: type | None = None, budget_gb: float | None = None, speed: bool = True) -> dict[str, Any]:
+    """`params` with `chunk_size: auto` replaced by the fastest batch (`fastest_chunk`, when `speed`)
+    among those that fit the budget. A `plugin` class may define `chunk_item_bytes(self, model,
+    shape)`: the bytes one chunk item needs beyond one image's forward(+backward) at `shape`; it is
+    asked on an instance built with `params`."""
     if params.get("chunk_size") != "auto":
         return params
     hook = getattr(plugin, "chunk_item_bytes", None)
     extra = hook(plugin(**{**params, "chunk_size": 1}), model, shape) if hook else 0
-    return {**params, "chunk_size": auto_chunk(model, shape, backward, extra, budget_gb)}
+    cap = auto_chunk(model, shape, backward, extra, budget_gb)
+    return {**params, "chunk_size": fastest_chunk(model, shape, cap) if speed else cap}
 
 
 def build_sized(registry: Registry, name: str, params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...],
-                backward: bool, budget_gb: float | None = None) -> Any:
+                backward: bool, budget_gb: float | None = None, speed: bool = True) -> Any:
     """`registry.build(name, **params)` with `chunk_size: auto` resolved for `model` and images of
-    `shape` within `budget_gb`; a plug-in that sizes other work at call time (a `budget_gb`
-    attribute, e.g. MSG-CAM's `scale_batch: auto`) is given the budget."""
-    params = resolve_params(registry.check(name, params), model, shape, backward, registry.get(name).obj, budget_gb)
+    `shape` within `budget_gb` (the fastest fitting batch when `speed`, else the largest); a
+    plug-in that sizes other work at call time (a `budget_gb` attribute, e.g. MSG-CAM's
+    `scale_batch: auto`) is given the budget."""
+    params = resolve_params(registry.check(name, params), model, shape, backward, registry.get(name).obj, budget_gb,
+                            speed)
     plugin = registry.build(name, **params)
     if hasattr(plugin, "budget_gb"):
         plugin.budget_gb = budget_gb
     return plugin
+
+
+def auto_chunk_sizes(plugins: list[tuple[str, Registry, list, bool]], model: ModelAdapter, shape: tuple[int, ...],
+                     budget_gb: float | None = None) -> dict[str, Any]:
+    """For a run's plug-ins ((kind, registry, specs, backward) groups) with `chunk_size: auto`:
+    {"chunk_sizes": {"explainer/rise": 64, …}, "chunk_probe": {"3x128x128": {batch: s/image}}}, what
+    run.json records (and a resumed run or another rank reuses)."""
+    sizes = {}
+    for kind, registry, specs, backward in plugins:
+        for spec in specs:
+            if spec.params.get("chunk_size") == "auto":
+                plugin = build_sized(registry, spec.name, spec.params, model, shape, backward, budget_gb)
+                sizes[f"{kind}/{spec.key}"] = int(plugin.chunk_size)
+    if not sizes:
+        return {}
+    probe = {"x".join(map(str, k)): {str(n): t for n, t in sorted(v["times"].items())}
+             for k, v in model.__dict__.get("_forward_probe", {}).items()}
+    return {"chunk_sizes": sizes, "chunk_probe": probe}

@@ -14,7 +14,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
-from tqdm.auto import tqdm
 
 from . import model_level
 from .config import PluginSpec, RunConfig, load
@@ -23,11 +22,12 @@ from .datasets.base import IndexedDataset
 from .devices import autocast, resolve_device
 from .distributed import Ranks
 from .errors import DataError, PluginError
-from .memory import build_sized
+from .memory import auto_chunk_sizes, build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
 from .metrics.ordering import image_seeds
 from .models import ModelAdapter, load_model
 from .models.fit import check_classes, check_labels, dataset_options, default_layer
+from .progress import Progress
 from .results import keys, provenance, rundir, store, tables
 from .results.provenance import Cost
 from .saliency import EXPLAINERS, Explainer
@@ -52,6 +52,7 @@ class Plan:
     explainers: list[tuple[PluginSpec, Explainer]]
     metrics: list[tuple[PluginSpec, ImageMetric]]
     costs: dict[str, Cost] = field(default_factory=dict)
+    chunks: dict[str, Any] = field(default_factory=dict)  # `chunk_size: auto` choices: sizes and probe
 
     @property
     def n_batches(self) -> int:
@@ -76,6 +77,7 @@ class Plan:
             "n_images": len(self.indices), "n_batches": self.n_batches,
             "protocols": {spec.key: m.resolved_protocol() for spec, m in self.metrics},
             "controls": [spec.key for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
+            **self.chunks,
         }
 
     def metric_info(self) -> dict[str, dict[str, Any]]:
@@ -109,7 +111,7 @@ def run(
     try:
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
-        plan = build_plan(cfg, run_dir, device)
+        plan = build_plan(cfg, run_dir, device, ranks, resume)
         with plan.model.inference():  # eval mode, frozen parameters; the module is restored after the run
             return execute(plan, ranks, progress)
     finally:
@@ -128,18 +130,13 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     all_batches = plan.batches()
     loader = DataLoader(IndexedDataset(plan.dataset), batch_sampler=[all_batches[k] for k in todo],
                         num_workers=cfg.dataset.num_workers, collate_fn=collate)
-    show = progress and ranks.is_main
-    bars = {  # one bar per explainer over the batches (they advance together, batch-major)
-        spec.key: tqdm(total=len(todo), desc=f"{spec.key:>20}", position=i, unit="batch",
-                        disable=not show, leave=True, dynamic_ncols=True)
-        for i, (spec, _) in enumerate(plan.explainers)
-    }
+    shown = Progress(cfg.name, len(todo), [spec.key for spec, _ in plan.explainers], progress and ranks.is_main)
     try:
         for k, batch in zip(todo, loader, strict=True):
-            files.write(k, process_batch(plan, k, batch, bars))
+            files.write(k, process_batch(plan, k, batch, shown))
+            shown.batch_done(k)
     finally:
-        for bar in bars.values():
-            bar.close()
+        shown.close()
     ranks.barrier()
     ranks.gather_files(files, plan.n_batches)
     if not ranks.is_main:
@@ -151,9 +148,10 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     store.add_extras_to_h5(run_dir)
     store.write_errors(run_dir)
     probe_costs = {name: c for name, c in plan.costs.items() if name.startswith("probe/")}
-    provenance.write_run_json(run_dir, "complete", plan.run_fields(), provenance.batch_costs(files, probe_costs),
-                              wall=time.perf_counter() - started, world=ranks.world)
+    costs, wall = provenance.batch_costs(files, probe_costs), time.perf_counter() - started
+    provenance.write_run_json(run_dir, "complete", plan.run_fields(), costs, wall=wall, world=ranks.world)
     tables.write_tables(run_dir)  # stats/: rank groups, pairwise tests, per class, agreement, reliability
+    shown.summary(costs, wall)
     if cfg.output.figures:
         from .results import report
 
@@ -161,7 +159,9 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     return run_dir
 
 
-def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None) -> Plan:
+def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None, ranks: Ranks | None = None,
+               resume: bool = False) -> Plan:
+    ranks = ranks or Ranks()
     torch.manual_seed(cfg.seed)
     device = device or resolve_device(cfg.device)
     autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
@@ -176,19 +176,37 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
         raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
     check_classes(model, dataset, cfg.dataset.name)
     shape = (model.channels, size, size)
-    explainers = [(s, build_sized(EXPLAINERS, s.name, s.params, model, shape, True, cfg.memory_budget_gb))
-                  for s in cfg.explainers]
-    metrics = [(s, build_sized(METRICS, s.name, s.params, model, shape, False, cfg.memory_budget_gb))
+    # `chunk_size: auto` is chosen once, on rank 0 (or read back from run.json when resuming), and
+    # used by every rank: a timed choice must not differ between the pieces of one run
+    chunks = ranks.share(choose_chunks, cfg, model, shape, run_dir if resume else None)
+    sizes = chunks.get("chunk_sizes", {})
+
+    def params(kind: str, spec: PluginSpec) -> dict:
+        chosen = sizes.get(f"{kind}/{spec.key}")
+        return {**spec.params, "chunk_size": chosen} if chosen is not None else spec.params
+
+    explainers = [(s, build_sized(EXPLAINERS, s.name, params("explainer", s), model, shape, True,
+                                  cfg.memory_budget_gb)) for s in cfg.explainers]
+    metrics = [(s, build_sized(METRICS, s.name, params("metric", s), model, shape, False, cfg.memory_budget_gb))
                for s in cfg.metrics]
     for spec, explainer in explainers:
         if "layer" in spec.params or hasattr(explainer, "layer"):
             model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
-    return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics)
+    return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics, chunks=chunks)
 
 
-def process_batch(plan: Plan, k: int, batch: Batch, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
+def choose_chunks(cfg: RunConfig, model: ModelAdapter, shape: tuple[int, ...], resumed: Path | None) -> dict:
+    """The `chunk_size: auto` choices (memory.auto_chunk_sizes), or a resumed run's from its run.json."""
+    recorded = rundir.recorded(resumed, ("chunk_sizes", "chunk_probe")) if resumed is not None else {}
+    if "chunk_sizes" in recorded:
+        return recorded
+    plugins = [("explainer", EXPLAINERS, cfg.explainers, True), ("metric", METRICS, cfg.metrics, False)]
+    return auto_chunk_sizes(plugins, model, shape, cfg.memory_budget_gb)
+
+
+def process_batch(plan: Plan, k: int, batch: Batch, progress: Progress) -> dict[str, np.ndarray]:
     """Explain and score one batch; return its arrays for the batch file."""
-    return BatchWork(plan, k, batch).run(bars)
+    return BatchWork(plan, k, batch).run(progress)
 
 
 class BatchWork:
@@ -207,7 +225,7 @@ class BatchWork:
         self.index = batch.index.numpy()
         self.arrays: dict[str, np.ndarray] = {}
 
-    def run(self, bars: dict[str, tqdm]) -> dict[str, np.ndarray]:
+    def run(self, progress: Progress) -> dict[str, np.ndarray]:
         plan, cfg = self.plan, self.plan.cfg
         before = {name: c.totals() for name, c in plan.costs.items()}
         with torch.no_grad(), plan.autocast():
@@ -231,17 +249,18 @@ class BatchWork:
         if cfg.output.save_maps:
             self.arrays.update(store.thumbnail_arrays(self.batch.images, self.batch.boxes, self.batch.masks))
         for slot, (spec, explainer) in enumerate(plan.explainers):
-            self.explain(slot, spec, explainer)
-            bars[spec.key].update(1)
+            progress.start(spec.key)
+            progress.done(spec.key, self.explain(slot, spec, explainer))
         for name, cost in plan.costs.items():
             self.arrays[keys.cost(name)] = cost.totals() - before.get(name, 0.0)  # this batch's share
         return self.arrays
 
-    def explain(self, slot: int, spec: PluginSpec, explainer: Explainer) -> None:
-        """Explain the valid images within the explainer's limit, then score them with every metric."""
+    def explain(self, slot: int, spec: PluginSpec, explainer: Explainer) -> int:
+        """Explain the valid images within the explainer's limit, then score them with every metric;
+        return how many images that was."""
         sel = self.valid & (self.index < spec.limit if spec.limit is not None else True)
         if not sel.any():
-            return
+            return 0
         rows = torch.from_numpy(np.flatnonzero(sel)).to(self.plan.device)
         xs, ts = self.x[rows], self.target[rows]
         torch.manual_seed(self.plan.seed_for(self.k, slot))
@@ -250,7 +269,7 @@ class BatchWork:
         if maps is None:  # failed (on_error: skip): so are its metrics on these rows
             self.arrays.update({keys.status(spec.key, m.key): np.where(sel, -2, 0).astype(np.int8)
                                 for m, _ in self.plan.metrics})
-            return
+            return 0
         if self.plan.cfg.output.save_maps:
             self.arrays[keys.map_key(spec.key)] = self.full(sel, maps)
         for key, value in explainer.diagnostics.items():
@@ -262,6 +281,7 @@ class BatchWork:
         for mslot, (mspec, metric) in enumerate(self.plan.metrics):
             seed = self.plan.seed_for(self.k, METRIC_SLOT + slot * 100 + mslot)
             self.score(spec, explainer, mspec, metric, sel, nonfinite, xs, ts, maps, seed)
+        return len(rows)
 
     def attempt(self, fn, rows: np.ndarray, explainer: str, metric: str | None = None):
         """`fn()` of a plug-in on `rows`. If it raises, `on_error: fail` stops the run naming the plug-in

@@ -1,5 +1,5 @@
-"""The fused inference copy: same logits as the model, rebuilt when parameters change, never used
-under hooks, autocast, or for a model TorchScript cannot trace."""
+"""The fused inference copy: same logits as the model, rebuilt when parameters change (also through
+`.data`), never used under hooks, autocast, or for a model torch.fx cannot trace."""
 
 import torch
 from torch import nn
@@ -30,20 +30,22 @@ def test_fused_copy_gives_the_models_logits_and_is_built_once():
     with torch.no_grad():
         plain = model.module(x)
     torch.testing.assert_close(fused_logits(model, x), plain, rtol=1e-5, atol=1e-5)
-    frozen = model.fused.module_for(x)
-    assert isinstance(frozen, torch.jit.ScriptModule)
-    assert not any(isinstance(m, nn.BatchNorm2d) for m in frozen.modules())  # folded away
+    folded = model.fused.module_for(x)
+    assert isinstance(folded, torch.fx.GraphModule)
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in folded.modules())  # folded away
+    assert any(n.target is torch.relu_ for n in folded.graph.nodes)  # ReLUs with one reader run in place
     fused_logits(model, x[:2])
-    assert model.fused.module_for(x) is frozen  # same parameters and shape: no rebuild
+    assert model.fused.module_for(x) is folded  # same parameters: no rebuild
     before = model.counter.snapshot()
     fused_logits(model, x)
     assert model.counter.since(before)["forward_images"] == 5
 
 
-def test_parameter_change_in_place_rebuilds_the_copy():
+def test_parameter_change_in_place_refolds_the_copy():
     model = bn_model()
     x = torch.randn(4, 3, 12, 12)
     fused_logits(model, x)
+    traced = model.fused.module_for(x)
     with zeroed_filters(model.module[3], model.module[4], torch.tensor([0, 1, 2, 3, 4, 5])):
         with torch.no_grad():
             want = model.module(x)
@@ -52,6 +54,46 @@ def test_parameter_change_in_place_rebuilds_the_copy():
     with torch.no_grad():
         torch.testing.assert_close(fused_logits(model, x), model.module(x), rtol=1e-5, atol=1e-5)
         assert not torch.allclose(want, model.module(x))  # the pruning did change the logits
+    assert model.fused.module_for(x) is traced  # new values re-folded into the same traced copy
+
+
+class TwoReaders(nn.Module):
+    """conv → (BatchNorm, and the conv output again): the BatchNorm cannot be folded."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4, 2)
+
+    def forward(self, x):
+        h = self.conv(x)
+        return self.fc((torch.relu(self.bn(h)) + h).mean((2, 3)))
+
+
+def test_an_unfolded_batchnorm_follows_its_statistics():
+    torch.manual_seed(0)
+    model = xb.ModelAdapter.wrap(TwoReaders().eval(), mean=(0, 0, 0), std=(1, 1, 1))
+    x = torch.randn(3, 3, 8, 8)
+    fused_logits(model, x)
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.fused.module_for(x).modules())
+    model.module.bn.running_mean.data += 0.5
+    with torch.no_grad():
+        want = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), want, rtol=1e-5, atol=1e-5)
+
+
+def test_parameter_change_through_data_rebuilds_the_copy():
+    """`.data` edits bypass the version counter; the fingerprint's bit sums still see them."""
+    model = bn_model()
+    x = torch.randn(4, 3, 12, 12)
+    fused_logits(model, x)
+    model.module[3].weight.data.mul_(-1.5)  # same storage, same version counter
+    with torch.no_grad():
+        want = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), want, rtol=1e-5, atol=1e-5)
+    model.module[4].running_mean.data[2] += 1.0  # a buffer, one entry
+    with torch.no_grad():
+        want = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), want, rtol=1e-5, atol=1e-5)
 
 
 def test_hooks_autocast_and_untraceable_models_run_the_model_as_is():

@@ -130,7 +130,7 @@ def test_channels_come_from_mean_and_std():
 
 
 def test_fused_copy_leaves_the_module_as_it_was():
-    """Deletion runs the BatchNorm-folded traced copy (no user hook here): the module is untouched."""
+    """Deletion runs the BatchNorm-folded fx copy (no user hook here): the module is untouched."""
     torch.manual_seed(0)
     net = Net().train()
     net.stem.requires_grad_(False)
@@ -138,7 +138,7 @@ def test_fused_copy_leaves_the_module_as_it_was():
     model = xb.ModelAdapter.wrap(net, mean=(0.5,) * 3, std=(0.25,) * 3, input_size=16)
     x = torch.randn(2, 3, 16, 16)
     xb.evaluate(model, x, torch.rand(2, 16, 16), 1, "deletion", steps=4)
-    assert model.fused._frozen is not None  # the traced copy was built and used
+    assert model.fused._folded is not None  # the folded copy was built and used
     assert_same(before, snapshot(net))
 
 

@@ -31,7 +31,7 @@ METHODS = {
 @pytest.mark.parametrize("arch", list(EARLY))
 def test_every_method_runs_on_the_architecture(arch, monkeypatch):
     m, x = (small_densenet() if arch == "densenet" else model(arch)), images(1)
-    # the TorchScript-folded copy for no-grad loops took ~30 s per architecture to build here; it is
+    # the folded copy for no-grad loops (TorchScript then; torch.fx now) took ~30 s per architecture here; it is
     # checked against the model in tests/models/test_fused.py, and these methods run the same without it
     monkeypatch.setattr(m.fused, "enabled", False)
     for name, params in METHODS.items():

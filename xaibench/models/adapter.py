@@ -188,7 +188,7 @@ class ModelAdapter(nn.Module):
         """Logits of a model-input batch. On CPU the model sees channels-last images, oneDNN's
         faster layout for convolutions, forward and backward (the same arithmetic up to summation
         order; a model that cannot take that layout falls back to NCHW for good); inside
-        `fused_inference()` no-grad forwards run a BatchNorm-folded frozen copy instead
+        `fused_inference()` no-grad forwards run a BatchNorm-folded copy instead
         (bench/bench_cam.py, bench_gradient.py and bench_metrics.py time these)."""
         with self.inference():
             if x.dim() == 4 and x.device.type == "cpu":
@@ -217,10 +217,13 @@ class ModelAdapter(nn.Module):
 
     @contextlib.contextmanager
     def fused_inference(self) -> Iterator[None]:
-        """Inside the block, no-grad CPU forwards without hooks run the model's frozen copy with
-        BatchNorm folded into the convolutions and conv+ReLU/add fused (`fused.py`): the same
-        function, rounded differently (~1e-6 relative), built once per parameter state and input
-        shape (seconds: worth it for loops of many forwards, which is where it is used)."""
+        """Inside the block, no-grad CPU forwards without hooks run the model's copy with BatchNorm
+        folded into the convolutions, channels-last (`fused.py`, torch.fx): the same function,
+        rounded differently (~1e-6 relative), re-folded when the parameters change (a fingerprint
+        that also sees `.data` edits made before the block) — meant for loops of many forwards,
+        which is where it is used."""
+        if self._fused_depth == 0:
+            self.fused.begin()
         self._fused_depth += 1
         try:
             yield
@@ -228,9 +231,10 @@ class ModelAdapter(nn.Module):
             self._fused_depth -= 1
 
     def _cpu_forward(self, x: Tensor) -> Tensor:
-        frozen = self.fused.module_for(x) if self._fused_depth and not torch.is_grad_enabled() else None
-        if frozen is not None:
-            return frozen(x)
+        if self._fused_depth and not torch.is_grad_enabled():
+            logits = self.fused.forward(x)
+            if logits is not None:
+                return logits
         if self.channels_last:
             try:
                 return self.logits(self.module(x.contiguous(memory_format=torch.channels_last)))

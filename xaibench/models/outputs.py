@@ -56,6 +56,11 @@ def output_tensor(out: object, name: str = "model") -> Tensor:
                      "whose first element is the logits, or a mapping / ModelOutput with 'logits'")
 
 
+# torch.fx traces `LogitsOf` with `as_logits` as one opaque call on the module's output (its
+# isinstance checks run on the real output, after the traced layers)
+torch.fx.wrap("as_logits")
+
+
 class LogitsOf(nn.Module):
     """`module` followed by `as_logits`: what the fused inference copy traces (so models that return
     tuples or ModelOutputs get a traced copy that returns the logits tensor)."""

@@ -62,3 +62,12 @@ def prepare(parent: str | Path, name: str, config: dict[str, Any], out: str | Pa
     for stale in [*folder.glob(".*.tmp"), *(folder / ".partial").glob(".*.tmp")]:
         stale.unlink(missing_ok=True)  # half-written files of the interrupted process, never renamed into place
     return folder
+
+
+def recorded(folder: str | Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    """The entries `keys` of a run folder's run.json that it holds (a resumed run reuses them)."""
+    meta = Path(folder) / "run.json"
+    if not meta.is_file():
+        return {}
+    fields = json.loads(meta.read_text())
+    return {k: fields[k] for k in keys if k in fields}

@@ -1,6 +1,6 @@
-"""Layer-wise relevance propagation through Zennit: LRP, contrastive LRP and Relevance-CAM, plus
-the relevance at an intermediate layer that CF-CAM reuses. Zennit's composites and canonizers
-are applied and removed around each call; the model is never edited permanently.
+"""Layer-wise relevance propagation: LRP, contrastive LRP and Relevance-CAM, plus the relevance at an
+intermediate layer that CF-CAM reuses. Zennit's composites and canonizers, computed by our own rule
+layers (models/lrp_rules.py) that are swapped in around each call; Zennit is the tests' oracle.
 """
 
 from __future__ import annotations
@@ -8,13 +8,17 @@ from __future__ import annotations
 import contextlib
 import weakref
 from dataclasses import dataclass
+from dataclasses import field as dc_field
 from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import ConfigError, ModelError
+from ..models import lrp_canonizers as canonizers
+from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
+from ..models.fused import state_key
 from ..registry import param
 from ..tensorops import assemble_cam
 from .base import EXPLAINERS, LAYER_HELP, REDUCE_HELP, Explainer, Reduce
@@ -74,60 +78,117 @@ def batchnorm_pairs(model: ModelAdapter, x: Tensor) -> list[tuple[tuple[str], st
     return pairs
 
 
-def make_canonizers(model: ModelAdapter, kind: str, x: Tensor) -> list:
-    """Zennit canonizers: `merge_batchnorm` (every BatchNorm that reads a linear/conv layer's
-    output merged into it, pairs found by tracing), `resnet` (that plus torchvision's residual
-    blocks, whose addition gets its own relevance rule), `none`; `auto` picks `resnet` when
-    the model has torchvision Bottleneck/BasicBlock modules, else `merge_batchnorm`."""
+RULES_BY_COMPOSITE = {  # composite: (first linear layer's rule, convolutions' rule); dense layers: ε
+    "epsilon_plus_flat": ("flat", "zplus"), "epsilon_plus": (None, "zplus"),
+    "epsilon_alpha2_beta1": (None, "alpha_beta"), "epsilon_alpha2_beta1_flat": ("flat", "alpha_beta"),
+    "epsilon_gamma_box": ("zbox", "gamma"), "epsilon": (None, "epsilon"),
+}
+
+
+@dataclass
+class Composite:
+    """Which LRP rule each layer of a model gets (Zennit's composites by name; Montavon et al. 2019,
+    "Layer-wise relevance propagation: an overview"): ε for dense layers and z⁺ / α2β1 / γ for
+    convolutions, the flat rule or the z^B box rule (bounds: pixel values 0 and 1, normalized) for
+    the first layer, `epsilon` the ε rule everywhere; activations and BatchNorm pass relevance on,
+    average pooling and residual sums normalize it. `canonizer`: `merge_batchnorm` merges every
+    BatchNorm that reads a linear layer's output into it (pairs found by tracing), `resnet` that
+    plus torchvision's residual blocks, whose addition gets its own rule, `none`."""
+
+    name: str
+    epsilon: float = 1e-6
+    gamma: float = 0.25
+    canonizer: str = "merge_batchnorm"
+    pairs: list = dc_field(default_factory=list)
+    low: Tensor | None = None
+    high: Tensor | None = None
+    stabilizer: float = 1e-6
+
+    def rule(self, kind: str) -> rules.Rule:
+        eps = self.stabilizer
+        return {"flat": lambda: rules.Flat(eps), "zplus": lambda: rules.ZPlus(eps),
+                "alpha_beta": lambda: rules.AlphaBeta(2.0, 1.0, eps), "gamma": lambda: rules.Gamma(self.gamma, eps),
+                "zbox": lambda: rules.ZBox(self.low, self.high, eps), "epsilon": lambda: rules.Epsilon(self.epsilon)}[kind]()
+
+    def forwards(self, root: nn.Module) -> dict[nn.Module, object]:
+        """Every module that gets a rule → its RuleLayer; residual blocks → their canonical forward."""
+        from torchvision.models.resnet import BasicBlock, Bottleneck
+        from zennit import types as zt
+
+        modules = dict(root.named_modules())
+        merged_into = {}  # linear module → its BatchNorm
+        for linears, bn_name in self.pairs:
+            bn = modules[bn_name]
+            if getattr(bn, "running_mean", None) is not None:
+                merged_into.setdefault(modules[linears[0]], bn)
+        merged_bns = set(merged_into.values())
+        first, conv_rule = RULES_BY_COMPOSITE[self.name]
+        first_types = zt.Convolution if first == "zbox" else zt.Linear
+        out: dict[nn.Module, object] = {}
+        for m in modules.values():
+            if isinstance(m, (zt.Activation, zt.BatchNorm)):
+                out[m] = rules.RuleLayer(m, rules.Pass(), merged_bn=m in merged_bns)
+            elif isinstance(m, zt.AvgPool):
+                out[m] = rules.RuleLayer(m, rules.Norm(self.stabilizer))
+            elif isinstance(m, (zt.Convolution, nn.Linear)) or (first and isinstance(m, first_types)):
+                if first and isinstance(m, first_types):
+                    kind, first = first, None
+                else:
+                    kind = conv_rule if isinstance(m, zt.Convolution) else "epsilon"
+                weight, bias = (canonizers.merge_batchnorm(m, merged_into[m]) if m in merged_into
+                                else (m.weight.detach(), m.bias.detach() if m.bias is not None else None))
+                out[m] = rules.RuleLayer(m, self.rule(kind), weight=weight, bias=bias)
+        if self.canonizer == "resnet":
+            for m in modules.values():
+                if isinstance(m, Bottleneck):
+                    out[m] = canonizers.bottleneck_forward(m, self.stabilizer)
+                elif isinstance(m, BasicBlock):
+                    out[m] = canonizers.basic_block_forward(m, self.stabilizer)
+        return out
+
+    def key(self) -> tuple:
+        bounds = tuple((tuple(t.shape), float(t.sum())) for t in (self.low, self.high) if t is not None)
+        return (self.name, self.epsilon, self.gamma, self.canonizer, tuple(map(tuple, self.pairs)), self.stabilizer,
+                bounds)
+
+    def context(self, model: ModelAdapter):
+        """Inside the block the model's forward computes relevance by these rules in its backward.
+        The rule layers (merged and clamped weights) are kept for the model's last composite and
+        reused while its parameters are unchanged (models/fused.py's fingerprint)."""
+        root = model.module
+        key = (self.key(), state_key(root))
+        kept = _PREPARED.get(root)
+        if kept is None or kept[0] != key:
+            kept = _PREPARED[root] = (key, self.forwards(root))
+        return rules.relevance_rules(kept[1])
+
+
+_PREPARED: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # module → (key, forwards)
+
+
+def resolve_canonizer(model: ModelAdapter, kind: str) -> str:
+    """`auto` → `resnet` when the model has torchvision Bottleneck/BasicBlock modules, else
+    `merge_batchnorm`."""
     from torchvision.models.resnet import BasicBlock, Bottleneck
-    from zennit.canonizers import NamedMergeBatchNorm
-    from zennit.torchvision import ResNetBasicBlockCanonizer, ResNetBottleneckCanonizer
 
     if kind == "auto":
-        kind = "resnet" if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.module.modules()) \
+        return "resnet" if any(isinstance(m, (BasicBlock, Bottleneck)) for m in model.module.modules()) \
             else "merge_batchnorm"
-    if kind == "none":
-        return []
-    if kind not in ("resnet", "merge_batchnorm"):
+    if kind not in ("resnet", "merge_batchnorm", "none"):
         raise ConfigError(f"unknown canonizer '{kind}'. Valid: auto, none, merge_batchnorm, resnet")
-    merge = [NamedMergeBatchNorm(batchnorm_pairs(model, x))]
-    return merge + [ResNetBottleneckCanonizer(), ResNetBasicBlockCanonizer()] if kind == "resnet" else merge
+    return kind
 
 
-def make_composite(name: str, model: ModelAdapter, x: Tensor, epsilon: float, gamma: float, canonizer: str):
-    """A Zennit composite by name (Montavon et al. 2019, "Layer-wise relevance propagation: an
-    overview"): ε for dense layers and z⁺ / α2β1 / γ for convolutions, with the flat rule or
-    the z^B box rule (bounds: pixel values 0 and 1, normalized) for the first layer; `epsilon`
-    is the ε rule on every linear and convolutional layer."""
-    from zennit.composites import (
-        EpsilonAlpha2Beta1,
-        EpsilonAlpha2Beta1Flat,
-        EpsilonGammaBox,
-        EpsilonPlus,
-        EpsilonPlusFlat,
-        LayerMapComposite,
-        layer_map_base,
-    )
-    from zennit.rules import Epsilon
-    from zennit.types import Convolution
-
-    can = make_canonizers(model, canonizer, x)
-    if name == "epsilon_plus_flat":
-        return EpsilonPlusFlat(epsilon=epsilon, canonizers=can)
-    if name == "epsilon_plus":
-        return EpsilonPlus(epsilon=epsilon, canonizers=can)
-    if name == "epsilon_alpha2_beta1":
-        return EpsilonAlpha2Beta1(epsilon=epsilon, canonizers=can)
-    if name == "epsilon_alpha2_beta1_flat":
-        return EpsilonAlpha2Beta1Flat(epsilon=epsilon, canonizers=can)
+def make_composite(name: str, model: ModelAdapter, x: Tensor, epsilon: float, gamma: float, canonizer: str) -> Composite:
+    """The composite `name` for `model` (see Composite), its BatchNorm pairs traced on `x`."""
+    if name not in RULES_BY_COMPOSITE:
+        raise ConfigError(f"unknown LRP composite '{name}'. Valid: {', '.join(CompositeName.__args__)}")
+    kind = resolve_canonizer(model, canonizer)
+    pairs = batchnorm_pairs(model, x) if kind != "none" else []
+    low = high = None
     if name == "epsilon_gamma_box":
-        low = model.normalize(torch.zeros_like(x[:1]))
-        high = model.normalize(torch.ones_like(x[:1]))
-        return EpsilonGammaBox(low=low, high=high, epsilon=epsilon, gamma=gamma, canonizers=can)
-    if name == "epsilon":
-        rule = Epsilon(epsilon=epsilon)
-        return LayerMapComposite(layer_map=layer_map_base() + [(Convolution, rule), (nn.Linear, rule)], canonizers=can)
-    raise ConfigError(f"unknown LRP composite '{name}'. Valid: {', '.join(CompositeName.__args__)}")
+        low, high = model.normalize(torch.zeros_like(x[:1])), model.normalize(torch.ones_like(x[:1]))
+    return Composite(name, epsilon, gamma, kind, pairs, low, high)
 
 
 def output_relevance(logits: Tensor, target: Tensor, contrastive: bool, scale: str) -> Tensor:
@@ -155,15 +216,15 @@ def relevance(
 ) -> tuple[Tensor, Tensor | None]:
     """One forward and one modified backward inside the composite's context: (relevance at the
     input (B,C,H,W) — or at `layer`'s output when given — and the layer's activations or None).
-    With Zennit, the modified gradient arriving at a tensor *is* its relevance (each rule
-    returns a_i·Σ_j w_ij R_j / z_j as its input gradient)."""
+    The modified gradient arriving at a tensor *is* its relevance (each rule layer's backward
+    returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
-    model.require_hooks("LRP")  # Zennit's rules are module hooks
+    model.require_hooks("LRP")  # the rule layers replace module forwards
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
-        stack.enter_context(composite.context(model.module))
+        stack.enter_context(composite.context(model))
         cap = stack.enter_context(model.capture(layer)) if layer is not None else None
-        xg = x.detach().clone().requires_grad_(layer is None)
+        xg = x.detach().requires_grad_(layer is None)
         logits = model(xg)
         wrt = cap.activation if cap is not None else xg
         if not wrt.requires_grad:
