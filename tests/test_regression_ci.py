@@ -27,7 +27,7 @@ def test_regression_config_matches_committed_baseline(tmp_path):
     base = pd.read_csv(ROOT / "configs/ci/baseline.csv").set_index(["explainer", "metric"])
     now = pd.read_csv(tmp_path / "run" / "summary.csv").set_index(["explainer", "metric"])
     assert (now.loc[base.index, "n"] == base["n"]).all()
-    # the committed numbers, up to float noise (today's code differs by at most 3e-5, gradcam deletion)
+    # the committed numbers, up to float noise
     assert np.allclose(now.loc[base.index, "mean"], base["mean"], rtol=0, atol=1e-4)
 
 
