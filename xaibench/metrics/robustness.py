@@ -29,7 +29,7 @@ class MaxSensitivity(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"explain"})
     radius: float = param(0.02, help="half-width of the uniform L-infinity noise, model-input units", gt=0)
     samples: int = param(10, help="noisy copies re-explained per image", ge=1)
-    chunk_size: int = param(64, help="noisy copies per explainer call", ge=1)
+    samples_per_call: int = param(64, help="noisy copies per explainer call (an explainer call, not a model call: no auto)", ge=1)
     seed: int = param(0, help="seed of the noise (mixed with each image's seed)")
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
@@ -43,7 +43,7 @@ class MaxSensitivity(ImageMetric):
         gens = image_generators(self.seed, seeds, b, "noise")
         img = torch.arange(b, device=x.device).repeat_interleave(self.samples)  # image-major (Captum's order)
         sens = torch.empty(b * self.samples, device=x.device)
-        for sl in chunks(len(img), self.chunk_size):  # each chunk is one explainer call
+        for sl in chunks(len(img), self.samples_per_call):  # each chunk is one explainer call
             i = img[sl]
             delta = uniform_draw([gens[k] for k in i.tolist()], tuple(x.shape[1:]), -self.radius, self.radius)
             again = clean_maps(explain(model, x[i] + delta.to(x), target[i])).detach().to(x.device).flatten(1)
