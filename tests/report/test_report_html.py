@@ -179,3 +179,11 @@ def test_inlined_images_choose_png_for_flat_pictures_and_jpeg_otherwise():
     assert data_uri(flat).startswith("data:image/png") and data_uri(noisy).startswith("data:image/jpeg")
     assert np.array_equal(np.asarray(decode(data_uri(flat)).convert("RGB")), flat)  # PNG: lossless
     assert decode(data_uri(noisy)).size == (40, 40)
+
+
+def test_rank_groups_print_as_integers():
+    """summary.csv's `group` column is read as float when a row has none (NaN): show 1, not 1.0."""
+    from xaibench.report.page import rank_group
+
+    assert str(rank_group({"group": 1.0})) == "1" and rank_group({"group": float("nan")}) is None
+    assert rank_group({"rank_group": "2"}) == "2"

@@ -99,7 +99,8 @@ def rank_group(row: dict[str, Any]) -> Any:
     """The row's rank group (summary.csv `group`, or `rank_group`), None when it has none."""
     for col in ("group", "rank_group"):
         if col in row and not pd.isna(row[col]) and str(row[col]) != "":
-            return row[col]
+            value = row[col]
+            return int(value) if isinstance(value, float) and value.is_integer() else value  # 1, not 1.0
     return None
 
 
