@@ -49,6 +49,16 @@ def h5_arrays(path):
     return out
 
 
+def assert_same_run(full, resumed):
+    """Every results.h5 array and the scores/summary/errors tables of two runs are identical."""
+    a, b = h5_arrays(full / "results.h5"), h5_arrays(resumed / "results.h5")
+    assert a.keys() == b.keys()
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
+    for name in ("scores.csv", "summary.csv", "errors.csv"):
+        assert (full / name).read_text() == (resumed / name).read_text(), name
+
+
 def test_run_writes_every_output(tiny_config, tmp_path):
     run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
     for name in ("run.json", "results.h5", "scores.csv", "summary.csv", "errors.csv"):
@@ -111,12 +121,7 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, tmp_path, mo
     assert not (tmp_path / "part" / "results.h5").exists()
     monkeypatch.setattr(runner, "process_batch", real)
     resumed = runner.run(tiny_config, out=tmp_path / "part", resume=True, progress=False)
-    a, b = h5_arrays(full / "results.h5"), h5_arrays(resumed / "results.h5")
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for name in ("scores.csv", "summary.csv", "errors.csv"):
-        assert (full / name).read_text() == (resumed / name).read_text(), name
+    assert_same_run(full, resumed)
 
 
 def test_resume_refuses_a_different_config(tiny_config, tmp_path):

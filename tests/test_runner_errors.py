@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from test_runner import h5_arrays
+from test_runner import assert_same_run, h5_arrays
 
 from xaibench import runner
 from xaibench.errors import PluginError
@@ -119,12 +119,7 @@ def test_failing_explainer_with_on_error_fail_stops_and_resume_continues(tiny_co
     assert sorted(p.name for p in (tmp_path / "part" / ".partial").glob("batch_*")) == ["batch_000000.npz"]
     FAILS["explainer"] = set()  # the cause is fixed
     resumed = runner.run(tiny_config, out=tmp_path / "part", resume=True, progress=False)
-    a, b = h5_arrays(full / "results.h5"), h5_arrays(resumed / "results.h5")
-    assert a.keys() == b.keys()
-    for key in a:
-        np.testing.assert_array_equal(a[key], b[key], err_msg=key)
-    for name in ("scores.csv", "summary.csv", "errors.csv"):
-        assert (full / name).read_text() == (resumed / name).read_text(), name
+    assert_same_run(full, resumed)
 
 
 def test_failing_metric_with_on_error_fail_names_it(tiny_config, tmp_path):
