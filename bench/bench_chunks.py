@@ -16,19 +16,16 @@ import statistics
 import time
 
 import torch
-from common import markdown, median_seconds
+from common import add_model_args, markdown, median_seconds, model_and_inputs
 
 from xaibench.memory import build_sized
 from xaibench.metrics.base import METRICS
-from xaibench.models.zoo import load_model
 from xaibench.saliency.base import EXPLAINERS
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="builtin:synthetic-cnn")
-    ap.add_argument("--weights", default="default")
-    ap.add_argument("--size", type=int, default=None)
+    add_model_args(ap)
     ap.add_argument("--images", type=int, default=2)
     ap.add_argument("--fixed", type=int, default=64, help="the fixed chunk to compare with (the plug-ins' default)")
     ap.add_argument("--repeats", type=int, default=3)
@@ -37,13 +34,9 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    model = load_model(args.model, args.weights)
-    size = args.size or model.input_size[0]
-    shape = (3, size, size)
-    x = model.normalize(torch.rand(args.images, *shape))
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    model, x, target = model_and_inputs(args, args.images)
+    size = x.shape[-1]
+    shape = tuple(x.shape[1:])
     maps = torch.rand(args.images, size, size)
     win = max(8, size // 4)
     params = {"occlusion": {"window": win, "stride": win // 2}, "rise": {"n_masks": 128}, "scorecam": {},

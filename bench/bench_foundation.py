@@ -9,26 +9,20 @@ from __future__ import annotations
 import argparse
 
 import torch
-from common import forward_backward_floor, forward_floor, markdown, median_seconds
+from common import add_model_args, forward_backward_floor, forward_floor, markdown, median_seconds, model_and_inputs
 
-from xaibench import evaluate, explain, load_model
+from xaibench import evaluate, explain
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--model", default="builtin:synthetic-cnn")
-    ap.add_argument("--weights", default="default")
-    ap.add_argument("--size", type=int, default=None)
+    add_model_args(ap)
     ap.add_argument("--batch", type=int, default=32)
     ap.add_argument("--steps", type=int, default=32, help="deletion/insertion steps")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    model = load_model(args.model, args.weights)
-    size = args.size or model.input_size[0]
-    x = model.normalize(torch.rand(args.batch, 3, size, size))
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    model, x, target = model_and_inputs(args, args.batch)
+    size = x.shape[-1]
     fb = median_seconds(forward_backward_floor(model, x, target), args.repeats)
     fwd = median_seconds(forward_floor(model, x), args.repeats)
     maps = explain(model, x, target, "gradcam")

@@ -22,12 +22,11 @@ import time
 import warnings
 
 import torch
-from common import markdown, median_seconds
+from common import add_model_args, markdown, median_seconds, model_and_inputs
 
 from xaibench.metrics.base import METRICS
 from xaibench.models.fused import FusedInference, bit_sums, fold_for_inference, has_hooks, version_key
 from xaibench.models.outputs import LogitsOf
-from xaibench.models.zoo import load_model
 from xaibench.saliency.base import EXPLAINERS
 
 
@@ -63,9 +62,7 @@ class Unfused(FusedInference):
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="builtin:synthetic-cnn")
-    ap.add_argument("--weights", default="default")
-    ap.add_argument("--size", type=int, default=None)
+    add_model_args(ap)
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--chunk", type=int, default=64)
     ap.add_argument("--rise-masks", type=int, default=256)
@@ -78,12 +75,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    torch.manual_seed(0)
-    model = load_model(args.model, args.weights)
-    size = args.size or model.input_size[0]
-    x = model.normalize(torch.rand(args.images, 3, size, size))
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    model, x, target = model_and_inputs(args, args.images)
+    size = x.shape[-1]
     maps = torch.rand(args.images, size, size)
     c = args.chunk
     scorecam = EXPLAINERS.build("scorecam", chunk_size=c)

@@ -24,10 +24,9 @@ import contextlib
 import statistics
 
 import torch
-from common import markdown, median_seconds
+from common import add_model_args, markdown, median_seconds, model_and_inputs
 
 from xaibench.models import lrp_rules as rules
-from xaibench.models.zoo import load_model
 from xaibench.saliency.lrp import batchnorm_pairs, layer_relevance, make_composite, output_relevance, relevance
 
 
@@ -99,9 +98,7 @@ def rule_extra_seconds(model, x, target, composite, layer, repeats: int) -> floa
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="builtin:synthetic-cnn")
-    ap.add_argument("--weights", default="default")
-    ap.add_argument("--size", type=int, default=None)
+    add_model_args(ap)
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--repeats", type=int, default=5, help="rounds of fb / ours / zennit")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default); 1 gives stable "
@@ -110,12 +107,8 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
 
-    torch.manual_seed(0)
-    model = load_model(args.model, args.weights)
-    size = args.size or model.input_size[0]
-    x = model.normalize(torch.rand(args.batch, 3, size, size))
-    with torch.no_grad():
-        target = model(x).argmax(1)
+    model, x, target = model_and_inputs(args, args.batch)
+    size = x.shape[-1]
     cam_layer = model.resolve_layer("auto")
     cases = [  # name, composite, contrastive, output scale, layer
         ("lrp", "epsilon_plus_flat", False, "logit", None),

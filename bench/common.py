@@ -4,6 +4,7 @@ forward+backward at the same batch size), so every figure is a ratio taken in th
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import time
 from collections.abc import Callable
@@ -11,6 +12,7 @@ from collections.abc import Callable
 import torch
 
 from xaibench.models.adapter import ModelAdapter
+from xaibench.models.zoo import load_model
 from xaibench.tensorops import target_scores
 
 # Lighter settings for the costliest explainers, named presets shared by the benches:
@@ -68,3 +70,21 @@ def markdown(rows: list[dict], columns: list[str]) -> str:
     for r in rows:
         lines.append("| " + " | ".join(f"{r[c]:.4g}" if isinstance(r[c], float) else str(r[c]) for c in columns) + " |")
     return "\n".join(lines)
+
+
+def add_model_args(ap: argparse.ArgumentParser) -> None:
+    """The model options every bench shares: --model, --weights, --size (default: the model's input size)."""
+    ap.add_argument("--model", default="builtin:synthetic-cnn")
+    ap.add_argument("--weights", default="default")
+    ap.add_argument("--size", type=int, default=None)
+
+
+def model_and_inputs(args: argparse.Namespace, n: int) -> tuple[ModelAdapter, torch.Tensor, torch.Tensor]:
+    """The model of `args`, n random images (seed 0) at --size and their top-1 classes as targets."""
+    torch.manual_seed(0)
+    model = load_model(args.model, args.weights)
+    size = args.size or model.input_size[0]
+    x = model.normalize(torch.rand(n, 3, size, size))
+    with torch.no_grad():
+        target = model(x).argmax(1)
+    return model, x, target
