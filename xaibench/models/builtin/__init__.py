@@ -17,6 +17,7 @@ from ...errors import ModelError, unknown
 from ..adapter import ModelAdapter
 from ..zoo import MODELS, apply_state_dict, load_state_dict
 from .net import SyntheticCNN
+from .vit import synthetic_vit
 
 HERE = Path(__file__).parent
 TRAIN_COMMAND = "python scripts/train_builtin.py"
@@ -29,6 +30,7 @@ ARCHS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
         strides=meta.get("strides", (1, 2, 2, 1)),
         blocks=meta.get("blocks", 1),
     ),
+    "synthetic-vit": synthetic_vit,
 }
 
 

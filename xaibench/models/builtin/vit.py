@@ -1,0 +1,20 @@
+"""The built-in vision transformer `builtin:synthetic-vit`: torchvision's VisionTransformer
+(Dosovitskiy et al., ICLR 2021) in miniature, built from the dimensions its JSON metadata records.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torchvision.models.vision_transformer import VisionTransformer
+
+# The shipped dimensions (used when the JSON is absent): 8×8 patches of 16 px + a class token at 128 px.
+DEFAULT_DIMS = dict(image_size=128, patch_size=16, num_layers=6, num_heads=4, hidden_dim=128, mlp_dim=512)
+
+
+def synthetic_vit(meta: dict[str, Any]) -> VisionTransformer:
+    """A torchvision `VisionTransformer` (class token, pre-norm encoder blocks, linear head; Dosovitskiy
+    et al. 2021) with the dimensions in `meta` (image_size, patch_size, num_layers, num_heads,
+    hidden_dim, mlp_dim) and one output per entry of `meta["classes"]`."""
+    dims = {k: int(meta.get(k, v)) for k, v in DEFAULT_DIMS.items()}
+    return VisionTransformer(**dims, num_classes=len(meta["classes"]))
