@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast mutants lint bench train train-fashion clean
+.PHONY: install quickstart test test-fast mutants lint bench train train-vit train-fashion clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -38,6 +38,10 @@ bench: $(STAMP)
 train: $(STAMP)
 	$(BIN)/python scripts/train_builtin.py
 	$(BIN)/python scripts/train_builtin.py --init xaibench/models/builtin/synthetic-cnn.pt --low-res-epochs 0 --epochs 6 --lr 2e-3 --no-augment
+
+# Retrain the built-in vision transformer (see xaibench/models/builtin/synthetic-vit.json for the commands)
+train-vit: $(STAMP)
+	$(BIN)/python scripts/train_builtin_vit.py
 
 train-fashion: $(STAMP)
 	$(BIN)/python scripts/train_fashion_mnist.py

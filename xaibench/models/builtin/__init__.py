@@ -1,7 +1,8 @@
 """The built-in model family `builtin:<arch>`: small classifiers trained by xaibench and shipped
 inside the package (checkpoint + JSON metadata), so the benchmark runs offline out of the box.
 
-`builtin:synthetic-cnn` is SyntheticCNN trained on the `synthetic` dataset by `scripts/train_builtin.py`.
+`builtin:synthetic-cnn` is SyntheticCNN trained on the `synthetic` dataset by `scripts/train_builtin.py`;
+`builtin:synthetic-vit` is a small torchvision VisionTransformer trained by `scripts/train_builtin_vit.py`.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from .net import SyntheticCNN
 from .vit import synthetic_vit
 
 HERE = Path(__file__).parent
-TRAIN_COMMAND = "python scripts/train_builtin.py"
+TRAIN_COMMANDS = {"synthetic-cnn": "make train", "synthetic-vit": "make train-vit"}
+# the layer `auto` names: the CNN's CAM layer; the ViT has no conv feature map (`auto` follows the token rule)
+DEFAULT_LAYERS = {"synthetic-cnn": "stage4", "synthetic-vit": "auto"}
 
 # arch -> (constructor from its metadata, default metadata when the JSON file is absent)
 ARCHS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
@@ -49,8 +52,9 @@ def metadata(arch: str) -> dict[str, Any]:
 
 @MODELS.register("builtin")
 def builtin_model(arch: str | None, weights: str | None = "default") -> ModelAdapter:
-    """A model trained and shipped with xaibench (`builtin:synthetic-cnn`: a small ResNet with
-    GAP + linear head, He et al. 2016, trained on the `synthetic` dataset). `weights` = `default`
+    """A model trained and shipped with xaibench on the `synthetic` dataset: `builtin:synthetic-cnn`
+    (a small ResNet with GAP + linear head, He et al. 2016) or `builtin:synthetic-vit` (a small ViT
+    with class token, Dosovitskiy et al. 2021). `weights` = `default`
     (the shipped checkpoint), `none` (random initialization) or a path to a state-dict file."""
     arch = arch or "synthetic-cnn"
     if arch not in ARCHS:
@@ -61,7 +65,7 @@ def builtin_model(arch: str | None, weights: str | None = "default") -> ModelAda
     if w.lower() == "default":
         path = HERE / f"{arch}.pt"
         if not path.is_file():
-            raise ModelError(f"the checkpoint of builtin:{arch} is missing ({path}); retrain it with `{TRAIN_COMMAND}`")
+            raise ModelError(f"the checkpoint of builtin:{arch} is missing ({path}); retrain it with `{TRAIN_COMMANDS[arch]}`")
         apply_state_dict(module, load_state_dict(path), str(path))
     elif w.lower() != "none":
         apply_state_dict(module, load_state_dict(w), w)
@@ -72,5 +76,5 @@ def builtin_model(arch: str | None, weights: str | None = "default") -> ModelAda
         input_size=int(meta["image_size"]),
         class_names=meta["classes"],
         name=f"builtin:{arch}",
-        default_layer="stage4",
+        default_layer=DEFAULT_LAYERS[arch],
     )

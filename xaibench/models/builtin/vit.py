@@ -9,7 +9,7 @@ from typing import Any
 from torchvision.models.vision_transformer import VisionTransformer
 
 # The shipped dimensions (used when the JSON is absent): 8×8 patches of 16 px + a class token at 128 px.
-DEFAULT_DIMS = dict(image_size=128, patch_size=16, num_layers=6, num_heads=4, hidden_dim=128, mlp_dim=512)
+DEFAULT_DIMS = dict(image_size=128, patch_size=16, num_layers=4, num_heads=3, hidden_dim=96, mlp_dim=384)
 
 
 def synthetic_vit(meta: dict[str, Any]) -> VisionTransformer:
