@@ -27,6 +27,8 @@ def parse() -> argparse.Namespace:
     p.add_argument("--train-images", type=int, default=16000, help="procedurally generated training images")
     p.add_argument("--val-images", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--stop-after", type=int, default=None,
+                   help="stop after this many epochs (the learning-rate schedule still spans --epochs)")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (linear warmup, then cosine)")
     p.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up")
@@ -133,6 +135,8 @@ def main() -> None:
         torch.save(model.state_dict(), ckpt)
         print(f"epoch {epoch + 1}/{args.epochs}: loss {loss_sum / total:.4f} train acc {correct / total:.4f} "
               f"val acc {val_acc:.4f} ({time.time() - start:.0f}s)", flush=True)
+        if args.stop_after is not None and epoch + 1 >= args.stop_after:
+            break
     train_seconds = time.time() - start
 
     test_x, test_y = as_tensors(SyntheticShapes(split="test", seed=0))  # the benchmark's 1000 test images
@@ -152,6 +156,7 @@ def main() -> None:
         val_images=len(val_x),
         train_images=len(train_x),
         epochs=args.epochs,
+        stopped_after=epoch + 1,
         batch_size=args.batch_size,
         lr=args.lr,
         augment=not args.no_augment,
