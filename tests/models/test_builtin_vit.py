@@ -1,0 +1,149 @@
+"""builtin:synthetic-vit: a torchvision VisionTransformer with class token, built from its JSON,
+loads offline from the shipped checkpoint (≤ 10 MB) without timm, and classifies the synthetic test
+images as accurately as its metadata states (the 90 % target: strict xfail); weights none/path; the example config runs."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import torch
+from torchvision.models.vision_transformer import VisionTransformer
+from typer.testing import CliRunner
+
+from xaibench.cli import app
+from xaibench.datasets.synthetic import SyntheticShapes
+from xaibench.errors import ModelError
+from xaibench.models import builtin, load_model
+from xaibench.models.builtin import HERE
+from xaibench.models.tokens import declared_prefix_tokens, patch_embedding
+
+REPO = Path(__file__).resolve().parents[2]
+META = json.loads((HERE / "synthetic-vit.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def model():
+    return load_model("builtin:synthetic-vit")
+
+
+# Issue #19 asks for ≥ 90 % on the 1,000 test images; the shipped checkpoint (trained inside a time box
+# on a loaded machine) records less. Strict: once a retrained checkpoint reaches it, remove this mark.
+BELOW_TARGET = pytest.mark.xfail(strict=True, reason="the shipped ViT is below the 90 % target of issue #19 "
+                                 "(its JSON records the measured accuracy); retrain longer with scripts/train_builtin_vit.py")
+
+
+@BELOW_TARGET
+def test_recorded_accuracy_reaches_the_target():
+    assert META["test_accuracy"] >= 0.90
+
+
+def test_shipped_checkpoint_and_metadata():
+    assert (HERE / "synthetic-vit.pt").stat().st_size <= 10e6
+    assert 0.0 <= META["test_accuracy"] <= 1.0 and META["test_images"] == 1000
+    assert META["commands"][0].startswith("python scripts/train_builtin_vit.py")
+    assert META["command"] == " && ".join(META["commands"])
+    assert isinstance(META["seed"], int) and META["threads"] == 1 and META["train_images"] >= 1000
+    assert META["classes"] == list(SyntheticShapes.class_names) and META["image_size"] == 128
+
+
+def test_torchvision_vit_with_class_token(model):
+    vit = model.module
+    assert type(vit) is VisionTransformer and model.name == "builtin:synthetic-vit"
+    assert (vit.patch_size, vit.hidden_dim, len(vit.encoder.layers)) == (
+        META["patch_size"], META["hidden_dim"], META["num_layers"])
+    assert vit.class_token.shape == (1, 1, META["hidden_dim"]) and declared_prefix_tokens(vit) == 1
+    grid = patch_embedding(vit).grid(128, 128)
+    assert grid == (128 // META["patch_size"],) * 2 and vit.seq_length == grid[0] * grid[1] + 1
+    assert sum(p.numel() for p in vit.parameters()) == META["parameters"]
+
+
+def test_adapter_reads_the_json(model):
+    assert model.input_size == (128, 128) and model.class_names == META["classes"]
+    torch.testing.assert_close(model.mean.flatten(), torch.tensor(META["mean"]))
+    torch.testing.assert_close(model.std.flatten(), torch.tensor(META["std"]))
+
+
+def test_dimensions_and_scaling_come_from_the_json(tmp_path, monkeypatch):
+    meta = dict(META, hidden_dim=32, mlp_dim=64, num_layers=2, num_heads=2, patch_size=32,
+                mean=[0.1, 0.2, 0.3], classes=META["classes"][:4])
+    (tmp_path / "synthetic-vit.json").write_text(json.dumps(meta))
+    monkeypatch.setattr(builtin, "HERE", tmp_path)
+    small = load_model("builtin:synthetic-vit", weights="none")
+    vit = small.module
+    assert (vit.hidden_dim, len(vit.encoder.layers), vit.patch_size, vit.heads.head.out_features) == (32, 2, 32, 4)
+    assert small.mean.flatten().tolist() == pytest.approx([0.1, 0.2, 0.3]) and small.num_classes == 4
+    with pytest.raises(ModelError, match="missing.*make train-vit"):
+        load_model("builtin:synthetic-vit")  # no checkpoint in tmp_path
+
+
+N_CHECK = 200  # the first 200 of the 1,000 test images the recorded accuracy was measured on
+
+
+@pytest.fixture(scope="module")
+def accuracy_on_200(model):
+    """Top-1 accuracy of the shipped checkpoint on the first N_CHECK synthetic test images."""
+    data = SyntheticShapes(split="test", n_images=N_CHECK, cache=False)
+    x = model.normalize(data.images.permute(0, 3, 1, 2).float() / 255)
+    with torch.inference_mode():
+        pred = torch.cat([model(c).argmax(1) for c in x.split(100)])
+    return float((pred == data.labels).float().mean())
+
+
+def test_accuracy_agrees_with_the_recorded_accuracy(accuracy_on_200):
+    stated = META["test_accuracy"]
+    assert abs(accuracy_on_200 - stated) <= 4 * (stated * (1 - stated) / N_CHECK) ** 0.5 + 1e-9
+    # random or untrained weights: chance, 10 % of the balanced classes (+ 4 binomial σ)
+    assert accuracy_on_200 > 0.1 + 4 * (0.1 * 0.9 / N_CHECK) ** 0.5
+
+
+@BELOW_TARGET
+def test_accuracy_on_200_images_reaches_the_target(accuracy_on_200):
+    assert accuracy_on_200 >= 0.85
+
+
+def test_weights_none_and_file(model, tmp_path):
+    random = load_model("builtin:synthetic-vit", weights="none")
+    assert not torch.equal(random.module.conv_proj.weight, model.module.conv_proj.weight)
+    path = tmp_path / "w.pt"
+    torch.save(model.module.state_dict(), path)
+    again = load_model("builtin:synthetic-vit", weights=str(path))
+    x = torch.rand(2, 3, 128, 128)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x))
+    cnn_weights = tmp_path / "cnn.pt"
+    torch.save(load_model("builtin:synthetic-cnn", weights="none").module.state_dict(), cnn_weights)
+    with pytest.raises(ModelError, match="do not fit"):
+        load_model("builtin:synthetic-vit", weights=str(cnn_weights))
+
+
+@pytest.mark.slow
+def test_loads_without_timm():
+    code = ("import sys; sys.modules['timm'] = None\n"  # any `import timm` now raises ImportError
+            "from xaibench.models import load_model\n"
+            "m = load_model('builtin:synthetic-vit')\n"
+            "assert type(m.module).__module__ == 'torchvision.models.vision_transformer'\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.slow
+def test_example_config_runs(tmp_path):
+    result = CliRunner().invoke(app, [
+        "run", str(REPO / "configs/examples/synthetic-vit.yaml"), "-q", "--set", "dataset.limit=4",
+        "--set", "dataset.batch_size=4", "--set", f"output.dir={tmp_path}", "--set", "output.figures=false",
+        "--set", "explainers.2.params.steps=4", "--set", "explainers.3.params.n_samples=2",
+        "--set", "explainers.5.params.n_masks=16", "--set", "metrics.0.params.steps=4",
+        "--set", "metrics.1.params.steps=4",
+    ], catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    (run,) = [p for p in tmp_path.iterdir() if p.is_dir()]
+    table = pd.read_csv(run / "summary.csv").set_index(["explainer", "metric"])
+    explainers = {"saliency", "inputxgrad", "integrated_gradients", "smoothgrad", "occlusion", "rise",
+                  "random", "center", "edges"}
+    assert set(table.index.get_level_values(0)) == explainers
+    assert set(table.index.get_level_values(1)) == {"deletion", "insertion", "pointing_game",
+                                                    "energy_pointing_game", "box_iou", "relevance_mass_accuracy"}
+    assert (table["n"] == 4).all()
