@@ -18,6 +18,7 @@ from ..errors import ConfigError, ModelError
 from ..models import lrp_canonizers as canonizers
 from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
+from ..models.attention import attention_sites
 from ..models.fused import state_key
 from ..registry import param
 from ..tensorops import assemble_cam
@@ -220,6 +221,13 @@ def relevance(
     returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
     model.require_hooks("LRP")  # the rule layers replace module forwards
+    if attention_sites(model.module):
+        raise ModelError(
+            "LRP composites (and CLRP, Relevance-CAM and CF-CAM, which use them) have rules for convolutions, "
+            "dense layers and BatchNorm only, not for self-attention, LayerNorm and GELU, so on a vision "
+            "transformer their relevance would be a plain gradient there; use attnlrp (AttnLRP's rules for "
+            "transformers) or the attention explainers (attention_rollout, attention_gradient_rollout, legrad)"
+        )
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
         stack.enter_context(composite.context(model))
