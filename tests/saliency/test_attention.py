@@ -254,3 +254,40 @@ def test_a_vit_without_class_token_is_refused_by_class_token_methods():
     with pytest.raises(ModelError, match="no class token"):
         xb.explain(model, torch.randn(1, 3, 32, 32), 0, "attention_rollout")
     assert xb.explain(model, torch.randn(1, 3, 32, 32), 0, "legrad").shape == (1, 32, 32)  # no class row needed
+
+
+def module_state(net: nn.Module) -> dict:
+    return {
+        "modes": [m.training for m in net.modules()],
+        "flags": [p.requires_grad for p in net.parameters()],
+        "grads": [p.grad for p in net.parameters()],
+        "values": [p.detach().clone() for p in net.parameters()],
+        "hooks": [(dict(m._forward_hooks), dict(m._forward_pre_hooks)) for m in net.modules()],
+        "own": [{k: v for k, v in m.__dict__.items() if k in ("forward", "fused_attn")} for m in net.modules()],
+    }
+
+
+def assert_same_state(before: dict, after: dict) -> None:
+    for key in ("modes", "flags", "hooks", "own"):
+        assert after[key] == before[key], key
+    assert all(g is None for g in after["grads"])
+    assert all(torch.equal(a, b) for a, b in zip(after["values"], before["values"]))
+
+
+@pytest.mark.parametrize("arch", ["torchvision", "timm_deit"])
+def test_capture_and_explainers_leave_the_module_as_it_was_also_on_error(arch):
+    from xaibench.models.attention import attention_capture
+
+    model = MODELS[arch]()
+    net = model.module.train()
+    list(net.children())[0].requires_grad_(False)  # partially frozen, in train mode
+    before = module_state(net)
+    with pytest.raises(RuntimeError, match="boom"), attention_capture(net, leaves="every", tokens=True):
+        assert [m.__dict__.get("fused_attn", False) for m in net.modules()] == [False] * len(before["modes"])
+        raise RuntimeError("boom")
+    assert_same_state(before, module_state(net))
+    x, target = images(2), torch.tensor([0, 1])
+    for name in ATTENTION_EXPLAINERS:
+        maps = xb.explain(model, x, target, name)
+        assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all(), name
+        assert_same_state(before, module_state(net))

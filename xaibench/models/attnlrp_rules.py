@@ -5,7 +5,7 @@ in the gradient × input formulation: inside the context the input gradient time
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor, nn
@@ -63,17 +63,18 @@ def is_elementwise_activation(m: nn.Module) -> bool:
 
 
 @contextlib.contextmanager
-def attnlrp_rules(module: nn.Module) -> Iterator[None]:
+def attnlrp_rules(module: nn.Module, record: Callable[[Tensor], None] | None = None) -> Iterator[None]:
     """Inside the block the input gradient of any output times the input is its AttnLRP relevance:
     attention as explicit softmax(q·kᵀ)·v with each product's gradient split 0.5/0.5 (uniform rule)
     and the softmax's own gradient (× input it is the softmax rule, Prop. 3.1), LayerNorm with a
     constant standard deviation, element-wise activations (GELU) by the identity rule; linear layers
     and residual sums keep their gradient (× input: the ε-rule with ε → 0). Every module gets its own
-    forward back on exit, also on error."""
+    forward back on exit, also on error. `record` receives each softmax's output (before its half of
+    A·v's relevance arrives), e.g. to account for the relevance the softmax rule absorbs."""
     forwards = {}
     for site in require_attention(module, "attnlrp"):
         fn = torchvision_forward if isinstance(site.attention, nn.MultiheadAttention) else timm_forward
-        forwards[site.attention] = fn(site.attention, None, True)
+        forwards[site.attention] = fn(site.attention, record, True)
     for m in module.modules():
         if isinstance(m, nn.LayerNorm):
             forwards[m] = layer_norm_forward(m)
