@@ -13,6 +13,8 @@ import xaibench as xb
 from xaibench.errors import ModelError
 from xaibench.models.attention import attention_sites
 from xaibench.models.attnlrp_rules import attnlrp_rules
+from xaibench.saliency import EXPLAINERS
+from xaibench.saliency.base import unmet_needs
 from xaibench.tensorops import target_scores
 
 
@@ -186,3 +188,5 @@ def test_the_lrp_family_refuses_vision_transformers_with_the_reason(name):
     params = {"layer": "conv_proj"} if name in ("relevancecam", "cfcam") else {}
     with pytest.raises(ModelError, match="not for self-attention, LayerNorm and GELU.*use attnlrp"):
         xb.explain(model, x, 0, name, **params)
+    assert "use attnlrp" in unmet_needs(EXPLAINERS.get(name).obj, model)  # `xai list explainers --model`
+    assert unmet_needs(EXPLAINERS.get("lrp").obj, xb.load_model("testnet:tiny")) is None

@@ -33,7 +33,8 @@ class Explainer:
     """
 
     registry_name: ClassVar[str] = "explainer"
-    # "hooks": module hooks (ReLU rules, LRP); "attention": self-attention modules (ViTs); a `layer` field: a layer
+    # "hooks": module hooks (ReLU rules, LRP); "attention": self-attention modules (ViTs); "lrp_rules": Zennit-type
+    # LRP composites (not for self-attention); a `layer` field: a layer
     needs: ClassVar[frozenset[str]] = frozenset()
     control: ClassVar[bool] = False  # a control (random, center, edges: saliency/controls.py), not a real explainer
 
@@ -67,6 +68,10 @@ def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> 
     no CAM layer yet, a CNN no attention — or None when it applies (`xai list explainers --model M`)."""
     layer = getattr(explainer, "layer", "auto") if not isinstance(explainer, type) else "auto"
     has_layer = dataclasses.is_dataclass(explainer) and "layer" in {f.name for f in dataclasses.fields(explainer)}
+    if "attention" in explainer.needs and not attention_sites(model.module):
+        return "needs a vision transformer (self-attention modules: nn.MultiheadAttention or timm Attention)"
+    if "lrp_rules" in explainer.needs and attention_sites(model.module):
+        return "LRP composites have no rules for self-attention, LayerNorm and GELU; use attnlrp"
     try:
         if "hooks" in explainer.needs:
             model.require_hooks(getattr(explainer, "registry_name", "this explainer"))
@@ -74,8 +79,6 @@ def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> 
             model.resolve_layer(layer)
     except LayerError as e:
         return str(e)
-    if "attention" in explainer.needs and not attention_sites(model.module):
-        return "needs a vision transformer (self-attention modules: nn.MultiheadAttention or timm Attention)"
     return None
 
 
