@@ -291,3 +291,19 @@ def test_capture_and_explainers_leave_the_module_as_it_was_also_on_error(arch):
         maps = xb.explain(model, x, target, name)
         assert maps.shape == (2, 64, 64) and torch.isfinite(maps).all(), name
         assert_same_state(before, module_state(net))
+
+
+@pytest.mark.parametrize("arch", list(MODELS))
+def test_the_captured_forward_computes_the_same_logits(arch):
+    """The explicit softmax replaces PyTorch's / timm's fused attention without changing the function."""
+    from xaibench.models.attention import attention_capture
+
+    model, x = MODELS[arch](), images(2)
+    net = model.module.eval()
+    with torch.no_grad():
+        want = net(x)
+        with attention_capture(net) as rec:
+            got = net(x)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert len(rec.probs) == 3 and rec.probs[0].shape == (2, 4, 64 + PREFIX[arch], 64 + PREFIX[arch])
+    torch.testing.assert_close(rec.probs[0].sum(-1), torch.ones(2, 4, 64 + PREFIX[arch]))
