@@ -98,8 +98,9 @@ class MaxBoxAcc(ImageMetric):
         ious = torch.zeros(b, self.thresholds, dtype=torch.float64)
         for start in range(0, b, self.chunk_images):
             sl = slice(start, min(b, start + self.chunk_images))
-            binary = quant[sl, None].double() > cut[sl, :, None, None]  # (b',T,H,W)
-            pred = torch.from_numpy(largest_component_boxes_wsol(binary.reshape(-1, h, w).numpy()))
+            # (b',T,H,W); the cuts are whole numbers in 0..254, so comparing in uint8 is exact
+            binary = quant[sl, None].numpy() > cut[sl, :, None, None].to(torch.uint8).numpy()
+            pred = torch.from_numpy(largest_component_boxes_wsol(binary.reshape(-1, h, w)))
             pred = pred.view(-1, self.thresholds, 4)
             for i in range(sl.start, sl.stop):  # K boxes per image; the IoU is batched over τ and K
                 gt = boxes[i]
