@@ -70,10 +70,11 @@ class Plan:
     def metric_info(self) -> dict[str, dict[str, Any]]:
         """Direction, protocol and aggregates of every metric, its sub-scores and derived scores."""
         info = {spec.key: {"higher_is_better": m.higher_is_better, "protocol": m.resolved_protocol(),
-                           "class_mean": m.class_mean} for spec, m in self.metrics}
+                           "class_mean": m.class_mean, "dataset": m.dataset_aggregate()} for spec, m in self.metrics}
         for spec, m in self.metrics:  # sub-scores (road_combined:morf, …) whose direction differs
             for extra, hib in m.extra_directions.items():
-                info[f"{spec.key}:{extra}"] = {**info[spec.key], "higher_is_better": hib, "class_mean": None}
+                info[f"{spec.key}:{extra}"] = {**info[spec.key], "higher_is_better": hib, "class_mean": None,
+                                               "dataset": None}
         for d in self.derived():
             info[d.name] = {"higher_is_better": d.higher_is_better, "protocol": {"definition": d.definition}}
         return info
