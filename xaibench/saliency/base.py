@@ -13,6 +13,7 @@ from torch import Tensor
 
 from ..errors import LayerError, ModelError
 from ..models.adapter import ModelAdapter
+from ..models.attention import attention_sites
 from ..models.gradients import layer_activations, layer_activations_and_gradients
 from ..registry import Registry, check_fields, param
 from ..tensorops import assemble_cam
@@ -32,7 +33,9 @@ class Explainer:
     """
 
     registry_name: ClassVar[str] = "explainer"
-    needs: ClassVar[frozenset[str]] = frozenset()  # "hooks": module hooks (ReLU rules, LRP); a `layer` field: a layer
+    # "hooks": module hooks (ReLU rules, LRP); "attention": self-attention modules (ViTs); "lrp_rules": Zennit-type
+    # LRP composites (not for self-attention); a `layer` field: a layer
+    needs: ClassVar[frozenset[str]] = frozenset()
     control: ClassVar[bool] = False  # a control (random, center, edges: saliency/controls.py), not a real explainer
 
     def __post_init__(self) -> None:
@@ -62,9 +65,13 @@ EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
 def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> str | None:
     """Why `explainer` cannot run on `model` — a TorchScript model has no hooks, a token model (ViT)
-    no CAM layer yet — or None when it applies (`xai list explainers --model M`)."""
+    no CAM layer yet, a CNN no attention — or None when it applies (`xai list explainers --model M`)."""
     layer = getattr(explainer, "layer", "auto") if not isinstance(explainer, type) else "auto"
     has_layer = dataclasses.is_dataclass(explainer) and "layer" in {f.name for f in dataclasses.fields(explainer)}
+    if "attention" in explainer.needs and not attention_sites(model.module):
+        return "needs a vision transformer (self-attention modules: nn.MultiheadAttention or timm Attention)"
+    if "lrp_rules" in explainer.needs and attention_sites(model.module):
+        return "LRP composites have no rules for self-attention, LayerNorm and GELU; use attnlrp"
     try:
         if "hooks" in explainer.needs:
             model.require_hooks(getattr(explainer, "registry_name", "this explainer"))

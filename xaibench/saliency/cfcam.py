@@ -5,7 +5,7 @@ matters; a Score-CAM-style perturbation against a blurred baseline says how much
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -51,6 +51,7 @@ class CFCAM(Explainer):
     forward (xb); `diagnostics["channels_scored"]` holds the non-constant channel count.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"lrp_rules"})
     layer: str = param("auto", help=LAYER_HELP)
     blur_kernel: int = param(51, help="Gaussian kernel of the blurred baseline, px (odd)", ge=1)
     blur_sigma: float = param(50.0, help="Gaussian sigma of the blurred baseline, px", gt=0)

@@ -18,6 +18,7 @@ from ..errors import ConfigError, ModelError
 from ..models import lrp_canonizers as canonizers
 from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
+from ..models.attention import attention_sites
 from ..models.fused import state_key
 from ..registry import param
 from ..tensorops import assemble_cam
@@ -205,6 +206,14 @@ def output_relevance(logits: Tensor, target: Tensor, contrastive: bool, scale: s
     return onehot * logits.detach() if scale == "logit" else onehot
 
 
+LRP_ON_ATTENTION = (
+    "LRP composites (and CLRP, Relevance-CAM and CF-CAM, which use them) have rules for convolutions, dense "
+    "layers and BatchNorm only, not for self-attention, LayerNorm and GELU, so on a vision transformer their "
+    "relevance would be a plain gradient there; use attnlrp (AttnLRP's rules for transformers) or the attention "
+    "explainers (attention_rollout, attention_gradient_rollout, legrad)"
+)
+
+
 def relevance(
     model: ModelAdapter,
     x: Tensor,
@@ -220,6 +229,8 @@ def relevance(
     returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
     model.require_hooks("LRP")  # the rule layers replace module forwards
+    if attention_sites(model.module):
+        raise ModelError(LRP_ON_ATTENTION)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
         stack.enter_context(composite.context(model))
@@ -235,7 +246,7 @@ def relevance(
 
 @dataclass
 class LRPBase(InputAttribution):
-    needs: ClassVar[frozenset[str]] = frozenset({"hooks"})
+    needs: ClassVar[frozenset[str]] = frozenset({"hooks", "lrp_rules"})
     composite: CompositeName = param("epsilon_plus_flat", help=COMPOSITE_HELP)
     canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
     epsilon: float = param(1e-6, help=EPSILON_HELP, ge=0)
@@ -290,6 +301,7 @@ class RelevanceCAM(Explainer):
     uses (docs/methods.md §CF-CAM: z⁺ for convolutions, ε for the final linear layer);
     `contrastive: false` keeps the target's own relevance. 1 forward + 1 backward to the layer."""
 
+    needs: ClassVar[frozenset[str]] = frozenset({"lrp_rules"})
     layer: str = param("auto", help=LAYER_HELP)
     composite: CompositeName = param("epsilon_plus", help=COMPOSITE_HELP)
     canonizer: CanonizerName = param("auto", help=CANONIZER_HELP)
