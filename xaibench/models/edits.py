@@ -160,17 +160,22 @@ def zeroed_filters(conv: nn.Conv2d, bn: nn.Module | None, channels: Tensor) -> I
 
 @contextlib.contextmanager
 def zeroed_outputs(model: ModelAdapter, layer: str, channels: Tensor) -> Iterator[None]:
-    """Zero output channels `channels` of `layer` with a forward hook (removed on exit)."""
-    def hook(mod, inp, out):
-        keep = torch.ones(out.shape[1], device=out.device, dtype=out.dtype)
-        keep[channels.to(out.device)] = 0
-        return out * keep.view(1, -1, *([1] * (out.dim() - 2)))
+    """Zero output channels `channels` of `layer` with a forward hook (removed on exit); of a token
+    layer, the channels of its (B,C,h,w) patch map (prefix tokens kept), as `capture` shows it."""
+    with model.watch_input() as seen:
+        def hook(mod, inp, out):
+            layout = model.layout(layer, out, seen[0])
+            fmap = out if layout is None else layout.to_grid(out)
+            keep = torch.ones(fmap.shape[1], device=out.device, dtype=out.dtype)
+            keep[channels.to(out.device)] = 0
+            fmap = fmap * keep.view(1, -1, *([1] * (fmap.dim() - 2)))
+            return fmap if layout is None else layout.from_grid(fmap, layout.prefix_of(out))
 
-    handle = model.module_of(layer).register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+        handle = model.module_of(layer).register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 @contextlib.contextmanager
