@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import DataError, LayerError, ModelError, did_you_mean
+from .capture import Capture, capture_layers
 from .counting import PassCounter
 from .edits import inference_state
 from .fused import FusedInference
@@ -22,21 +22,6 @@ from .tokens import GridLayout, PatchEmbedding, declared_prefix_tokens, output_l
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Capture:
-    """What `ModelAdapter.capture` recorded: the last activation of each layer (a graph leaf that
-    requires grad when autograd is on, so a backward can stop there), as (B,C,h,w) for a token
-    layer, whose prefix tokens (B,p,C) are kept apart in `prefix`."""
-
-    layers: list[str]
-    activations: dict[str, Tensor] = field(default_factory=dict)
-    prefix: dict[str, Tensor] = field(default_factory=dict)  # a token layer's class/distillation/register tokens
-
-    @property
-    def activation(self) -> Tensor:
-        return self.activations[self.layers[0]]
 
 
 class ModelAdapter(nn.Module):
@@ -364,38 +349,9 @@ class ModelAdapter(nn.Module):
 
     @contextlib.contextmanager
     def capture(self, layers: str | Sequence[str] = "auto", as_grid: bool = True) -> Iterator[Capture]:
-        """Record the output of each layer during the forwards inside the block, and its
-        gradient after a backward (the model continues with a copy of the recorded output, so
-        in-place ops after the layer leave the record intact). When autograd is on and the
-        output does not require grad (frozen parameters, input without grad), it is made a graph
-        leaf, so gradients can stop at the layer without any parameter gradient. A token layer
-        ((B,N,C) with prefix tokens, or (B,h,w,C) channels-last) is recorded as the (B,C,h,w) map
-        of its patch grid (`layout`) and the model continues from that map, so gradients arrive
-        in (B,C,h,w) too; `as_grid=False` records the raw output. Hooks are always removed."""
+        """Record the output of each layer during the forwards inside the block, and its gradient
+        after a backward; a token layer as the (B,C,h,w) map of its patch grid, unless `as_grid`
+        is False (`capture.capture_layers`). Hooks are always removed."""
         names = [layers] if isinstance(layers, str) else list(layers)
-        names = [self.resolve_layer(n) for n in names]
-        cap = Capture(names)
-        modules = self.layers()
-        with contextlib.ExitStack() as stack:
-            seen = stack.enter_context(self.watch_input())
-            for n in dict.fromkeys(names):
-                def hook(mod, inp, out, n=n):
-                    if not isinstance(out, Tensor):
-                        raise LayerError(f"layer '{n}' does not output a tensor; choose another layer")
-                    if torch.is_grad_enabled() and not out.requires_grad:
-                        out = out.detach().requires_grad_(True)
-                    layout = self.layout(n, out, seen[0]) if as_grid else None
-                    if layout is None:
-                        cap.activations[n] = out if out.requires_grad else out.contiguous()  # NCHW for the explainers
-                        # the model goes on with a copy: an in-place op after the layer (DenseNet's
-                        # relu(features, inplace=True)) neither alters the record nor hits a grad leaf
-                        return out.clone()
-                    grid = layout.to_grid(out)  # a view: the backward reaches `out` through it
-                    grid = grid if grid.requires_grad else grid.contiguous()
-                    cap.activations[n] = grid
-                    prefix = layout.prefix_of(out)
-                    if prefix is not None:
-                        cap.prefix[n] = prefix.detach()
-                    return layout.from_grid(grid, prefix)  # the model goes on from the recorded map
-                stack.callback(modules[n].register_forward_hook(hook).remove)
+        with capture_layers(self, [self.resolve_layer(n) for n in names], as_grid) as cap:
             yield cap
