@@ -100,6 +100,9 @@ def test_explaining_and_probing_a_vit_leave_it_untouched():
     batch = Batch(m.denormalize(x), target, ["a", "b"], torch.arange(2), [None, None], None, [None, None])
     xb.probe(m, [batch], "feature_purity")
     assert_same(before, snapshot(net))
+    out = xb.probe(m, [batch], "neuron_similarity", averages=["simple"], grid_classes=0, chunk_size=16)
+    assert len(out["similarity"]) == 2 * 2 * 2 * 16  # 2 classes × 2 methods × 2 encoder blocks × 16 channels
+    assert_same(before, snapshot(net))
 
 
 def test_probe_layers_of_token_models_are_encoder_blocks_on_their_grids():
