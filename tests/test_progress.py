@@ -6,7 +6,7 @@ import io
 import re
 
 from xaibench import runner
-from xaibench.progress import Progress, display_mode
+from xaibench.progress import Progress, Steps, display_mode
 from xaibench.results.provenance import Cost
 
 
@@ -69,8 +69,63 @@ def test_a_run_logs_one_line_per_batch_and_a_timing_table(tiny_config, tmp_path,
     err = capsys.readouterr().err
     batch_lines = [line for line in err.splitlines() if line.startswith("[tiny] batch")]
     assert len(batch_lines) == 3
+    steps = [line for line in err.splitlines() if line.startswith("[tiny] ") and line not in batch_lines]
+    # each step outside the batches: a line when it starts, one with its time when it ends
+    for what in ("loading model", "writing results.h5", "statistics (stats/)"):
+        started = [line for line in steps if what in line and line.endswith("…")]
+        ended = [line for line in steps if what in line and re.search(r": \d+\.\d s$", line)]
+        assert len(started) == 1 and len(ended) == 1, (what, steps)
+    assert err.index("loading model") < err.index("[tiny] batch 1/3") < err.index("writing results.h5")
     table = err[err.index("plug-in"):]
     for name in ("explainer/gradcam", "explainer/saliency", "metric/deletion", "metric/insertion", "wall time"):
         assert name in table
     runner.run(tiny_config, out=tmp_path / "quiet", progress=False)
     assert capsys.readouterr().err == ""
+
+
+class FakeCost:
+    def __init__(self, seconds: float, images: int):
+        self.seconds, self.images = seconds, images
+
+
+def test_time_left_weighs_the_images_each_plugin_still_has(monkeypatch):
+    """With `limit`, the costly plug-ins work in the first batch only: after it, the time left is what
+    the cheap ones still take, not the first batch's time again (the old estimate)."""
+    now = [0.0]
+    monkeypatch.setattr("xaibench.progress.time.perf_counter", lambda: now[0])
+    workload = {"explainer/rise": [4, 0, 0], "explainer/gradcam": [4, 4, 4], "metric/deletion": [8, 4, 4]}
+    costs = {"explainer/rise": FakeCost(80.0, 4), "explainer/gradcam": FakeCost(2.0, 4),
+             "metric/deletion": FakeCost(16.0, 8)}
+    p = Progress("demo", 3, ["rise", "gradcam"], enabled=False, workload=workload, costs=costs)
+    assert p.time_left() is None
+    now[0] = 100.0
+    p.batch_done(0)  # at t = 100: 98 s in plug-ins, 2 s of overhead per batch
+    # gradcam 0.5 s/img × 8 + deletion 2 s/img × 8 + 2 batches × 2 s overhead = 24 s (not 200 s)
+    assert abs(p.time_left() - 24.0) < 1e-9
+    # a plug-in due in batch 0 that never ran (its annotation is missing) costs nothing
+    workload["metric/box_iou"] = [4, 4, 4]
+    assert abs(p.time_left() - 24.0) < 1e-9
+    # a plug-in whose work is still all to come makes the rate unknown: elapsed per batch instead
+    workload["explainer/late"] = [0, 4, 0]
+    assert abs(p.time_left() - 200.0) < 1e-9
+
+
+def test_steps_in_a_terminal_complete_their_own_line():
+    out = Terminal()
+    steps = Steps("demo", stream=out)
+    with steps.step("loading model m"):
+        pass
+    with steps.step("hidden", show=False):
+        pass
+    try:
+        with steps.step("figures"):
+            raise RuntimeError("boom")
+    except RuntimeError:
+        pass
+    lines = out.getvalue().splitlines()
+    assert len(lines) == 2 and re.fullmatch(r"\[demo\] loading model m … \d+\.\d s", lines[0])
+    assert lines[1] == "[demo] figures … failed"
+    quiet = Terminal()
+    with Steps("demo", enabled=False, stream=quiet).step("x"):
+        pass
+    assert quiet.getvalue() == ""

@@ -24,7 +24,8 @@ MAX_CHUNK = 4096
 PROBE_CANDIDATES = (8, 16, 32, 64, 128, 256)  # batch sizes the throughput probe times
 PROBE_MAX_SECONDS = 2.0  # a candidate whose forward takes longer ends the probe
 PROBE_SLOWER = 1.25  # … and so does one this much slower per image than the best so far
-PROBE_REPEATS = 2  # timed forwards per candidate (the fastest counts: load only ever slows a run down)
+PROBE_ROUNDS = 3  # interleaved rounds, each timing every candidate once; a candidate's fastest round counts
+PREFER_LARGER = 1.10  # a smaller batch wins only when more than 10 % faster per image than a larger one
 
 
 def activation_bytes_per_image(model: ModelAdapter, shape: tuple[int, ...]) -> int:
@@ -71,25 +72,35 @@ def auto_chunk(model: ModelAdapter, shape: tuple[int, ...], backward: bool, extr
 
 def forward_seconds_per_image(model: ModelAdapter, shape: tuple[int, ...], cap: int) -> dict[int, float]:
     """Seconds per image of a no-grad forward (through the fused copy, as the perturbation loops
-    run it) at each candidate batch size up to `cap`: one warm-up and the fastest of
-    PROBE_REPEATS timed forwards each, smallest first, ending after a forward longer than PROBE_MAX_SECONDS or PROBE_SLOWER times
-    the best per-image time. Cached per input shape on the adapter (the whole table, so plug-ins
-    with smaller caps choose from the same measurements); inputs from a private generator, so the
-    global RNG is untouched."""
+    run it) at each candidate batch size up to `cap`. The first round warms each candidate up and
+    times it (the faster of two forwards), smallest first, ending after a forward longer than PROBE_MAX_SECONDS or PROBE_SLOWER
+    times the best per-image time; then PROBE_ROUNDS − 1 more rounds time every candidate again,
+    interleaved, so a burst of load on a shared machine hits them alike, and each keeps its fastest
+    round (load only ever slows a forward down). Cached per input shape on the adapter (the whole
+    table, so plug-ins with smaller caps choose from the same measurements); inputs from a private
+    generator, so the global RNG is untouched."""
     cache: dict[tuple[int, ...], dict] = model.__dict__.setdefault("_forward_probe", {})
     probe = cache.setdefault(tuple(shape), {"times": {}, "ended": False})
     known: dict[int, float] = probe["times"]
     counted = model.counter.snapshot()  # the probe's forwards are no method's passes
     gen = torch.Generator().manual_seed(0)
-    for n in (c for c in PROBE_CANDIDATES if c <= cap and c not in known):
-        if probe["ended"]:
-            break
-        x = torch.randn(n, *shape, generator=gen).to(model.device)
-        with torch.inference_mode(), model.fused_inference():
-            model(x)  # warm-up: kernels for this batch size, the fused copy on first use
-            took = min(timed_forward(model, x) for _ in range(PROBE_REPEATS))
-        known[n] = took / n
-        probe["ended"] = took > PROBE_MAX_SECONDS or known[n] > PROBE_SLOWER * min(known.values())
+    todo = [c for c in PROBE_CANDIDATES if c <= cap and c not in known]
+    timed_now: list[int] = []
+    x_all: Tensor | None = None
+    with torch.inference_mode(), model.fused_inference():
+        for n in todo:
+            if probe["ended"]:
+                break
+            if x_all is None or x_all.shape[0] < n:
+                x_all = torch.randn(n, *shape, generator=gen).to(model.device)
+            model(x_all[:n])  # warm-up: kernels for this batch size, the fused copy on first use
+            took = min(timed_forward(model, x_all[:n]) for _ in range(2))
+            known[n] = took / n
+            timed_now.append(n)
+            probe["ended"] = took > PROBE_MAX_SECONDS or known[n] > PROBE_SLOWER * min(known.values())
+        for _ in range(PROBE_ROUNDS - 1):
+            for n in timed_now:
+                known[n] = min(known[n], timed_forward(model, x_all[:n]) / n)
     for key, value in counted.items():
         setattr(model.counter, key, value)
     return {n: t for n, t in sorted(known.items()) if n <= cap}
@@ -108,12 +119,13 @@ def timed_forward(model: ModelAdapter, x: Tensor) -> float:
 
 def fastest_chunk(model: ModelAdapter, shape: tuple[int, ...], cap: int) -> int:
     """The batch size with the best measured forward throughput that fits `cap` (`cap` itself when
-    it is below every candidate): the fastest per image, a larger one when within 2 %."""
+    it is below every candidate): the largest whose time per image is within PREFER_LARGER of the
+    fastest, so noise never trades a large batch for a smaller one that is barely faster."""
     times = forward_seconds_per_image(model, shape, cap)
     if not times:
         return cap
     best = min(times.values())
-    return max(n for n, t in times.items() if t <= 1.02 * best)
+    return max(n for n, t in times.items() if t <= PREFER_LARGER * best)
 
 
 def resolve_params(params: dict[str, Any], model: ModelAdapter, shape: tuple[int, ...], backward: bool,

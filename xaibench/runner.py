@@ -7,7 +7,6 @@ each finished batch atomically (so `--resume` continues exactly), then assembles
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -17,20 +16,18 @@ from torch.utils.data import DataLoader
 
 from . import model_level
 from .config import PluginSpec, RunConfig, load
-from .datasets import DATASETS, Batch, collate
+from .datasets import Batch, collate
 from .datasets.base import IndexedDataset
-from .devices import autocast, resolve_device
+from .devices import resolve_device
 from .distributed import Ranks
 from .errors import DataError, PluginError
-from .memory import auto_chunk_sizes, build_sized
-from .metrics import METRICS, ImageMetric, derived_scores
 from .metrics.ordering import image_seeds
-from .models import ModelAdapter, load_model
-from .models.fit import check_classes, check_labels, dataset_options, default_layer
-from .progress import Progress
+from .models.fit import check_labels
+from .plan import Plan, build_plan
+from .progress import Progress, Steps
 from .results import keys, provenance, rundir, store, tables
 from .results.provenance import Cost
-from .saliency import EXPLAINERS, Explainer
+from .saliency import Explainer
 
 # Global-RNG seeds of the plug-in calls: (run seed, batch, slot) → seed (`Plan.seed_for`). Slots: an
 # explainer's own index; a metric's METRIC_SLOT + 100 · explainer index + metric index; a probe's
@@ -38,62 +35,6 @@ from .saliency import EXPLAINERS, Explainer
 METRIC_SLOT = 10_000
 NONFINITE_MAP = "the map is not finite (NaN or inf): every metric scores it NaN"
 
-
-@dataclass
-class Plan:
-    """Everything a run needs, built and validated before the first batch."""
-
-    cfg: RunConfig
-    run_dir: Path
-    device: torch.device
-    model: ModelAdapter
-    dataset: Any
-    indices: list[int]
-    explainers: list[tuple[PluginSpec, Explainer]]
-    metrics: list[tuple[PluginSpec, ImageMetric]]
-    costs: dict[str, Cost] = field(default_factory=dict)
-    chunks: dict[str, Any] = field(default_factory=dict)  # `chunk_size: auto` choices: sizes and probe
-
-    @property
-    def n_batches(self) -> int:
-        return (len(self.indices) + self.cfg.dataset.batch_size - 1) // self.cfg.dataset.batch_size
-
-    def batches(self) -> list[list[int]]:
-        bs = self.cfg.dataset.batch_size
-        return [self.indices[i : i + bs] for i in range(0, len(self.indices), bs)]
-
-    def seed_for(self, batch: int, slot: int) -> int:
-        return (self.cfg.seed * 1_000_003 + batch * 997 + slot) % (2**31)
-
-    def autocast(self):
-        return autocast(self.cfg.precision, self.device, self.cfg.allow_cpu_autocast)
-
-    def run_fields(self) -> dict[str, Any]:
-        """What run.json says of this run besides versions, timings and costs."""
-        return {
-            "name": self.cfg.name, "config": self.cfg.to_dict(), "device": str(self.device), "seed": self.cfg.seed,
-            "model": {"name": self.model.name, "default_layer": default_layer(self.model),
-                      "input_size": list(self.model.input_size)},
-            "n_images": len(self.indices), "n_batches": self.n_batches,
-            "protocols": {spec.key: m.resolved_protocol() for spec, m in self.metrics},
-            "controls": [spec.key for spec, e in self.explainers if e.control],  # read by results/ (no saliency import)
-            **self.chunks,
-        }
-
-    def metric_info(self) -> dict[str, dict[str, Any]]:
-        """Direction, protocol and aggregates of every metric, its sub-scores and derived scores."""
-        info = {spec.key: {"higher_is_better": m.higher_is_better, "protocol": m.resolved_protocol(),
-                           "class_mean": m.class_mean} for spec, m in self.metrics}
-        for spec, m in self.metrics:  # sub-scores (road_combined:morf, …) whose direction differs
-            for extra, hib in m.extra_directions.items():
-                info[f"{spec.key}:{extra}"] = {**info[spec.key], "higher_is_better": hib, "class_mean": None}
-        for d in self.derived():
-            info[d.name] = {"higher_is_better": d.higher_is_better, "protocol": {"definition": d.definition}}
-        return info
-
-    def derived(self) -> list:
-        """The derived scores (e.g. `overall`) the configured metrics allow, by display name."""
-        return derived_scores([(spec.key, m) for spec, m in self.metrics])
 
 
 def run(
@@ -111,15 +52,17 @@ def run(
     try:
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
-        plan = build_plan(cfg, run_dir, device, ranks, resume)
+        steps = Steps(cfg.name, enabled=progress and ranks.is_main)
+        plan = build_plan(cfg, run_dir, device, ranks, resume, steps)
         with plan.model.inference():  # eval mode, frozen parameters; the module is restored after the run
-            return execute(plan, ranks, progress)
+            return execute(plan, ranks, progress, steps)
     finally:
         ranks.stop()
 
 
-def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
+def execute(plan: Plan, ranks: Ranks, progress: bool, steps: Steps | None = None) -> Path:
     """Compute this rank's batches, then (rank 0) probes, featviz, assembly, figures."""
+    steps = steps or Steps(plan.cfg.name, enabled=False)
     cfg, run_dir = plan.cfg, plan.run_dir
     started = time.perf_counter()
     if ranks.is_main:
@@ -130,7 +73,8 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     all_batches = plan.batches()
     loader = DataLoader(IndexedDataset(plan.dataset), batch_sampler=[all_batches[k] for k in todo],
                         num_workers=cfg.dataset.num_workers, collate_fn=collate)
-    shown = Progress(cfg.name, len(todo), [spec.key for spec, _ in plan.explainers], progress and ranks.is_main)
+    shown = Progress(cfg.name, len(todo), [spec.key for spec, _ in plan.explainers], progress and ranks.is_main,
+                     workload=plan.workload(todo), costs=plan.costs)
     try:
         for k, batch in zip(todo, loader, strict=True):
             files.write(k, process_batch(plan, k, batch, shown))
@@ -141,67 +85,28 @@ def execute(plan: Plan, ranks: Ranks, progress: bool) -> Path:
     ranks.gather_files(files, plan.n_batches)
     if not ranks.is_main:
         return run_dir
-    model_level.run_probes(plan)
-    model_level.run_featviz(plan)
-    store.assemble(run_dir, plan.n_batches, plan.metric_info(), provenance.h5_attrs(cfg.to_yaml()), cfg.seed,
-                   plan.derived())
-    store.add_extras_to_h5(run_dir)
-    store.write_errors(run_dir)
+    with steps.step("model-level probes", show=bool(cfg.probes)):
+        model_level.run_probes(plan)
+    with steps.step("activation maximization", show=cfg.featviz is not None):
+        model_level.run_featviz(plan)
+    with steps.step("writing results.h5, scores.csv, summary.csv"):
+        store.assemble(run_dir, plan.n_batches, plan.metric_info(), provenance.h5_attrs(cfg.to_yaml()), cfg.seed,
+                       plan.derived())
+        store.add_extras_to_h5(run_dir)
+        store.write_errors(run_dir)
     probe_costs = {name: c for name, c in plan.costs.items() if name.startswith("probe/")}
     costs, wall = provenance.batch_costs(files, probe_costs), time.perf_counter() - started
     provenance.write_run_json(run_dir, "complete", plan.run_fields(), costs, wall=wall, world=ranks.world)
-    tables.write_tables(run_dir)  # stats/: rank groups, pairwise tests, per class, agreement, reliability
+    with steps.step("statistics (stats/)"):
+        tables.write_tables(run_dir)  # rank groups, pairwise tests, per class, agreement, reliability
     shown.summary(costs, wall)
     if cfg.output.figures:
         from .results import report
 
-        report.make_figures(run_dir)
+        with steps.step("figures (figures/)"):
+            report.make_figures(run_dir)
     return run_dir
 
-
-def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None, ranks: Ranks | None = None,
-               resume: bool = False) -> Plan:
-    ranks = ranks or Ranks()
-    torch.manual_seed(cfg.seed)
-    device = device or resolve_device(cfg.device)
-    autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
-    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(device)
-    if cfg.model.layer != "auto":
-        model.default_layer = model.resolve_layer(cfg.model.layer)
-    size = cfg.dataset.image_size or model.input_size[0]
-    dataset = DATASETS.build(cfg.dataset.name, root=cfg.dataset.root, split=cfg.dataset.split, image_size=size,
-                             **dataset_options(model, DATASETS.get(cfg.dataset.name).params, cfg.dataset.params))
-    n = len(dataset) if cfg.dataset.limit is None else min(cfg.dataset.limit, len(dataset))
-    if n == 0:
-        raise DataError(f"dataset '{cfg.dataset.name}' ({cfg.dataset.root or 'built-in'}) has no images")
-    check_classes(model, dataset, cfg.dataset.name)
-    shape = (model.channels, size, size)
-    # `chunk_size: auto` is chosen once, on rank 0 (or read back from run.json when resuming), and
-    # used by every rank: a timed choice must not differ between the pieces of one run
-    chunks = ranks.share(choose_chunks, cfg, model, shape, run_dir if resume else None)
-    sizes = chunks.get("chunk_sizes", {})
-
-    def params(kind: str, spec: PluginSpec) -> dict:
-        chosen = sizes.get(f"{kind}/{spec.key}")
-        return {**spec.params, "chunk_size": chosen} if chosen is not None else spec.params
-
-    explainers = [(s, build_sized(EXPLAINERS, s.name, params("explainer", s), model, shape, True,
-                                  cfg.memory_budget_gb)) for s in cfg.explainers]
-    metrics = [(s, build_sized(METRICS, s.name, params("metric", s), model, shape, False, cfg.memory_budget_gb))
-               for s in cfg.metrics]
-    for spec, explainer in explainers:
-        if "layer" in spec.params or hasattr(explainer, "layer"):
-            model.resolve_layer(getattr(explainer, "layer", "auto"))  # bad layer names fail now
-    return Plan(cfg, run_dir, device, model, dataset, list(range(n)), explainers, metrics, chunks=chunks)
-
-
-def choose_chunks(cfg: RunConfig, model: ModelAdapter, shape: tuple[int, ...], resumed: Path | None) -> dict:
-    """The `chunk_size: auto` choices (memory.auto_chunk_sizes), or a resumed run's from its run.json."""
-    recorded = rundir.recorded(resumed, ("chunk_sizes", "chunk_probe")) if resumed is not None else {}
-    if "chunk_sizes" in recorded:
-        return recorded
-    plugins = [("explainer", EXPLAINERS, cfg.explainers, True), ("metric", METRICS, cfg.metrics, False)]
-    return auto_chunk_sizes(plugins, model, shape, cfg.memory_budget_gb)
 
 
 def process_batch(plan: Plan, k: int, batch: Batch, progress: Progress) -> dict[str, np.ndarray]:

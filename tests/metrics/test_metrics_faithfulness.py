@@ -306,7 +306,9 @@ def test_average_drop_closed_form_on_region_mean_model():
     assert res.extras == {}  # each metric reports its own figure (no sub-scores with a wrong direction)
     with pytest.raises(ConfigError, match="average_drop: score 'logit' is not allowed"):  # (Y−O)/Y needs Y > 0
         METRICS.build("average_drop", score="logit")
-    assert METRICS.build("average_gain", score="logit")(model, x, maps, t).values.item() == 0  # still defined
+    with pytest.raises(ConfigError, match="average_gain: score 'logit' is not allowed"):  # (O−Y)/(1−Y): a probability's
+        METRICS.build("average_gain", score="logit")
+    assert METRICS.build("increase_in_confidence", score="logit")(model, x, maps, t).values.item() == 0  # O > Y: any score
     # x = -1: masking raises the score from -1 to -0.5
     res = METRICS.build("average_gain")(model, -x, maps, t)
     y, o = sig(-1.0), sig(-0.5)

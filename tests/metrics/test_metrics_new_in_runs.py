@@ -17,6 +17,7 @@ NEW_METRICS = [
     {"name": "aopc_lerf", "params": {"patch_size": 8, "regions": 5}},
     {"name": "irof", "params": {"segments": 12}},
     {"name": "max_box_acc", "params": {"thresholds": 20}},
+    {"name": "max_box_acc_v2", "params": {"thresholds": 20}},
     "mask_auc",
     {"name": "top_k_intersection", "params": {"k": 50}},
     {"name": "max_sensitivity", "params": {"samples": 3}},
@@ -56,3 +57,10 @@ def test_new_metrics_in_a_run_are_batch_independent(tiny_config, tmp_path):
         assert hits.shape == (8, 20)
         acc, _ = max_box_acc(__import__("torch").from_numpy(hits))
         assert acc >= ha["scores/gradcam/max_box_acc"][()].mean()  # the best τ beats the sweep's mean
+        v2_ious = ha["curves/gradcam/max_box_acc_v2"][()]
+    # the dataset-level figures (not means of per-image values) are summary.csv's `:dataset` rows
+    row = lambda m: summary[(summary.explainer == "gradcam") & (summary.metric == m)].iloc[0]  # noqa: E731
+    assert row("max_box_acc:dataset")["mean"] == pytest.approx(acc) and row("max_box_acc:dataset")["n"] == 8
+    v2 = np.mean([(v2_ious >= d).mean(0).max() for d in (0.3, 0.5, 0.7)])
+    assert row("max_box_acc_v2:dataset")["mean"] == pytest.approx(v2)
+    assert "MaxBoxAccV2" in row("max_box_acc_v2:dataset")["protocol"]

@@ -10,7 +10,7 @@ from metric_models import documented_permutation, runner_seed, small_cnn
 
 from xaibench.errors import ConfigError
 from xaibench.metrics.base import METRICS
-from xaibench.metrics.road import linear_imputation, noisy_linear_imputation
+from xaibench.metrics.road import LAST_CURVES, linear_imputation, noisy_linear_imputation
 from xaibench.models.adapter import ModelAdapter
 
 g = torch.Generator().manual_seed(0)
@@ -103,8 +103,39 @@ def test_road_score_of_an_image_is_the_same_alone_and_in_a_batch(name):
     assert (morf(quiet) - morf(batch)).abs().max() > 5e-3
     # MoRF alone equals road_combined's MoRF: the noise of a job is keyed by (image, order, p)
     morf = METRICS.build("road_morf", **params)(model, x, maps, target, seeds=seeds)
+    LAST_CURVES.clear()  # computed afresh, not reused from road_morf's call
     both = METRICS.build("road_combined", **params)(model, x, maps, target, seeds=seeds)
     torch.testing.assert_close(morf.values, both.extras["morf"])
+
+
+def test_sibling_road_metrics_impute_each_job_once_and_notice_any_change():
+    """road_combined after road_morf and road_lerf on the same inputs reuses their curves (no model
+    pass, identical numbers); another map, a parameter edit through `.data` or other settings recompute."""
+    model = ModelAdapter(small_cnn(), input_size=10)
+    gen = torch.Generator().manual_seed(3)
+    x, maps, target = torch.randn(2, 3, 10, 10, generator=gen), torch.rand(2, 10, 10, generator=gen), torch.tensor([0, 1])
+    params = dict(percentages=[20.0, 60.0], noise=0.5)
+    LAST_CURVES.clear()
+    morf = METRICS.build("road_morf", **params)(model, x, maps, target)
+    lerf = METRICS.build("road_lerf", **params)(model, x.clone(), maps.clone(), target)  # equal copies count
+    before = model.counter.forward_images
+    both = METRICS.build("road_combined", **params)(model, x, maps, target)
+    assert model.counter.forward_images == before
+    assert torch.equal(both.extras["morf"], morf.values) and torch.equal(both.extras["lerf"], lerf.values)
+
+    def passes(call) -> int:
+        start = model.counter.forward_images
+        call()
+        return model.counter.forward_images - start
+
+    combined = METRICS.build("road_combined", **params)
+    assert passes(lambda: combined(model, x, maps.flip(-1), target)) == 8  # 2 images × 2 orders × 2 p
+    assert passes(lambda: combined(model, x, maps.flip(-1), target)) == 0
+    with torch.no_grad():
+        next(model.module.parameters()).data.mul_(2)
+    assert passes(lambda: combined(model, x, maps.flip(-1), target)) == 8
+    other = METRICS.build("road_combined", percentages=[20.0, 60.0], noise=0.25)
+    assert passes(lambda: other(model, x, maps.flip(-1), target)) == 8
 
 
 @pytest.mark.parametrize("name", ["road_morf", "road_lerf", "road_combined"])

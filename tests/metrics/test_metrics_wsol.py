@@ -29,6 +29,27 @@ def wsol_boxes(scoremap: np.ndarray, thresholds) -> np.ndarray:
     return np.asarray(out)
 
 
+def wsol_boxes_multi(scoremap: np.ndarray, thresholds) -> list[np.ndarray]:
+    """wsolevaluation `compute_bboxes_from_scoremaps(multi_contour_eval=True)`: every RETR_TREE contour's
+    boundingRect per threshold (the (0,0,0,0) box when there is none)."""
+    import cv2
+
+    h, w = scoremap.shape
+    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    out = []
+    for t in thresholds:
+        _, binary = cv2.threshold(src=image, thresh=int(t * np.max(image)), maxval=255, type=cv2.THRESH_BINARY)
+        contours = cv2.findContours(image=binary, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
+        boxes = [[0, 0, 0, 0]]
+        if contours:
+            boxes = []
+            for c in contours:
+                x, y, bw, bh = cv2.boundingRect(c)
+                boxes.append([x, y, min(x + bw, w - 1), min(y + bh, h - 1)])
+        out.append(np.asarray(boxes))
+    return out
+
+
 def wsol_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """wsolevaluation `calculate_multiple_iou`: inclusive integer boxes (+1 in every extent)."""
     iw = np.maximum(0, np.minimum(a[:, None, 2], b[None, :, 2]) - np.maximum(a[:, None, 0], b[None, :, 0]) + 1)
@@ -83,3 +104,54 @@ def test_a_constant_map_has_no_box():
     boxes = [torch.tensor([[4.0, 4.0, 20.0, 20.0]])]
     res = METRICS.build("max_box_acc")(None, None, torch.zeros(1, 24, 24), None, annotation={"boxes": boxes})
     assert res.values.item() == 0.0 and res.extras["best_iou"].item() < 0.01
+
+
+def ring_maps(b: int, size: int) -> torch.Tensor:
+    """Rings (holes at most thresholds), a blob inside some rings, and speckle: many contours per τ."""
+    g = torch.Generator().manual_seed(7)
+    yy, xx = torch.meshgrid(torch.arange(size.__float__()), torch.arange(size.__float__()), indexing="ij")
+    maps = 0.15 * torch.rand(b, size, size, generator=g)
+    for i in range(b):
+        cy, cx = torch.rand(2, generator=g) * (size - 24) + 12
+        r = torch.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        maps[i] += torch.exp(-((r - 7.0) ** 2) / 4.0)  # a ring of radius 7
+        if i % 2:
+            maps[i] += 0.6 * torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / 3.0)  # a blob in its hole
+        oy, ox = torch.rand(2, generator=g) * (size - 8) + 4
+        maps[i] += 0.8 * torch.exp(-((yy - oy) ** 2 + (xx - ox) ** 2) / 8.0)
+    return maps
+
+
+def test_max_box_acc_v2_matches_wsolevaluation_multi_contour():
+    """Every contour's box counts (components and holes, as OpenCV's RETR_TREE finds them), at IoU 30/50/70.
+    Largest-component boxes (V1's) or components without holes give other IoUs on these ring maps."""
+    b, size, t = 8, 48, 100
+    maps = ring_maps(b, size)
+    g = torch.Generator().manual_seed(2)
+    boxes = [torch.cat([torch.randint(0, 24, (2, 2), generator=g), torch.randint(24, 47, (2, 2), generator=g)], 1)
+             .float() for _ in range(b)]
+    for i in range(0, b, 3):  # some true boxes hug a ring's hole: only the hole contour's box matches them
+        m = maps[i]
+        yy, xx = torch.nonzero(m > 0.8 * m.max(), as_tuple=True)
+        boxes[i] = torch.cat([boxes[i], torch.tensor([[xx.min() + 3, yy.min() + 3, xx.max() - 3, yy.max() - 3]]).float()])
+    res = METRICS.build("max_box_acc_v2", thresholds=t)(None, None, maps, None, annotation={"boxes": boxes})
+    thresholds = np.arange(0, 1, 0.01)
+    ref = []
+    for i in range(b):
+        m = maps[i].numpy()
+        m = (m - m.min()) / (m.max() - m.min())
+        ref.append([wsol_iou(p, boxes[i].numpy()).max() for p in wsol_boxes_multi(m.astype(np.float32), thresholds)])
+    ref = np.asarray(ref)
+    worst = np.abs(res.curves.numpy() - ref).max()
+    v1 = METRICS.build("max_box_acc", thresholds=t)(None, None, maps, None, annotation={"boxes": boxes})
+    print(f"max_box_acc_v2 vs wsolevaluation multi-contour: worst abs IoU diff {worst:.1e}; best IoU V2 − V1 up to "
+          f"{(res.curves.numpy().max(1) - v1.extras['best_iou'].numpy()).max():.3f}")
+    assert worst < 1e-6
+    assert (ref > res.curves.numpy() + 1e-3).sum() == 0
+    hits = [(ref >= d).mean(1) for d in (0.3, 0.5, 0.7)]
+    assert np.allclose(res.values.numpy(), np.mean(hits, 0), atol=1e-6)
+    assert (res.curves.numpy().max(1) > v1.extras["best_iou"].numpy() + 0.05).any()  # other contours matter here
+    from xaibench.results.summary import CURVE_AGGREGATES
+
+    v2_dataset = CURVE_AGGREGATES["mean_over_iou_of_max_over_thresholds"][0](res.curves.numpy(), {"ious": [0.3, 0.5, 0.7]})
+    assert v2_dataset == pytest.approx(np.mean([(ref >= d).mean(0).max() for d in (0.3, 0.5, 0.7)]))

@@ -115,3 +115,52 @@ def test_hooks_autocast_and_untraceable_models_run_the_model_as_is():
     y = torch.randn(4, 3, 4, 4)
     torch.testing.assert_close(fused_logits(odd, y), -y.flatten(1)[:, :3])
     assert odd.fused.module_for(y) is None and not odd.fused.enabled
+
+
+def test_a_large_model_gets_the_onednn_layout_copy_which_follows_its_parameters(monkeypatch):
+    """From MKL_MIN_PARAMETERS on (ResNet-50-sized models) the copy is torch.fx's optimize_for_inference
+    (prepacked oneDNN weights): same logits, rebuilt after an in-place or `.data` edit, the caller's
+    module untouched; smaller models keep the channels-last fold."""
+    import torchvision
+
+    from xaibench.models import fused
+
+    torch.manual_seed(0)
+    net = torchvision.models.resnet18(num_classes=5).eval()
+    with torch.no_grad():
+        for m in net.modules():  # trained-like statistics, so folding changes the weights
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_var.uniform_(0.5, 2)
+                m.weight.uniform_(0.5, 1.5)
+    model = xb.ModelAdapter.wrap(net, input_size=32)
+    x = torch.randn(3, 3, 32, 32)
+    state = {k: v.clone() for k, v in net.state_dict().items()}
+    with torch.no_grad():
+        plain = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), plain, rtol=1e-4, atol=1e-4)
+    assert isinstance(model.fused._folded, fused.MklCopy)
+    assert any(type(m).__name__.startswith("Mkldnn") for m in model.fused._folded.module.modules())
+    assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())  # the caller's weights as they were
+    assert not any(p.is_mkldnn for p in net.parameters())
+    net.fc.weight.data.mul_(-2.0)
+    with torch.no_grad():
+        want = model.module(x)
+    torch.testing.assert_close(fused_logits(model, x), want, rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(fused, "MKL_MIN_PARAMETERS", 10**9)  # the same model below the threshold: the fold
+    small = xb.ModelAdapter.wrap(net, input_size=32)
+    torch.testing.assert_close(fused_logits(small, x), want, rtol=1e-4, atol=1e-4)
+    assert isinstance(small.fused._folded, fused.FoldedCopy)
+
+
+def test_the_fingerprint_sees_data_edits_a_plain_bit_sum_misses():
+    """A 32-bit sum of bit patterns wraps: doubling and negating a 512-value tensor adds 512·(2²³ + 2³¹)
+    ≡ 0 (mod 2³²), and a permutation adds nothing. The position-weighted int64 sum sees both."""
+    from xaibench.models.fused import bit_sums
+
+    net = nn.Linear(64, 8)  # 512 weights
+    before = bit_sums(net)
+    net.weight.data.mul_(-2.0)
+    after = bit_sums(net)
+    assert after != before
+    net.weight.data.copy_(net.weight.data.flip(0))  # rows swapped: the same values elsewhere
+    assert bit_sums(net) != after

@@ -44,6 +44,14 @@ class ImageMetric:
     extra_directions: ClassVar[dict[str, bool]] = {}  # extras whose direction differs from the metric's
     needs: ClassVar[frozenset[str]] = frozenset()
     class_mean: ClassVar[str | None] = None  # when set, summary.csv also has `<name>:class_mean`, described so
+    # a dataset-level figure of the per-image curves that is not a mean of the values (MaxBoxAcc:
+    # the best threshold of the hit rate): summary.csv's `<name>:dataset` row (results/summary.py
+    # CURVE_AGGREGATES names the formulas; `dataset_aggregate()` gives the name and its parameters)
+    curve_aggregate: ClassVar[str | None] = None
+
+    def dataset_aggregate(self) -> dict[str, Any] | None:
+        """{"name": one of results.summary.CURVE_AGGREGATES, "params": {...}} or None."""
+        return None if self.curve_aggregate is None else {"name": self.curve_aggregate, "params": {}}
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -327,6 +327,12 @@ class AverageGain(ConfidenceChange):
     key: ClassVar[str] = "average_gain"
     higher_is_better: ClassVar[bool] = True
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.score == "logit":
+            raise ConfigError("average_gain: score 'logit' is not allowed: the gain (O − Y)/(1 − Y) divides by "
+                              "the headroom of a probability, which a logit does not have; use score: softmax")
+
     @staticmethod
     def figure(y: Tensor, o: Tensor) -> Tensor:
         return torch.where(y < 1, (o - y).clamp_min(0) / (1 - y).clamp_min(1e-300), 0.0)

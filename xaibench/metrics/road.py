@@ -5,6 +5,7 @@ fill them by noisy linear imputation (one sparse linear system per batch chunk),
 from __future__ import annotations
 
 import math
+import weakref
 import zlib
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -15,6 +16,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..memory import ChunkSize
+from ..models.fused import state_key
 from ..registry import param
 from ..tensorops import class_scores
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
@@ -105,6 +107,35 @@ def noise_seeds(per_image: list[int], orders: list[str], percentages: list[float
     return [zlib.crc32(f"{s}:{o}:{float(p)}".encode()) for s, o, p in zip(per_image, orders, percentages, strict=True)]
 
 
+class LastCurves:
+    """The curves of the last batch ROAD scored, per order, with what they were computed from: when
+    road_morf, road_lerf and road_combined score the same maps of the same images with the same
+    settings, each (image, order, p) job is imputed and scored once (the same jobs and noise seeds, so
+    the reuse is exact). Only one batch is held; any difference in inputs, settings or the model's
+    parameters (`state_key`) starts afresh."""
+
+    def __init__(self) -> None:
+        self.inputs: tuple | None = None
+        self.curves: dict[str, Tensor] = {}
+
+    def clear(self) -> None:
+        self.inputs, self.curves = None, {}
+
+    def lookup(self, model, x: Tensor, maps: Tensor, target: Tensor, seeds: Tensor | None, settings: tuple) -> dict:
+        """The cached {order: curve} for these inputs (resetting the cache when they differ)."""
+        same = self.inputs is not None and self.inputs[0]() is model and self.inputs[-1] == settings and all(
+            (a is None and b is None) or (a is not None and b is not None and a.shape == b.shape and torch.equal(a, b))
+            for a, b in zip(self.inputs[1:5], (x, maps, target, seeds), strict=True)
+        ) and self.inputs[5] == state_key(model)
+        if not same:
+            self.inputs = (weakref.ref(model), x, maps, target, seeds, state_key(model), settings)
+            self.curves = {}
+        return self.curves
+
+
+LAST_CURVES = LastCurves()
+
+
 @dataclass
 class ROADBase(ImageMetric):
     """ROAD (Rong et al., ICML 2022), docs/metrics.md "ROAD". For each p in `percentages` the top (MoRF)
@@ -151,26 +182,37 @@ class ROADBase(ImageMetric):
         return class_scores(logits, target, model.score_kind(self.score))
 
     def curves(self, model, x: Tensor, maps: Tensor, target: Tensor, seeds: Tensor | None = None) -> dict[str, Tensor]:
-        """{order: (B,P) class scores after removing p % of pixels in that order}."""
+        """{order: (B,P) class scores after removing p % of pixels in that order}; orders already
+        scored on the same inputs by a sibling ROAD metric are taken from `LAST_CURVES`."""
+        settings = (self.curve_percentages, self.noise, self.score, self.seed)
+        cached = LAST_CURVES.lookup(model, x, maps, target, seeds, settings)
+        todo = [o for o in self.orders if o not in cached]
+        if todo:
+            cached.update(self.score_orders(model, x, maps, target, seeds, todo))
+        return {o: cached[o] for o in self.orders}
+
+    def score_orders(self, model, x: Tensor, maps: Tensor, target: Tensor, seeds: Tensor | None,
+                     orders: list[str]) -> dict[str, Tensor]:
+        """{order: (B,P) curve} for each of `orders`, imputed and scored in `chunk_size` jobs."""
         b, c, h, w = x.shape
         per_image = tie_seeds(self.seed, seeds, b)
         rank = saliency_rank(clean_maps(maps).to(x.device), per_image)  # 0 = most relevant
         percentages = self.curve_percentages
         k = torch.tensor([int(h * w * p / 100) for p in percentages], device=x.device)
-        jobs = [(o, i, j) for o in range(len(self.orders)) for i in range(b) for j in range(len(k))]
+        jobs = [(o, i, j) for o in range(len(orders)) for i in range(b) for j in range(len(k))]
         jobs_t = torch.tensor(jobs, device=x.device).view(-1, 3)
-        out = torch.empty(len(self.orders), b, len(k), device=x.device)
+        out = torch.empty(len(orders), b, len(k), device=x.device)
         target = target.to(x.device).long()
         for start in range(0, len(jobs), self.chunk_size):
             o, i, j = jobs_t[start : start + self.chunk_size].unbind(1)
-            lerf = torch.tensor([self.orders[v] == "lerf" for v in o.tolist()], device=x.device)
+            lerf = torch.tensor([orders[v] == "lerf" for v in o.tolist()], device=x.device)
             r = rank[i]
             remove = torch.where(lerf[:, None], r >= h * w - k[j, None], r < k[j, None]).view(-1, h, w)
-            job_seeds = noise_seeds(per_image[i.cpu()].tolist(), [self.orders[v] for v in o.tolist()],
+            job_seeds = noise_seeds(per_image[i.cpu()].tolist(), [orders[v] for v in o.tolist()],
                                     [percentages[v] for v in j.tolist()])
             imputed = noisy_linear_imputation(x[i], remove, self.noise, job_seeds)
             out[o, i, j] = self.job_scores(model, imputed, target[i])
-        return {name: out[n] for n, name in enumerate(self.orders)}
+        return {name: out[n] for n, name in enumerate(orders)}
 
     def __call__(self, model, x, maps, target, annotation=None, explain=None, seeds=None) -> MetricResult:
         """A single-order ROAD score: the mean of its curve (RoadCombined combines two orders)."""

@@ -143,7 +143,21 @@ def assemble(run_dir: Path, n_batches: int, metric_info: dict[str, dict[str, Any
     scores = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=summary.SCORE_COLUMNS)
     scores = summary.add_derived(scores, derived)
     atomic_write(run_dir / "scores.csv", scores.to_csv(index=False))
-    atomic_write(run_dir / "summary.csv", summary.summarize(scores, metric_info, seed, skipped).to_csv(index=False))
+    curves = dataset_curves(h5_path, metric_info)
+    atomic_write(run_dir / "summary.csv", summary.summarize(scores, metric_info, seed, skipped, curves).to_csv(index=False))
+
+
+def dataset_curves(h5_path: Path, metric_info: dict[str, dict[str, Any]]) -> dict[tuple[str, str], np.ndarray]:
+    """The stored curves of the metrics that declare a dataset-level aggregate, by (explainer, metric)."""
+    wanted = {m for m, info in metric_info.items() if info.get("dataset")}
+    out: dict[tuple[str, str], np.ndarray] = {}
+    if not wanted:
+        return out
+    with h5py.File(h5_path, "r") as h5:
+        for explainer, group in (h5["curves"].items() if "curves" in h5 else []):
+            for metric in wanted & set(group):
+                out[(explainer, metric)] = group[metric][()].astype(np.float64)
+    return out
 
 
 def _create(h5: h5py.File, name: str, n: int, shape: tuple[int, ...], dtype: np.dtype) -> h5py.Dataset:

@@ -73,12 +73,52 @@ def add_derived(scores: pd.DataFrame, derived: Sequence[Any]) -> pd.DataFrame:
     return scores
 
 
+def max_over_thresholds(curves: np.ndarray, params: dict[str, Any]) -> float:
+    """MaxBoxAcc (Choe et al., CVPR 2020): curves = (N, T) hits per image and threshold τ → the
+    max over τ of the share of images hit."""
+    return float(np.nanmax(np.nanmean(curves, axis=0)))
+
+
+def mean_over_iou_of_max_over_thresholds(curves: np.ndarray, params: dict[str, Any]) -> float:
+    """MaxBoxAccV2 (Choe et al., CVPR 2020): curves = (N, T) best IoU per image and τ → the mean over
+    δ in params["ious"] of the max over τ of the share of images with IoU ≥ δ."""
+    return float(np.mean([np.nanmax(np.mean(curves >= d, axis=0)) for d in params["ious"]]))
+
+
+# name → (formula, description): a metric's `dataset_aggregate()` names one (summary.csv's `<metric>:dataset`)
+CURVE_AGGREGATES = {
+    "max_over_thresholds": (max_over_thresholds, "max over thresholds of the share of images hit (MaxBoxAcc)"),
+    "mean_over_iou_of_max_over_thresholds": (mean_over_iou_of_max_over_thresholds,
+                                             "mean over IoU thresholds of the max over map thresholds of the "
+                                             "share of images hit (MaxBoxAccV2)"),
+}
+
+
+def dataset_rows(curves: dict[tuple[str, str], np.ndarray], metric_info: dict[str, dict[str, Any]]) -> list[dict]:
+    """summary.csv's `<metric>:dataset` rows: the metric's curve aggregate over the images it scored
+    (rows whose curve is all finite); no CI and no group (one number per explainer)."""
+    rows = []
+    for (explainer, metric), arr in curves.items():
+        spec = (metric_info.get(metric) or {}).get("dataset")
+        scored = arr[np.isfinite(arr).all(axis=1)] if arr.ndim == 2 else arr[:0]
+        if not spec or not len(scored):
+            continue
+        formula, description = CURVE_AGGREGATES[spec["name"]]
+        rows.append(dict(explainer=explainer, metric=f"{metric}:dataset", mean=formula(scored, spec["params"]),
+                         std=0.0, n=int(len(scored)), n_skipped=0, ci_low=float("nan"), ci_high=float("nan"),
+                         higher_is_better=bool(metric_info[metric]["higher_is_better"]),
+                         protocol=json.dumps({"aggregation": description, **spec["params"]}, sort_keys=True)))
+    return rows
+
+
 def summarize(
-    scores: pd.DataFrame, metric_info: dict[str, dict[str, Any]], seed: int, skipped: dict[tuple[str, str], int] | None = None
+    scores: pd.DataFrame, metric_info: dict[str, dict[str, Any]], seed: int, skipped: dict[tuple[str, str], int] | None = None,
+    curves: dict[tuple[str, str], np.ndarray] | None = None,
 ) -> pd.DataFrame:
     """Per (explainer, metric): mean, std, n, n_skipped, 95 % bootstrap CI, direction, protocol,
     rank group (results/stats.py); then, for each metric whose info has a `class_mean`
-    description, the mean of per-class means (no group: no per-image values)."""
+    description, the mean of per-class means, and for each with a `dataset` curve aggregate, that
+    figure from its (explainer, metric) `curves` (no group: no per-image values)."""
     if scores.empty:
         return pd.DataFrame(columns=SUMMARY_COLUMNS)
     skipped = skipped or {}
@@ -113,6 +153,7 @@ def summarize(
                              n_skipped=int(skipped.get((explainer, metric), 0)),
                              ci_low=float("nan"), ci_high=float("nan"), higher_is_better=bool(info["higher_is_better"]),
                              protocol=json.dumps({"aggregation": info["class_mean"]}, sort_keys=True)))
+    rows += dataset_rows(curves or {}, metric_info)
     out = pd.DataFrame(rows)
     return out.merge(rank_groups(scores, out, seed), on=["explainer", "metric"], how="left")[SUMMARY_COLUMNS]
 
