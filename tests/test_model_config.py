@@ -76,4 +76,6 @@ def test_cli_lists_which_explainers_apply_to_a_model(tmp_path):
     assert result.exit_code == 0, result.output
     lines = {line.split(":")[0]: line for line in result.output.splitlines() if not line.startswith(" ")}
     assert "[applies]" in lines["saliency"] and "[applies]" in lines["integrated_gradients"]
-    assert "[does not apply: " in lines["gradcam"] and "CAMs on token layers are not supported yet" in lines["gradcam"]
+    assert "[applies]" in lines["gradcam"] and "[applies]" in lines["ablationcam"]  # token layers as maps
+    assert "[does not apply: " in lines["cam"] and "reads its class token" in lines["cam"]
+    assert "[does not apply: " in lines["cameras"] and "only takes 224×224 inputs" in lines["cameras"]

@@ -1,55 +1,83 @@
-"""Small random-weight vision transformers for the attention-explainer tests (not a test file):
-torchvision's VisionTransformer and timm's ViT (with register tokens) and DeiT (distillation token),
-with weights drawn wide enough that attention is peaked and heads, blocks and classes differ."""
+"""Small random-weight vision transformers shared by the token-layer tests (not a test file):
+torchvision and timm ViTs, a DeiT with a distillation token, a ViT with register tokens and a
+Swin, re-initialized so that attention is peaked and gradients vary by patch position."""
 
 from __future__ import annotations
 
+import math
+
+import timm
 import torch
-from torch import nn
-from torchvision.models.vision_transformer import VisionTransformer
+import torchvision
+from timm.models.vision_transformer import VisionTransformer
 
 from xaibench.models.adapter import ModelAdapter
 
-SIZE = 64  # 8×8 grid of 8-pixel patches
 
-
-def sharpen(net: nn.Module, seed: int) -> nn.Module:
-    """Redraw every weight but LayerNorms' (linear and conv weights N(0, (1.5/√fan_in)²), biases
-    N(0, 0.1²), class/register/distillation tokens and position embeddings N(0, 1)): attention rows
-    are peaked, not uniform, and the classifier is not torchvision's zero init."""
+def sharpened(net: torch.nn.Module, seed: int = 0, head_gain: float = 1.0) -> torch.nn.Module:
+    """Every Linear weight ~ N(0, gain²/fan_in) with a large gain on the attention's qkv (peaked
+    attention: the class token reads few patches, so gradients differ by position) and LayerNorm
+    affine parameters drawn around 1 / 0; torchvision's zero-initialized head gets weights too.
+    `head_gain` scales the classifier, so gradients are well above pytorch-grad-cam's ε (1e-6 in
+    Grad-CAM++'s α) and the oracle computes the formula, not its ε."""
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for m in net.modules():
-            if isinstance(m, nn.LayerNorm):
-                continue
-            for name, p in m.named_parameters(recurse=False):
-                if name == "bias":
-                    p.copy_(torch.randn(p.shape, generator=g) * 0.1)
-                elif name == "weight" or name == "in_proj_weight":
-                    p.copy_(torch.randn(p.shape, generator=g) * 1.5 / p[0].numel() ** 0.5)
-                else:
-                    p.copy_(torch.randn(p.shape, generator=g))
+        for name, m in net.named_modules():
+            if isinstance(m, torch.nn.Linear):
+                gain = 3.0 if "qkv" in name else head_gain if name.startswith(("head", "heads")) else 1.0
+                m.weight.copy_(torch.randn(m.weight.shape, generator=g) * gain / math.sqrt(m.in_features))
+                if m.bias is not None:
+                    m.bias.copy_(torch.randn(m.bias.shape, generator=g) * 0.1)
+            elif isinstance(m, torch.nn.LayerNorm) and m.weight is not None:
+                m.weight.copy_(1 + 0.3 * torch.randn(m.weight.shape, generator=g))
+                m.bias.copy_(0.3 * torch.randn(m.bias.shape, generator=g))
+            elif isinstance(m, torch.nn.MultiheadAttention):
+                m.in_proj_weight.copy_(torch.randn(m.in_proj_weight.shape, generator=g) * 3.0 / math.sqrt(m.embed_dim))
+        for name, p in net.named_parameters():
+            if any(k in name for k in ("cls_token", "class_token", "dist_token", "reg_token", "pos_embed", "pos_embedding")):
+                p.copy_(torch.randn(p.shape, generator=g) * 0.5)
     return net.eval()
 
 
-def torchvision_vit(layers: int = 3, seed: int = 0) -> ModelAdapter:
-    torch.manual_seed(seed)
-    net = VisionTransformer(image_size=SIZE, patch_size=8, num_layers=layers, num_heads=4, hidden_dim=48,
-                            mlp_dim=96, num_classes=6)
-    return ModelAdapter.wrap(sharpen(net, seed), input_size=SIZE, name="tv-vit")
+def tv_vit() -> tuple[ModelAdapter, int, str]:
+    """torchvision VisionTransformer, 96 px, patch 8: a 12×12 grid with a class token."""
+    torch.manual_seed(0)
+    net = torchvision.models.VisionTransformer(image_size=96, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                                               mlp_dim=64, num_classes=10)
+    return ModelAdapter.wrap(sharpened(net), input_size=96, name="tv_vit"), 96, "encoder.layers.encoder_layer_1.ln_1"
 
 
-def timm_vit(kind: str = "registers", layers: int = 3, seed: int = 0) -> ModelAdapter:
-    """`registers`: timm ViT with a class token and 2 register tokens (3 prefix tokens);
-    `deit`: DeiT with class and distillation tokens (2 prefix tokens)."""
-    from timm.models.deit import VisionTransformerDistilled
-    from timm.models.vision_transformer import VisionTransformer as TimmViT
-
-    torch.manual_seed(seed)
-    kw = dict(img_size=SIZE, patch_size=8, embed_dim=48, depth=layers, num_heads=4, num_classes=6, qkv_bias=True)
-    net = VisionTransformerDistilled(**kw) if kind == "deit" else TimmViT(reg_tokens=2, **kw)
-    return ModelAdapter.wrap(sharpen(net, seed), input_size=SIZE, name=f"timm-{kind}")
+def timm_vit(reg_tokens: int = 0) -> tuple[ModelAdapter, int, str]:
+    """timm VisionTransformer, 64 px, patch 8 (8×8 grid), a class token and `reg_tokens` registers."""
+    torch.manual_seed(0)
+    net = VisionTransformer(img_size=64, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=10,
+                            reg_tokens=reg_tokens)
+    return ModelAdapter.wrap(sharpened(net), input_size=64, name=f"timm_vit_reg{reg_tokens}"), 64, "blocks.1.norm1"
 
 
-def images(n: int, seed: int = 1) -> torch.Tensor:
-    return torch.randn(n, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+def deit_distilled() -> tuple[ModelAdapter, int, str]:
+    """DeiT with class and distillation tokens (timm's deit_tiny_distilled_patch16_224, small), 112 px: 7×7."""
+    torch.manual_seed(0)
+    net = timm.create_model("deit_tiny_distilled_patch16_224", pretrained=False, img_size=112, embed_dim=32, depth=2,
+                            num_heads=2, num_classes=10)
+    return ModelAdapter.wrap(sharpened(net), input_size=112, name="deit_distilled"), 112, "blocks.1.norm1"
+
+
+def swin() -> tuple[ModelAdapter, int, str]:
+    """timm Swin-T shape, small: 224 px, patch 4, stages 56→28→14→7 (channels-last outputs)."""
+    torch.manual_seed(0)
+    net = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, embed_dim=24, depths=(1, 1, 2, 1),
+                            num_heads=(1, 1, 1, 1), num_classes=10)
+    return ModelAdapter.wrap(sharpened(net, head_gain=100.0), input_size=224, name="swin"), 224, "layers.2"
+
+
+def token_reshape(prefix: int, grid: tuple[int, int]):
+    """pytorch-grad-cam's `reshape_transform` for (B, prefix + rows·cols, C) tokens, written for the oracle."""
+    def reshape(t: torch.Tensor) -> torch.Tensor:
+        return t[:, prefix:, :].reshape(t.shape[0], grid[0], grid[1], t.shape[2]).permute(0, 3, 1, 2)
+    return reshape
+
+
+def channels_last_reshape(t: torch.Tensor) -> torch.Tensor:
+    """pytorch-grad-cam's `reshape_transform` for (B, H, W, C) outputs (Swin in timm ≥ 0.9)."""
+    return t.permute(0, 3, 1, 2)

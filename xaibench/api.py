@@ -175,16 +175,27 @@ def signature_params(fn: Any) -> list[tuple[str, str, str, str]]:
 
 
 def layers(model: str) -> tuple[list[tuple[str, str]], str]:
-    """The named layers of a zoo model (name, module type) and the name `auto` resolves to (or why
-    there is none: a TorchScript or token model)."""
+    """The named layers of a zoo model (name, module type — for a token layer also how it becomes a
+    map: `tokens 1+14×14`, `channels-last 7×7`) and the name `auto` resolves to (or why there is
+    none: a TorchScript model)."""
     from .errors import LayerError
+    from .models.token_layers import trace
 
     m = load_model(model, weights="none")
     try:
         auto = m.resolve_layer("auto")
     except LayerError as e:
         auto = f"(no auto layer: {e})"
-    return [(name, type(mod).__name__) for name, mod in m.layers().items()], auto
+    layouts = {t.name: t.layout for t in trace(m) if t.layout is not None} if m.hookable else {}
+
+    def kind(name: str, mod) -> str:
+        lay = layouts.get(name)
+        if lay is None:
+            return type(mod).__name__
+        grid = f"{lay.grid[0]}×{lay.grid[1]}"
+        return f"{type(mod).__name__}  [{'tokens ' + str(lay.prefix) + '+' if lay.kind == 'tokens' else 'channels-last '}{grid}]"
+
+    return [(name, kind(name, mod)) for name, mod in m.layers().items()], auto
 
 
 def leaderboard(runs: Sequence[str | Path], sort: str | None = None, fmt: str = "table", headline: bool = False,

@@ -174,13 +174,13 @@ def test_timm_preprocessing_comes_from_pretrained_cfg():
     assert grey.channels == 1
 
 
-def test_timm_vit_runs_gradients_and_says_cams_on_tokens_are_not_supported_yet():
+def test_timm_vit_runs_gradients_and_cams_on_its_token_layers():
     m = xb.load_model("timm:vit_tiny_patch16_224", weights="none", params={"num_classes": 3, "img_size": 32})
     assert m.input_size == (32, 32)
     x = torch.randn(1, 3, 32, 32)
     assert xb.explain(m, x, 0, "saliency").shape == (1, 32, 32)
-    with pytest.raises(LayerError, match="CAMs on token layers are not supported yet"):
-        xb.explain(m, x, 0, "gradcam")
+    assert m.resolve_layer("auto") == "blocks.11.norm1"  # a 2×2 patch grid behind the class token
+    assert xb.explain(m, x, 0, "gradcam").shape == (1, 32, 32)
 
 
 def test_timm_offline_weights_error_says_where_to_put_the_file(monkeypatch, tmp_path):

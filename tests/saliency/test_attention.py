@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from attention_vits import images, timm_vit, torchvision_vit
 from torch import nn
-from vit_models import images, timm_vit, torchvision_vit
 
 import xaibench as xb
 from xaibench.errors import ModelError

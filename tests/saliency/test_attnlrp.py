@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 import torch
+from attention_vits import images, timm_vit, torchvision_vit
 from torchvision.models.vision_transformer import VisionTransformer
-from vit_models import images, timm_vit, torchvision_vit
 
 import xaibench as xb
 from xaibench.errors import ModelError

@@ -1,38 +1,27 @@
 """ModelAdapter: everything model-specific behind one object — input normalization, named
-layers, the default target layer, activation/gradient capture, and counted model passes.
+layers, the default target layer, activation/gradient capture (token layers as (B,C,h,w) maps),
+and counted model passes.
 """
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 
 from ..errors import DataError, LayerError, ModelError, did_you_mean
+from .capture import Capture, capture_layers
 from .counting import PassCounter
 from .edits import inference_state
 from .fused import FusedInference
 from .layers import last_conv_block
 from .outputs import SCORES, LogitsOf, as_logits, input_channels, is_single_logit, output_tensor
+from .tokens import GridLayout, PatchEmbedding, declared_prefix_tokens, output_layout, patch_embedding
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-
-@dataclass
-class Capture:
-    """What `ModelAdapter.capture` recorded: the last activation of each layer (a graph leaf that
-    requires grad when autograd is on, so a backward can stop there)."""
-
-    layers: list[str]
-    activations: dict[str, Tensor] = field(default_factory=dict)
-
-    @property
-    def activation(self) -> Tensor:
-        return self.activations[self.layers[0]]
 
 
 class ModelAdapter(nn.Module):
@@ -307,32 +296,62 @@ class ModelAdapter(nn.Module):
     def module_of(self, name: str) -> nn.Module:
         return self.layers()[self.resolve_layer(name)]
 
+    @property
+    def patch(self) -> PatchEmbedding | None:
+        """The model's patch embedding (a kernel = stride convolution), or None (`tokens.py`)."""
+        if "_patch" not in self.__dict__:
+            self.__dict__["_patch"] = patch_embedding(self.module)
+        return self.__dict__["_patch"]
+
+    @property
+    def resizable(self) -> bool:
+        """Whether the model takes inputs of other sizes than `input_size` (one no-grad forward of a
+        zero image 1.5× as large; a ViT with a fixed position embedding does not): the multi-scale
+        explainers (CAMERAS, MSG-CAM) need it."""
+        if "_resizable" not in self.__dict__:
+            h, w = (int(v * 1.5) for v in self.input_size)
+            try:
+                with torch.no_grad(), self.inference():
+                    self.module(torch.zeros(1, self.channels, h, w, device=self.device))
+                self.__dict__["_resizable"] = True
+            except (RuntimeError, AssertionError, ValueError):
+                self.__dict__["_resizable"] = False
+        return self.__dict__["_resizable"]
+
+    @property
+    def reads_class_token(self) -> bool:
+        """True for a token model whose head reads its class token (torchvision's ViT, timm's
+        `global_pool='token'` or attention pooling), not a global average of the patch tokens."""
+        if not declared_prefix_tokens(self.module):
+            return False
+        return not str(getattr(self.module, "global_pool", "token")).startswith("avg")
+
+    def layout(self, name: str, out: Tensor, input_hw: Sequence[int]) -> GridLayout | None:
+        """How layer `name`'s output `out` for an input of `input_hw` maps to (B,C,h,w): tokens,
+        channels-last, or None (already a feature map, or not one); `tokens.output_layout`."""
+        return output_layout(self.module, self.patch, tuple(out.shape), (int(input_hw[0]), int(input_hw[1])), name)
+
     @contextlib.contextmanager
-    def capture(self, layers: str | Sequence[str] = "auto") -> Iterator[Capture]:
-        """Record the output of each layer during the forwards inside the block, and its
-        gradient after a backward (the model continues with a copy of the recorded output, so
-        in-place ops after the layer leave the record intact). When autograd is on and the
-        output does not require grad (frozen parameters, input without grad), it is made a graph
-        leaf, so gradients can stop at the layer without any parameter gradient. Hooks are
-        always removed."""
-        names = [layers] if isinstance(layers, str) else list(layers)
-        names = [self.resolve_layer(n) for n in names]
-        cap = Capture(names)
-        modules = self.layers()
-        handles = []
-        for n in dict.fromkeys(names):
-            def hook(mod, inp, out, n=n):
-                if not isinstance(out, Tensor):
-                    raise LayerError(f"layer '{n}' does not output a tensor; choose another layer")
-                if torch.is_grad_enabled() and not out.requires_grad:
-                    out = out.detach().requires_grad_(True)
-                cap.activations[n] = out if out.requires_grad else out.contiguous()  # NCHW for the explainers
-                # the model goes on with a copy: an in-place op after the layer (DenseNet's
-                # relu(features, inplace=True)) neither alters the record nor hits a grad leaf
-                return out.clone()
-            handles.append(modules[n].register_forward_hook(hook))
+    def watch_input(self) -> Iterator[list[tuple[int, int]]]:
+        """Inside the block, `seen[0]` is the (H, W) of the latest input the module ran on (the
+        grid of a token layer depends on it); starts at the model's input size."""
+        seen = [self.input_size]
+
+        def note(mod, args):
+            if args and isinstance(args[0], Tensor) and args[0].dim() == 4:
+                seen[0] = tuple(args[0].shape[-2:])
+
+        handle = self.module.register_forward_pre_hook(note)
         try:
-            yield cap
+            yield seen
         finally:
-            for hd in handles:
-                hd.remove()
+            handle.remove()
+
+    @contextlib.contextmanager
+    def capture(self, layers: str | Sequence[str] = "auto", as_grid: bool = True) -> Iterator[Capture]:
+        """Record the output of each layer during the forwards inside the block, and its gradient
+        after a backward; a token layer as the (B,C,h,w) map of its patch grid, unless `as_grid`
+        is False (`capture.capture_layers`). Hooks are always removed."""
+        names = [layers] if isinstance(layers, str) else list(layers)
+        with capture_layers(self, [self.resolve_layer(n) for n in names], as_grid) as cap:
+            yield cap

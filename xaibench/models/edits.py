@@ -160,28 +160,40 @@ def zeroed_filters(conv: nn.Conv2d, bn: nn.Module | None, channels: Tensor) -> I
 
 @contextlib.contextmanager
 def zeroed_outputs(model: ModelAdapter, layer: str, channels: Tensor) -> Iterator[None]:
-    """Zero output channels `channels` of `layer` with a forward hook (removed on exit)."""
-    def hook(mod, inp, out):
-        keep = torch.ones(out.shape[1], device=out.device, dtype=out.dtype)
-        keep[channels.to(out.device)] = 0
-        return out * keep.view(1, -1, *([1] * (out.dim() - 2)))
+    """Zero output channels `channels` of `layer` with a forward hook (removed on exit); of a token
+    layer, the channels of its (B,C,h,w) patch map (prefix tokens kept), as `capture` shows it."""
+    with model.watch_input() as seen:
+        def hook(mod, inp, out):
+            layout = model.layout(layer, out, seen[0])
+            fmap = out if layout is None else layout.to_grid(out)
+            keep = torch.ones(fmap.shape[1], device=out.device, dtype=out.dtype)
+            keep[channels.to(out.device)] = 0
+            fmap = fmap * keep.view(1, -1, *([1] * (fmap.dim() - 2)))
+            return fmap if layout is None else layout.from_grid(fmap, layout.prefix_of(out))
 
-    handle = model.module_of(layer).register_forward_hook(hook)
-    try:
-        yield
-    finally:
-        handle.remove()
+        handle = model.module_of(layer).register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 @contextlib.contextmanager
-def replaced_output(model: ModelAdapter, layer: str, acts: Tensor) -> Iterator[None]:
+def replaced_output(model: ModelAdapter, layer: str, acts: Tensor, prefix: Tensor | None = None) -> Iterator[None]:
     """Inside the block `layer` outputs `acts` whatever its input (whose batch may be smaller:
-    the layers after it only see `acts`); the hook is removed on exit."""
-    handle = model.layers()[layer].register_forward_hook(lambda mod, inp, out: acts)
-    try:
-        yield
-    finally:
-        handle.remove()
+    the layers after it only see `acts`); the hook is removed on exit. `acts` is (B,C,h,w) as
+    `capture` records it: for a token layer it is turned back into the layer's tokens, with
+    `prefix` (B,p,C) — the captured class/distillation/register tokens — in front."""
+    with model.watch_input() as seen:
+        def hook(mod, inp, out):
+            layout = model.layout(layer, out, seen[0]) if isinstance(out, Tensor) else None
+            return acts if layout is None else layout.from_grid(acts, prefix)
+
+        handle = model.layers()[layer].register_forward_hook(hook)
+        try:
+            yield
+        finally:
+            handle.remove()
 
 
 class _StopForward(Exception):
@@ -189,12 +201,14 @@ class _StopForward(Exception):
 
 
 def forward_to(model: ModelAdapter, x: Tensor, layer: str) -> Tensor:
-    """Run the model only up to `layer` and return its output; the rest is skipped (exact for a
-    gradient that starts at this layer: later layers cannot change it). Counted as a forward."""
+    """Run the model only up to `layer` and return its output — a token layer's as the (B,C,h,w)
+    map of its patch grid, like `capture` — the rest is skipped (exact for a gradient that starts
+    at this layer: later layers cannot change it). Counted as a forward."""
     box: dict[str, Tensor] = {}
 
     def hook(mod, inp, out):
-        box["out"] = out
+        layout = model.layout(layer, out, x.shape[-2:]) if isinstance(out, Tensor) else None
+        box["out"] = out if layout is None else layout.to_grid(out)
         raise _StopForward
 
     handle = model.module_of(layer).register_forward_hook(hook)

@@ -1,5 +1,6 @@
 """The model passes every gradient-based method builds on: a forward with a layer recorded, and a
 backward of the target logits that stops at that layer or at the input (no parameter gradients).
+Token layers (vision transformers) come as (B,C,h,w) maps with gradients to match (`capture`).
 """
 
 from __future__ import annotations
@@ -23,10 +24,18 @@ def layer_activations_and_gradients(model: ModelAdapter, x: Tensor, target: Tens
 
 def layer_activations(model: ModelAdapter, x: Tensor, layer: str) -> tuple[Tensor, Tensor]:
     """One forward without autograd: (activations of `layer`, logits)."""
+    acts, logits, _ = layer_outputs(model, x, layer)
+    return acts, logits
+
+
+def layer_outputs(model: ModelAdapter, x: Tensor, layer: str) -> tuple[Tensor, Tensor, Tensor | None]:
+    """One forward without autograd: (activations of `layer` (B,C,h,w), logits, the layer's prefix
+    tokens (B,p,C) when it is a token layer with class/distillation/register tokens, else None) —
+    what a method that replaces the layer's output (`edits.replaced_output`) needs."""
     with torch.no_grad(), model.capture(layer) as cap:
         logits = model(x)
         acts = cap.activation
-    return acts, logits
+    return acts, logits, cap.prefix.get(cap.layers[0])
 
 
 def input_gradients(model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from torch import Tensor, nn
 
 from ..errors import ConfigError, LayerError
+from .token_layers import encoder_blocks, is_token_model, token_auto_layer, trace
 
 if TYPE_CHECKING:
     from .adapter import ModelAdapter
@@ -57,9 +58,14 @@ def _has_conv(m: nn.Module) -> bool:
 
 
 def last_conv_block(model: ModelAdapter) -> str:
-    """The outermost module containing a convolution whose 4-D output with spatial size > 1 is
-    produced last: `layer4` of a ResNet, `features` of VGG/DenseNet/EfficientNet. A LayerError
-    for a token model (a vision transformer: layers with weights turn (B,N,D) tokens after it)."""
+    """The default layer: the outermost module containing a convolution whose 4-D output with
+    spatial size > 1 is produced last (`layer4` of a ResNet, `features` of VGG/DenseNet/
+    EfficientNet); for a token model (a vision transformer) `token_layers.token_auto_layer` (the
+    last encoder block's first norm; Swin: the last stage's norm). A LayerError for a model with
+    token layers but no patch embedding to place them on a grid."""
+    traced = trace(model)
+    if is_token_model(traced):
+        return token_auto_layer(model, traced)
     order: list[str] = []
     tokens: list[tuple[str, int]] = []  # (layer, position in `order`) of weighted layers with (B,N,D) outputs
     hooks = []
@@ -78,10 +84,10 @@ def last_conv_block(model: ModelAdapter) -> str:
     after = [n for n, pos in tokens if pos == len(order)]  # token layers after the last conv block
     if after:
         raise LayerError(
-            f"model '{model.name}' is a token model (a vision transformer): after its last convolution "
-            f"{('(' + order[-1] + ') ') if order else ''}its layers (e.g. '{after[-1]}') work on (B,N,D) tokens. "
-            "CAMs on token layers are not supported yet (they need a token-to-grid reshape); use a layer-free "
-            "explainer: saliency, inputxgrad, integrated_gradients, smoothgrad, vargrad, occlusion, rise"
+            f"model '{model.name}' works on (B,N,D) tokens after its last convolution "
+            f"{('(' + order[-1] + ') ') if order else ''}(e.g. '{after[-1]}'), but it has no patch embedding (a "
+            "convolution with kernel = stride) whose grid the tokens fit, so no token layer can be a map; use a "
+            "layer-free explainer: saliency, inputxgrad, integrated_gradients, smoothgrad, vargrad, occlusion, rise"
         )
     if not order:
         raise LayerError(f"model '{model.name}' has no convolutional layer: name a `layer` explicitly")
@@ -137,7 +143,11 @@ def _traced(model: ModelAdapter, names: list[str]) -> list[BlockLayer]:
     model.dry_run(hooks)
     if not seen:
         raise LayerError(f"model '{model.name}' has no convolutional layer: name the `layers` explicitly")
-    blocks = [BlockLayer(n, *shape) for n, shape in seen.items()]  # dict order = execution order
+    return mark_stages([BlockLayer(n, *shape) for n, shape in seen.items()])  # dict order = execution order
+
+
+def mark_stages(blocks: list[BlockLayer]) -> list[BlockLayer]:
+    """Mark the last layer of each resolution stage (consecutive layers with the same spatial size) C1, C2, …"""
     stage = 0
     for i, b in enumerate(blocks):
         nxt = blocks[i + 1] if i + 1 < len(blocks) else None
@@ -149,7 +159,12 @@ def _traced(model: ModelAdapter, names: list[str]) -> list[BlockLayer]:
 
 def conv_block_layers(model: ModelAdapter) -> list[BlockLayer]:
     """Every conv block output in execution order, with the last block of each resolution stage
-    marked C1, C2, … (Chen, Cong & Huang 2021, §3.4)."""
+    marked C1, C2, … (Chen, Cong & Huang 2021, §3.4); for a token model its encoder blocks (Swin:
+    its stages) as (C,h,w) maps of their grid, marked the same way."""
+    traced = trace(model)
+    if is_token_model(traced):
+        blocks = [BlockLayer(t.name, t.shape[-1], *t.layout.grid) for t in encoder_blocks(model, traced)]
+        return mark_stages(blocks)
     return _traced(model, _candidate_names(model.module))
 
 
@@ -183,13 +198,15 @@ def select_layers(model: ModelAdapter, layers: str | list[str]) -> list[BlockLay
     for n in dict.fromkeys(names):
         def hook(mod, inp, out, n=n):
             if isinstance(out, Tensor) and n not in shapes:
-                shapes[n] = tuple(out.shape[1:])
+                layout = model.layout(n, out, model.input_size)  # a token layer: its (C,h,w) map
+                shapes[n] = tuple((out if layout is None else layout.to_grid(out)).shape[1:])
         hooks.append((modules[n], hook))
     model.dry_run(hooks)
     out = []
     for n in names:
         shape = shapes.get(n)
         if shape is None or len(shape) != 3:
-            raise LayerError(f"layer '{n}' does not output a (B,C,h,w) feature map (got {shape}); choose a conv layer")
+            raise LayerError(f"layer '{n}' does not output a (B,C,h,w) feature map or tokens on the patch grid "
+                             f"(got {shape}); choose a conv layer or an encoder block")
         out.append(BlockLayer(n, *shape, stage=marks.get(n, "")))
     return out

@@ -10,8 +10,8 @@ from typing import Any, ClassVar
 from ..models.adapter import ModelAdapter
 from ..registry import Registry, check_fields
 
-LAYERS_HELP = ("layers probed: auto or blocks (every conv block), convs (every convolution), stages (the C-marked "
-               "blocks only) or a list of names")
+LAYERS_HELP = ("layers probed: auto or blocks (every conv block; a vision transformer: every encoder block, Swin: "
+               "every stage), convs (every convolution), stages (the C-marked blocks only) or a list of names")
 
 
 class Probe:

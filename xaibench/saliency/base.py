@@ -19,7 +19,8 @@ from ..registry import Registry, check_fields, param
 from ..tensorops import assemble_cam
 
 Reduce = Literal["sum", "abs_sum", "abs_max", "l2"]
-LAYER_HELP = "layer of the map (xai list layers); auto: the model's default, else its last conv block"
+LAYER_HELP = ("layer of the map (xai list layers); auto: the model's default, else its last conv block (a ViT: the "
+              "last encoder block's first norm; Swin: the last stage's norm)")
 REDUCE_HELP = "how colour channels are combined into one map: sum, abs_sum, abs_max or l2"
 
 
@@ -34,7 +35,8 @@ class Explainer:
 
     registry_name: ClassVar[str] = "explainer"
     # "hooks": module hooks (ReLU rules, LRP); "attention": self-attention modules (ViTs); "lrp_rules": Zennit-type
-    # LRP composites (not for self-attention); a `layer` field: a layer
+    # LRP composites (not for self-attention); "resizable": inputs of other sizes (multi-scale);
+    # "pooled_head": a global-average-pooled head (CAM); a `layer` field: a layer
     needs: ClassVar[frozenset[str]] = frozenset()
     control: ClassVar[bool] = False  # a control (random, center, edges: saliency/controls.py), not a real explainer
 
@@ -64,8 +66,10 @@ EXPLAINERS: Registry[Explainer] = Registry("explainer")
 
 
 def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> str | None:
-    """Why `explainer` cannot run on `model` — a TorchScript model has no hooks, a token model (ViT)
-    no CAM layer yet, a CNN no attention — or None when it applies (`xai list explainers --model M`)."""
+    """Why `explainer` cannot run on `model` — a TorchScript model has no hooks, a CNN no attention,
+    a ViT no LRP composite rules, a ViT with a fixed position embedding takes one input size, a
+    class-token head has no pooled map, a layer that is not a map — or None when it applies
+    (`xai list explainers --model M`)."""
     layer = getattr(explainer, "layer", "auto") if not isinstance(explainer, type) else "auto"
     has_layer = dataclasses.is_dataclass(explainer) and "layer" in {f.name for f in dataclasses.fields(explainer)}
     if "attention" in explainer.needs and not attention_sites(model.module):
@@ -77,9 +81,30 @@ def unmet_needs(explainer: type[Explainer] | Explainer, model: ModelAdapter) -> 
             model.require_hooks(getattr(explainer, "registry_name", "this explainer"))
         if has_layer:
             model.resolve_layer(layer)
+        if "resizable" in explainer.needs:
+            require_resizable(model, getattr(explainer, "registry_name", "this explainer"))
+        if "pooled_head" in explainer.needs and model.reads_class_token:
+            return (f"model '{model.name}' reads its class token, not a global average of a feature map, so CAM's "
+                    "head weights do not apply; use gradcam (its generalization to any head)")
     except LayerError as e:
         return str(e)
     return None
+
+
+def require_resizable(model: ModelAdapter, what: str) -> None:
+    """A LayerError when `what` (a multi-scale explainer) needs inputs of other sizes than the model takes."""
+    if not model.resizable:
+        h, w = model.input_size
+        raise LayerError(f"{what} runs the model at several input sizes, but '{model.name}' only takes {h}×{w} "
+                         "inputs (a vision transformer with a fixed position embedding; timm's dynamic_img_size=True "
+                         "lifts that); use a single-scale CAM such as gradcam or layercam")
+
+
+def check_feature_map(acts: Tensor, layer: str, what: str) -> None:
+    """A LayerError unless `acts` is a (B,K,h,w) map (token layers already are: `ModelAdapter.capture`)."""
+    if acts.dim() != 4:
+        raise LayerError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; {what} needs (B,K,h,w) feature maps "
+                         "or (B,N,C) / (B,h,w,C) tokens on the patch grid (an encoder block, not a pooled head)")
 
 
 def reduce_channels(attr: Tensor, reduce: str) -> Tensor:
@@ -125,9 +150,7 @@ class CAMExplainer(Explainer):
             acts, grads, logits = layer_activations_and_gradients(model, x, target, layer)
         else:
             (acts, logits), grads = layer_activations(model, x, layer), None
-        if acts.dim() != 4:
-            tokens = " (token layers of vision transformers are not supported yet)" if acts.dim() == 3 else ""
-            raise ModelError(f"layer '{layer}' outputs shape {tuple(acts.shape)}; a CAM needs (B,K,h,w){tokens}")
+        check_feature_map(acts, layer, "a CAM")
         return acts, grads, logits
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:

@@ -96,6 +96,7 @@ class CAM(CAMExplainer):
 
     uses_gradients: ClassVar[bool] = False
     relu: ClassVar[bool] = False
+    needs: ClassVar[frozenset[str]] = frozenset({"pooled_head"})
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)

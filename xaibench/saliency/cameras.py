@@ -6,7 +6,7 @@ Forward+backward passes at growing input sizes; the fused maps are multiplied at
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +18,7 @@ from ..models.adapter import ModelAdapter
 from ..models.gradients import layer_activations_and_gradients
 from ..registry import param
 from ..tensorops import chunks, upsample
-from .base import EXPLAINERS, LAYER_HELP, Explainer
+from .base import EXPLAINERS, LAYER_HELP, Explainer, require_resizable
 
 
 def cameras_sizes(size: tuple[int, int], step: int, max_size: int) -> list[tuple[int, int]]:
@@ -39,6 +39,8 @@ class CAMERAS(Explainer):
     fusion (`auto`: from the memory budget, counting the passes at the largest size); the fusion
     runs over `channel_chunk` channels at a time. Diagnostics: `valid_scales`."""
 
+    needs: ClassVar[frozenset[str]] = frozenset({"resizable"})
+
     layer: str = param("auto", help=LAYER_HELP)
     step: int = param(100, help="px each side grows by from one input size to the next", ge=1)
     max_size: int = param(1000, help="sizes grow while below this side length, px", ge=1)
@@ -55,6 +57,7 @@ class CAMERAS(Explainer):
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)
+        require_resizable(model, "cameras")
         target = target.to(x.device)
         maps, valid = zip(*(self.fuse(model, x[sl], target[sl], layer) for sl in chunks(x.shape[0], self.chunk_size)))
         self.diagnostics["valid_scales"] = torch.cat(valid)

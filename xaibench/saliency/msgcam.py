@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor
@@ -19,7 +19,7 @@ from ..memory import ChunkSize, auto_chunk
 from ..models.adapter import ModelAdapter
 from ..registry import param
 from ..tensorops import chunks, class_scores, minmax, target_scores, upsample
-from .base import EXPLAINERS, LAYER_HELP, Explainer
+from .base import EXPLAINERS, LAYER_HELP, Explainer, require_resizable
 
 
 def upsample_adjoint_ones(shape: tuple[int, int], size: tuple[int, int], device: torch.device) -> Tensor:
@@ -79,6 +79,8 @@ class MSGCAM(Explainer):
     allows at each scale's size), perturbed forwards `chunk_size` at a time.
     """
 
+    needs: ClassVar[frozenset[str]] = frozenset({"resizable"})
+
     layer: str = param("auto", help=LAYER_HELP)
     scales: int = param(5, help="number of input sizes N (the first is the input's own)", ge=1)
     max_size: int = param(500, help="px the sizes grow by: scale t adds t·(max_size // scales) px per side", ge=1)
@@ -127,6 +129,7 @@ class MSGCAM(Explainer):
 
     def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
         layer = model.resolve_layer(self.layer)
+        require_resizable(model, "msgcam")
         target = target.to(x.device)
         size = tuple(x.shape[-2:])
         acts, gmeans, valid, target = self.scale_passes(model, x, target, layer)

@@ -13,9 +13,19 @@ from torch import Tensor
 from ..memory import ChunkSize
 from ..models.adapter import ModelAdapter
 from ..models.edits import replaced_output
+from ..models.gradients import layer_outputs
 from ..registry import param
-from ..tensorops import chunks, minmax_, safe_divide, standard_normal, step_chunks, target_scores, upsample
-from .base import EXPLAINERS, CAMExplainer
+from ..tensorops import (
+    assemble_cam,
+    chunks,
+    minmax_,
+    safe_divide,
+    standard_normal,
+    step_chunks,
+    target_scores,
+    upsample,
+)
+from .base import EXPLAINERS, CAMExplainer, check_feature_map
 
 
 class ScaledNoise:
@@ -122,27 +132,36 @@ class AblationCAM(CAMExplainer):
     the layer only: the layer's output is replaced by a hook while the part before it sees a
     single image (the real logits are checked to come back from the recorded activations, else
     every ablation runs the whole model). An all-zero channel is unchanged by its ablation, so
-    its weight is exactly 0 and it is skipped. A zero logit y_c gives weights 0."""
+    its weight is exactly 0 and it is skipped. A zero logit y_c gives weights 0. On a token layer
+    the ablated (B,C,h,w) maps go back into tokens behind each image's own prefix tokens."""
 
     chunk_size: ChunkSize = param(64, help="ablated activations per model call; auto: sized from the memory budget",
                                   ge=1)
     uses_gradients: ClassVar[bool] = False
 
-    def model_weights(self, model, x, target, acts, grads, logits) -> Tensor:
+    def explain(self, model: ModelAdapter, x: Tensor, target: Tensor) -> Tensor:
+        layer = model.resolve_layer(self.layer)
+        acts, logits, prefix = layer_outputs(model, x, layer)
+        check_feature_map(acts, layer, "a CAM")
+        weights = self.model_weights(model, x, target, acts, None, logits, prefix)
+        return assemble_cam(weights, acts, x.shape[-2:], relu=self.relu)
+
+    def model_weights(self, model, x, target, acts, grads, logits, prefix: Tensor | None = None) -> Tensor:
+        """(B,K,1,1) weights; `prefix`: the layer's prefix tokens (B,p,C) when it is a token layer."""
         b, k = acts.shape[:2]
         layer = model.resolve_layer(self.layer)
         y = target_scores(logits, target)
         ablated = y.view(b, 1).expand(b, k).clone()
         pairs = (acts != 0).flatten(2).any(2).nonzero()
         with torch.no_grad():
-            with replaced_output(model, layer, acts):
+            with replaced_output(model, layer, acts, prefix):
                 tail_only = torch.allclose(model(x[:1]), logits, rtol=1e-4, atol=1e-5 * float(logits.abs().max()))
             for sl in chunks(len(pairs), self.chunk_size):
                 p = pairs[sl]
                 chunk = acts[p[:, 0]].clone()
                 chunk[torch.arange(len(p), device=x.device), p[:, 1]] = 0
                 probe = x[:1] if tail_only else x[p[:, 0]]
-                with replaced_output(model, layer, chunk):
+                with replaced_output(model, layer, chunk, None if prefix is None else prefix[p[:, 0]]):
                     ablated[p[:, 0], p[:, 1]] = target_scores(model(probe), target[p[:, 0]])
         self.diagnostics["tail_only"] = torch.full((b,), float(tail_only), device=x.device)
         return safe_divide(y.view(b, 1) - ablated, y.view(b, 1).expand(b, k))[:, :, None, None]
