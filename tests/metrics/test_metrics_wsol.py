@@ -10,44 +10,39 @@ from xaibench.metrics.localization import box_iou_matrix
 from xaibench.metrics.wsol import max_box_acc
 
 
+def wsol_contours(scoremap: np.ndarray, thresholds):
+    """wsolevaluation `compute_bboxes_from_scoremaps`' sweep: uint8 map, cv2 threshold, RETR_TREE contours;
+    yields each threshold's contours."""
+    import cv2
+
+    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
+    for t in thresholds:
+        _, binary = cv2.threshold(src=image, thresh=int(t * np.max(image)), maxval=255, type=cv2.THRESH_BINARY)
+        yield cv2.findContours(image=binary, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
+
+
+def wsol_box(contour, h: int, w: int) -> list[int]:
+    """boundingRect, x1/y1 clipped to W−1/H−1 (wsolevaluation's box of a contour)."""
+    import cv2
+
+    x, y, bw, bh = cv2.boundingRect(contour)
+    return [x, y, min(x + bw, w - 1), min(y + bh, h - 1)]
+
+
 def wsol_boxes(scoremap: np.ndarray, thresholds) -> np.ndarray:
-    """wsolevaluation `compute_bboxes_from_scoremaps` (single contour): uint8 map, cv2 threshold,
-    largest external/inner contour by area, boundingRect, x1/y1 clipped to W−1/H−1."""
+    """Single contour (MaxBoxAcc): the largest contour by area per threshold, (0,0,0,0) when none."""
     import cv2
 
     h, w = scoremap.shape
-    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
-    out = []
-    for t in thresholds:
-        _, binary = cv2.threshold(src=image, thresh=int(t * np.max(image)), maxval=255, type=cv2.THRESH_BINARY)
-        contours = cv2.findContours(image=binary, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
-        if len(contours) == 0:
-            out.append([0, 0, 0, 0])
-            continue
-        x, y, bw, bh = cv2.boundingRect(max(contours, key=cv2.contourArea))
-        out.append([x, y, min(x + bw, w - 1), min(y + bh, h - 1)])
-    return np.asarray(out)
+    return np.asarray([wsol_box(max(cs, key=cv2.contourArea), h, w) if len(cs) else [0, 0, 0, 0]
+                       for cs in wsol_contours(scoremap, thresholds)])
 
 
 def wsol_boxes_multi(scoremap: np.ndarray, thresholds) -> list[np.ndarray]:
-    """wsolevaluation `compute_bboxes_from_scoremaps(multi_contour_eval=True)`: every RETR_TREE contour's
-    boundingRect per threshold (the (0,0,0,0) box when there is none)."""
-    import cv2
-
+    """`multi_contour_eval=True` (MaxBoxAccV2): every contour's box per threshold, (0,0,0,0) when none."""
     h, w = scoremap.shape
-    image = np.expand_dims((scoremap * 255).astype(np.uint8), 2)
-    out = []
-    for t in thresholds:
-        _, binary = cv2.threshold(src=image, thresh=int(t * np.max(image)), maxval=255, type=cv2.THRESH_BINARY)
-        contours = cv2.findContours(image=binary, mode=cv2.RETR_TREE, method=cv2.CHAIN_APPROX_SIMPLE)[0]
-        boxes = [[0, 0, 0, 0]]
-        if contours:
-            boxes = []
-            for c in contours:
-                x, y, bw, bh = cv2.boundingRect(c)
-                boxes.append([x, y, min(x + bw, w - 1), min(y + bh, h - 1)])
-        out.append(np.asarray(boxes))
-    return out
+    return [np.asarray([wsol_box(c, h, w) for c in cs] if len(cs) else [[0, 0, 0, 0]])
+            for cs in wsol_contours(scoremap, thresholds)]
 
 
 def wsol_iou(a: np.ndarray, b: np.ndarray) -> np.ndarray:
