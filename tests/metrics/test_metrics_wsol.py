@@ -150,3 +150,25 @@ def test_max_box_acc_v2_matches_wsolevaluation_multi_contour():
 
     v2_dataset = CURVE_AGGREGATES["mean_over_iou_of_max_over_thresholds"][0](res.curves.numpy(), {"ious": [0.3, 0.5, 0.7]})
     assert v2_dataset == pytest.approx(np.mean([(ref >= d).mean(0).max() for d in (0.3, 0.5, 0.7)]))
+
+
+def test_max_box_acc_v2_skips_only_contours_that_cannot_win():
+    """On noise maps (thousands of speckle contours per threshold) the area bound skips most of them,
+    and every best IoU is what all the contours give (a bound that were too tight, e.g. w + h ≤ k + 1 for
+    8-connected components, would drop diagonal ones that can win)."""
+    from xaibench.metrics.wsol import BoxSweep, all_contour_boxes_wsol, threshold_sweep, wsol_iou
+
+    g = torch.Generator().manual_seed(3)
+    maps = torch.rand(3, 40, 40, generator=g)
+    boxes = [torch.tensor([[2.0, 3.0, 9.0, 6.0]]), torch.tensor([[0.0, 0.0, 39.0, 39.0]]), torch.tensor([[5.0, 5.0, 30.0, 12.0]])]
+    res = METRICS.build("max_box_acc_v2", thresholds=50)(None, None, maps, None, annotation={"boxes": boxes})
+    (_, planes), = threshold_sweep(maps, 50, 4)
+    every, plane = all_contour_boxes_wsol(planes)
+    needed = BoxSweep(thresholds=50).needed_areas(planes, boxes)
+    kept, _ = all_contour_boxes_wsol(planes, needed)
+    assert len(kept) < 0.6 * len(every)  # much of the speckle is skipped
+    for i in range(3):
+        mine = (plane >= i * 50) & (plane < (i + 1) * 50)
+        iou = wsol_iou(torch.from_numpy(every[mine]), boxes[i]).amax(1)
+        best = torch.zeros(50, dtype=torch.float64).scatter_reduce(0, torch.from_numpy(plane[mine] - i * 50), iou, "amax")
+        assert torch.allclose(res.curves[i].double(), best, atol=1e-6)
