@@ -86,6 +86,34 @@ def as_tensors(ds: SyntheticShapes) -> tuple[torch.Tensor, torch.Tensor]:
     return ds.images.permute(0, 3, 1, 2).contiguous(), ds.labels
 
 
+def earlier_stages(script: str, init: Path | None) -> tuple[list[str], float]:
+    """This stage's command line and, when it fine-tunes `init`, the commands and training seconds of the
+    stages recorded in init's JSON: (commands, earlier seconds)."""
+    commands = ["python " + " ".join(shlex.quote(a) for a in [script, *sys.argv[1:]])]
+    previous = init.with_suffix(".json") if init is not None else None  # the stage that produced init
+    if previous is None or not previous.is_file():
+        return commands, 0
+    prev = json.loads(previous.read_text())
+    return prev.get("commands", [prev["command"]]) + commands, prev.get("training_seconds_total",
+                                                                        prev.get("training_seconds", 0))
+
+
+def provenance(init: Path | None, train_seconds: float, earlier_seconds: float, threads: int,
+               commands: list[str]) -> dict:
+    """The tail of a checkpoint's JSON: init, dataset version, seconds, threads, versions, commands."""
+    return dict(
+        init=None if init is None else init.name,
+        dataset_version=VERSION,
+        training_seconds=round(train_seconds),
+        training_seconds_total=round(train_seconds + earlier_seconds),
+        threads=threads,
+        torch=torch.__version__,
+        machine=platform.machine(),
+        command=" && ".join(commands),
+        commands=commands,
+    )
+
+
 def main() -> None:
     args = parse()
     torch.set_num_threads(args.threads)
@@ -104,15 +132,9 @@ def main() -> None:
     del pixels
 
     model = SyntheticCNN(num_classes=SyntheticShapes.num_classes)
-    this_command = "python " + " ".join(shlex.quote(a) for a in ["scripts/train_builtin.py", *sys.argv[1:]])
-    commands, earlier_seconds = [this_command], 0
+    commands, earlier_seconds = earlier_stages("scripts/train_builtin.py", args.init)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
-        previous = args.init.with_suffix(".json")  # the stage that produced the init checkpoint
-        if previous.is_file():
-            prev = json.loads(previous.read_text())
-            commands = prev.get("commands", [prev["command"]]) + commands
-            earlier_seconds = prev.get("training_seconds_total", prev.get("training_seconds", 0))
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, weight_decay=5e-4)
     steps = (args.low_res_epochs + args.epochs) * (len(train_x) // args.batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=steps, pct_start=0.2)
@@ -173,15 +195,7 @@ def main() -> None:
         low_res=args.low_res,
         epochs=args.epochs,
         seed=args.seed,
-        init=None if args.init is None else args.init.name,
-        dataset_version=VERSION,
-        training_seconds=round(train_seconds),
-        training_seconds_total=round(train_seconds + earlier_seconds),
-        threads=args.threads,
-        torch=torch.__version__,
-        machine=platform.machine(),
-        command=" && ".join(commands),
-        commands=commands,
+        **provenance(args.init, train_seconds, earlier_seconds, args.threads, commands),
     )
     (args.out / "synthetic-cnn.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB) and {args.out / 'synthetic-cnn.json'}")

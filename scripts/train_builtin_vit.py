@@ -8,17 +8,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import shlex
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from train_builtin import accuracy, as_tensors, augment  # the CNN's script: same data, same class-preserving flips
+from train_builtin import (  # the CNN's script: same data, same class-preserving flips
+    accuracy,
+    as_tensors,
+    augment,
+    earlier_stages,
+    provenance,
+)
 
-from xaibench.datasets.synthetic import VERSION, SyntheticShapes
+from xaibench.datasets.synthetic import SyntheticShapes
 from xaibench.models.builtin import HERE, synthetic_vit
 
 
@@ -86,15 +89,9 @@ def main() -> None:
     model = synthetic_vit({"classes": SyntheticShapes.class_names, **arch})
     params = sum(p.numel() for p in model.parameters())
     print(f"VisionTransformer {arch}: {params} parameters", flush=True)
-    this_command = "python " + " ".join(shlex.quote(a) for a in ["scripts/train_builtin_vit.py", *sys.argv[1:]])
-    commands, earlier_seconds = [this_command], 0
+    commands, earlier_seconds = earlier_stages("scripts/train_builtin_vit.py", args.init)
     if args.init is not None:
         model.load_state_dict(torch.load(args.init, map_location="cpu", weights_only=True))
-        previous = args.init.with_suffix(".json")  # the stage that produced the init checkpoint
-        if previous.is_file():
-            prev = json.loads(previous.read_text())
-            commands = prev.get("commands", [prev["command"]]) + commands
-            earlier_seconds = prev.get("training_seconds_total", prev.get("training_seconds", 0))
     decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "pos_embedding" not in n]
     no_decay = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "pos_embedding" not in n)]
     opt = torch.optim.AdamW(
@@ -161,15 +158,7 @@ def main() -> None:
         lr=args.lr,
         augment=not args.no_augment,
         seed=args.seed,
-        init=None if args.init is None else args.init.name,
-        dataset_version=VERSION,
-        training_seconds=round(train_seconds),
-        training_seconds_total=round(train_seconds + earlier_seconds),
-        threads=args.threads,
-        torch=torch.__version__,
-        machine=platform.machine(),
-        command=" && ".join(commands),
-        commands=commands,
+        **provenance(args.init, train_seconds, earlier_seconds, args.threads, commands),
     )
     (args.out / "synthetic-vit.json").write_text(json.dumps(meta, indent=2) + "\n")
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB) and {args.out / 'synthetic-vit.json'}")
