@@ -68,9 +68,9 @@ def main() -> None:
     torch.use_deterministic_algorithms(True)
     start = time.time()
     train_x, train_y = as_tensors(
-        SyntheticShapes(split="train", n_images=args.train_images, seed=args.seed, cache=False)
+        SyntheticShapes(split="train", n_images=args.train_images, seed=args.seed)
     )
-    val_x, val_y = as_tensors(SyntheticShapes(split="val", n_images=args.val_images, seed=args.seed, cache=False))
+    val_x, val_y = as_tensors(SyntheticShapes(split="val", n_images=args.val_images, seed=args.seed))
     print(f"generated {len(train_x)} train + {len(val_x)} val images in {time.time() - start:.0f}s", flush=True)
     pixels = train_x[:10000].float().div(255)
     mean = pixels.mean((0, 2, 3)).view(1, 3, 1, 1)

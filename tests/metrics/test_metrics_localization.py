@@ -277,8 +277,8 @@ def test_region_metrics_use_masks_of_mask_only_datasets():
 def test_pointing_game_multiclass_scores_every_annotated_class():
     """`classes: annotated` (TorchRay's multi-class protocol): each annotated class of an image is
     explained and scored against its own boxes; the curve holds the hit per class, NaN where the
-    class is absent; `multiclass_accuracy` is the mean over classes of their hit rates."""
-    from xaibench.metrics.localization import multiclass_accuracy
+    class is absent; TorchRay's figure (summary.csv's `:dataset` row) is the mean over classes of their hit rates."""
+    from xaibench.results.summary import mean_over_classes_of_hit_rate
 
     boxes = {0: torch.tensor([[0.0, 0, 4, 4]]), 1: torch.tensor([[12.0, 12, 16, 16]]), 2: torch.tensor([[0.0, 12, 4, 16]])}
     centre = {0: (2, 2), 1: (14, 14), 2: (14, 2)}
@@ -299,7 +299,25 @@ def test_pointing_game_multiclass_scores_every_annotated_class():
     expected = torch.tensor([[1.0, nan, 0.0, nan], [nan, 1.0, 0.0, nan], [nan, 1.0, nan, nan]])
     torch.testing.assert_close(res.curves, expected, equal_nan=True)
     torch.testing.assert_close(res.values, torch.tensor([0.5, 0.5, 1.0]))
-    assert multiclass_accuracy(res.curves).item() == pytest.approx((1 + 1 + 0) / 3)
+    assert mean_over_classes_of_hit_rate(res.curves.numpy(), {}) == pytest.approx((1 + 1 + 0) / 3)
+    assert METRICS.build("pointing_game", classes="annotated").dataset_aggregate()["name"] == "mean_over_classes_of_hit_rate"
+    assert METRICS.build("pointing_game").dataset_aggregate() is None
     with pytest.raises(ConfigError, match="explain"):
         METRICS.build("pointing_game", classes="annotated")(model, x, peak_at([(0, 0)] * 3), torch.tensor([0, 1, 1]),
                                                             annotation=ann)
+
+
+def test_multiclass_pointing_game_dataset_row_is_torchray_mean_over_classes():
+    """summary.csv's `pointing_game:dataset` row (classes: annotated) is TorchRay's accuracy: the mean
+    over classes of each class's hit rate — 0.5 here, where the mean over images is 2/3; a row with
+    no class scored (all NaN) is left out of n."""
+    from xaibench.results.summary import dataset_rows
+
+    nan = float("nan")
+    curves = np.array([[1.0, nan], [1.0, nan], [nan, 0.0], [nan, nan]])
+    spec = METRICS.build("pointing_game", classes="annotated").dataset_aggregate()
+    (row,) = dataset_rows({("gradcam", "pointing_game"): curves},
+                          {"pointing_game": {"higher_is_better": True, "dataset": spec}})
+    assert row["metric"] == "pointing_game:dataset" and row["n"] == 3
+    assert row["mean"] == pytest.approx(0.5)
+    assert "TorchRay" in row["protocol"]

@@ -113,7 +113,8 @@ class PointingGame(ImageMetric):
     skipped, not a miss; a constant map is a miss. Extra `hit_strict` is the tolerance-0 hit.
     `classes: annotated` is TorchRay's multi-class protocol: every class annotated in the image is
     explained (`explain`) and scored; the curve holds the hit per class (NaN: class absent), the
-    value their mean; `multiclass_accuracy(curves)` is TorchRay's figure.
+    value their mean; TorchRay's figure (each class's hit rate over the images annotated with it,
+    then the mean over the classes present) is summary.csv's `pointing_game:dataset` row.
     """
 
     higher_is_better: ClassVar[bool] = True
@@ -125,6 +126,9 @@ class PointingGame(ImageMetric):
     classes: Literal["target", "annotated"] = param("target", help="target: the run's target class; annotated: "
                                                     "every class annotated in the image (TorchRay multi-class)")
     seed: int = param(0, help=SEED_HELP)
+
+    def dataset_aggregate(self) -> dict | None:
+        return {"name": "mean_over_classes_of_hit_rate", "params": {}} if self.classes == "annotated" else None
 
     def hits(self, maps: Tensor, gt: Tensor, keys: Tensor) -> tuple[Tensor, Tensor]:
         """(hit, strict hit) of each map against its region, ties keyed by `keys` (B,)."""
@@ -180,13 +184,6 @@ class PointingGame(ImageMetric):
             curves[img[scored].to(maps.device), cls[scored].to(maps.device)] = hit[scored].float()
         values = curves.nanmean(1)
         return MetricResult(values=values, curves=curves, skipped=torch.isnan(values).cpu())
-
-
-def multiclass_accuracy(curves: Tensor) -> Tensor:
-    """TorchRay's pointing-game accuracy from `classes: annotated` curves (N, classes): each class's
-    hit rate over the images annotated with it, then the mean over the classes present."""
-    per_class = curves.double().nanmean(0)
-    return per_class[~torch.isnan(per_class)].mean().float()
 
 
 @METRICS.register("energy_pointing_game")

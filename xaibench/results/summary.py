@@ -85,22 +85,36 @@ def mean_over_iou_of_max_over_thresholds(curves: np.ndarray, params: dict[str, A
     return float(np.mean([np.nanmax(np.mean(curves >= d, axis=0)) for d in params["ious"]]))
 
 
+def mean_over_classes_of_hit_rate(curves: np.ndarray, params: dict[str, Any]) -> float:
+    """TorchRay's multi-class pointing-game accuracy (Zhang et al. 2018; `classes: annotated`):
+    curves = (N, classes) hit per image and annotated class, NaN where absent → each class's hit
+    rate over the images annotated with it, then the mean over the classes present."""
+    with np.errstate(invalid="ignore"):
+        counts = np.isfinite(curves).sum(0)
+        per_class = np.nansum(curves, axis=0)[counts > 0] / counts[counts > 0]
+    return float(per_class.mean())
+
+
 # name → (formula, description): a metric's `dataset_aggregate()` names one (summary.csv's `<metric>:dataset`)
 CURVE_AGGREGATES = {
     "max_over_thresholds": (max_over_thresholds, "max over thresholds of the share of images hit (MaxBoxAcc)"),
     "mean_over_iou_of_max_over_thresholds": (mean_over_iou_of_max_over_thresholds,
                                              "mean over IoU thresholds of the max over map thresholds of the "
                                              "share of images hit (MaxBoxAccV2)"),
+    "mean_over_classes_of_hit_rate": (mean_over_classes_of_hit_rate,
+                                      "mean over the classes present of each class's hit rate over the images "
+                                      "annotated with it (TorchRay's pointing-game accuracy)"),
 }
 
 
 def dataset_rows(curves: dict[tuple[str, str], np.ndarray], metric_info: dict[str, dict[str, Any]]) -> list[dict]:
     """summary.csv's `<metric>:dataset` rows: the metric's curve aggregate over the images it scored
-    (rows whose curve is all finite); no CI and no group (one number per explainer)."""
+    (rows with a finite value: a MaxBoxAcc curve is all finite or all NaN, a multi-class pointing-game
+    curve is NaN for the classes an image lacks); no CI and no group (one number per explainer)."""
     rows = []
     for (explainer, metric), arr in curves.items():
         spec = (metric_info.get(metric) or {}).get("dataset")
-        scored = arr[np.isfinite(arr).all(axis=1)] if arr.ndim == 2 else arr[:0]
+        scored = arr[np.isfinite(arr).any(axis=1)] if arr.ndim == 2 else arr[:0]
         if not spec or not len(scored):
             continue
         formula, description = CURVE_AGGREGATES[spec["name"]]
