@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: install quickstart test test-fast mutants lint bench train train-vit train-fashion clean
+.PHONY: install quickstart test test-fast mutants lint bench train train-vit train-fashion cnn-vs-vit clean
 
 $(STAMP): pyproject.toml
 	test -d $(VENV) || $(PY) -m venv $(VENV)
@@ -44,6 +44,9 @@ train: $(STAMP)
 train-vit: $(STAMP)
 	$(BIN)/python scripts/train_builtin_vit.py --stop-after 4
 	$(BIN)/python scripts/train_builtin_vit.py --init xaibench/models/builtin/synthetic-vit.pt --epochs 3 --lr 8e-4 --warmup 0.02
+
+cnn-vs-vit: $(STAMP)
+	$(BIN)/python scripts/cnn_vs_vit.py
 
 train-fashion: $(STAMP)
 	$(BIN)/python scripts/train_fashion_mnist.py
