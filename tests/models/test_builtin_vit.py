@@ -151,3 +151,23 @@ def test_example_config_runs(tmp_path):
     assert set(metrics) <= set(table.index.get_level_values(1))  # + derived rows (hit rates, overall)
     scored = table[table.index.get_level_values(1).isin(metrics)]
     assert len(scored) == len(explainers) * len(metrics) and (scored["n"] == 4).all()
+
+
+def test_cnn_vs_vit_twin_configs_keep_what_applies():
+    """scripts/cnn_vs_vit.py (README "CNN vs ViT"): the CNN's twin of the ViT example drops exactly the
+    attention explainers, which need self-attention; the ViT keeps every explainer; both keep the
+    images, metrics and seed."""
+    sys.path.insert(0, str(REPO / "scripts"))
+    try:
+        import cnn_vs_vit
+    finally:
+        sys.path.remove(str(REPO / "scripts"))
+    example = yaml.safe_load((REPO / "configs/examples/synthetic-vit.yaml").read_text())
+    cnn, vit = cnn_vs_vit.config_for("builtin:synthetic-cnn"), cnn_vs_vit.config_for("builtin:synthetic-vit")
+    names = lambda c: [cnn_vs_vit.explainer_name(e) for e in c["explainers"]]  # noqa: E731
+    assert names(vit) == names(example)
+    attention = {"raw_attention", "attention_rollout", "attention_gradient_rollout", "legrad", "attnlrp"}
+    assert names(cnn) == [n for n in names(example) if n not in attention]
+    assert cnn["model"]["name"] == "builtin:synthetic-cnn" and cnn["name"] != vit["name"]
+    for key in ("dataset", "metrics", "seed", "target"):
+        assert cnn[key] == vit[key] == example[key]
