@@ -12,6 +12,33 @@ from xaibench.models.adapter import ModelAdapter
 SEEDS = torch.tensor([7, 8, 9])
 
 
+def documented_subsets(g: torch.Generator, runs: int, n: int, size: int) -> torch.Tensor:
+    """docs/metrics.md "Faithfulness correlation", transcribed: per run, the first `size` distinct
+    values of its row of (runs, L) randint blocks, blocks appended while a row lacks values."""
+    block = size + size // 8 + 32
+    rows = torch.randint(n, (runs, block), generator=g)
+    while True:
+        picked = [list(dict.fromkeys(row.tolist()))[:size] for row in rows]
+        if all(len(p) == size for p in picked):
+            return torch.tensor(picked)
+        rows = torch.cat([rows, torch.randint(n, (runs, block), generator=g)], dim=1)
+
+
+def test_subsets_are_distinct_uniform_and_follow_the_documented_law():
+    """Every subset has distinct indices; with size close to n (blocks appended) too; the law
+    equals its transcription; each index is picked with probability size / n (χ² over 20k runs)."""
+    from xaibench.metrics.correlation import random_subsets
+
+    for n, size in ((768, 40), (50, 45), (49152, 224)):
+        got = random_subsets([documented_generator(5, "subsets")], 30, n, size)[0]
+        assert got.shape == (30, size) and all(len(set(r.tolist())) == size for r in got)
+        torch.testing.assert_close(got, documented_subsets(documented_generator(5, "subsets"), 30, n, size))
+    counts = torch.bincount(random_subsets([torch.Generator().manual_seed(1)], 20000, 20, 5)[0].flatten(), minlength=20)
+    expected = 20000 * 5 / 20
+    chi2 = float(((counts - expected) ** 2 / expected).sum())
+    assert chi2 < 43.8, counts  # χ²(19) 99.9 % quantile
+
+
 def test_faithfulness_correlation_matches_quantus(monkeypatch):
     import quantus  # slow to import on a loaded machine
 
@@ -26,8 +53,7 @@ def test_faithfulness_correlation_matches_quantus(monkeypatch):
         ours = METRICS.build("faithfulness_correlation", runs=runs, subset_size=size)(model, x, maps, target, seeds=SEEDS)
         pixel = METRICS.build("faithfulness_correlation", runs=runs, subset_size=size, unit="pixel")(
             model, x, maps, target, seeds=SEEDS)
-    subsets = [torch.rand(runs, n, generator=documented_generator(int(k), "subsets")).topk(size, dim=1).indices
-               for k in SEEDS]
+    subsets = [documented_subsets(documented_generator(int(k), "subsets"), runs, n, size) for k in SEEDS]
     # Quantus draws np.random.choice(n, size) once per image inside each run: hand it the same subsets
     order = iter([subsets[i][r].numpy() for r in range(runs) for i in range(3)])
     monkeypatch.setattr(np.random, "choice", lambda *a, **k: next(order))

@@ -28,10 +28,35 @@ def row_pearson(a: Tensor, b: Tensor) -> Tensor:
     return torch.where((na == 0) | (nb == 0), torch.zeros_like(r), r)
 
 
+def first_distinct(draws: Tensor, size: int) -> tuple[Tensor, Tensor]:
+    """Per row of (R, L) `draws`: the first `size` distinct values in draw order (R, size), and
+    whether the row had that many (R,) bool."""
+    ordered, order = draws.sort(dim=1, stable=True)  # equal values keep their draw order
+    first = torch.ones_like(draws, dtype=torch.bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    new = torch.empty_like(first).scatter_(1, order, first)  # back in draw order: not seen earlier
+    enough = new.sum(1) >= size
+    keep = new & (new.cumsum(1) <= size)
+    out = torch.zeros(draws.shape[0], size, dtype=draws.dtype)
+    out[enough] = draws[enough][keep[enough]].view(-1, size)
+    return out, enough
+
+
 def random_subsets(generators: list[torch.Generator], runs: int, n: int, size: int) -> Tensor:
-    """(B, runs, size) int64: for each image and run, `size` distinct indices of range(n), drawn
-    uniformly without replacement from the image's generator (the top-`size` of uniform keys)."""
-    return torch.stack([torch.rand(runs, n, generator=g).topk(size, dim=1).indices for g in generators])
+    """(B, runs, size) int64: for each image and run, `size` distinct indices of range(n), uniform
+    without replacement — the first `size` distinct values of the run's stream of uniform draws
+    (the image's generator fills (runs, size + size // 8 + 32) blocks, row r = run r, and draws
+    further blocks while a run lacks distinct values). Exact and cheap: no (runs, n) keys."""
+    block = size + size // 8 + 32
+    out = []
+    for g in generators:
+        draws = torch.randint(n, (runs, block), generator=g)
+        picked, enough = first_distinct(draws, size)
+        while not bool(enough.all()):
+            draws = torch.cat([draws, torch.randint(n, (runs, block), generator=g)], dim=1)
+            picked, enough = first_distinct(draws, size)
+        out.append(picked)
+    return torch.stack(out)
 
 
 @METRICS.register("faithfulness_correlation")
