@@ -246,6 +246,17 @@ class ModelAdapter(nn.Module):
         parts have none: they run compiled code, not their Python modules)."""
         return {n: m for n, m in self.module.named_modules() if n and not isinstance(m, torch.jit.ScriptModule)}
 
+    def layer_module(self, name: str) -> nn.Module | None:
+        """The hookable sub-module `name` (a key of `layers()`), looked up along its dotted path
+        without walking the whole model; None when there is none."""
+        if not name:
+            return None
+        try:
+            m = self.module.get_submodule(name)
+        except AttributeError:
+            return None
+        return None if isinstance(m, torch.jit.ScriptModule) else m
+
     @property
     def hookable(self) -> bool:
         """False when the model is TorchScript throughout: no layer can be hooked."""
@@ -273,8 +284,8 @@ class ModelAdapter(nn.Module):
             if self._auto_layer is None:
                 self._auto_layer = last_conv_block(self)
             return self._auto_layer
-        layers = self.layers()
-        if name not in layers:
+        if self.layer_module(name) is None:
+            layers = self.layers()
             raise LayerError(
                 f"model '{self.name}' has no layer '{name}'.{did_you_mean(name, layers)} "
                 f"Valid names include: {', '.join(list(layers)[-12:])} (see `xai list layers`)"
@@ -294,7 +305,7 @@ class ModelAdapter(nn.Module):
                 hd.remove()
 
     def module_of(self, name: str) -> nn.Module:
-        return self.layers()[self.resolve_layer(name)]
+        return self.layer_module(self.resolve_layer(name))
 
     @property
     def patch(self) -> PatchEmbedding | None:

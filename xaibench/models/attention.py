@@ -5,6 +5,7 @@ module with an explicit softmax and records its probabilities (differentiable), 
 from __future__ import annotations
 
 import contextlib
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Literal
@@ -17,13 +18,23 @@ from ..errors import ModelError
 from .lrp_rules import relevance_rules
 
 
-def is_timm_attention(m: nn.Module) -> bool:
-    """timm's standard `Attention` (ViT, DeiT, …): qkv projection, `fused_attn` switch, `attn_drop`."""
+@functools.cache
+def _timm_attention() -> type | None:
     try:
         from timm.layers.attention import Attention
     except ImportError:
-        return False
-    return type(m) is Attention
+        return None
+    return Attention
+
+
+def is_timm_attention(m: nn.Module) -> bool:
+    """timm's standard `Attention` (ViT, DeiT, …): qkv projection, `fused_attn` switch, `attn_drop`."""
+    return type(m) is _timm_attention()
+
+
+def has_self_attention(module: nn.Module) -> bool:
+    """True when any sub-module is a self-attention module `attention_sites` knows (one walk, no names)."""
+    return any(isinstance(m, nn.MultiheadAttention) or is_timm_attention(m) for m in module.modules())
 
 
 @dataclass(frozen=True)

@@ -44,7 +44,6 @@ def capture_layers(model: ModelAdapter, names: list[str], as_grid: bool = True) 
     of its patch grid (`ModelAdapter.layout`) and the model continues from that map, so gradients
     arrive in (B,C,h,w) too; `as_grid=False` records the raw output. Hooks are always removed."""
     cap = Capture(names)
-    modules = model.layers()
     with contextlib.ExitStack() as stack:
         seen = stack.enter_context(model.watch_input())
         for n in dict.fromkeys(names):
@@ -66,5 +65,5 @@ def capture_layers(model: ModelAdapter, names: list[str], as_grid: bool = True) 
                 if prefix is not None:
                     cap.prefix[n] = prefix.detach()
                 return layout.from_grid(grid, prefix)  # the model goes on from the recorded map
-            stack.callback(modules[n].register_forward_hook(hook).remove)
+            stack.callback(model.module_of(n).register_forward_hook(hook).remove)
         yield cap

@@ -189,7 +189,7 @@ def replaced_output(model: ModelAdapter, layer: str, acts: Tensor, prefix: Tenso
             layout = model.layout(layer, out, seen[0]) if isinstance(out, Tensor) else None
             return acts if layout is None else layout.from_grid(acts, prefix)
 
-        handle = model.layers()[layer].register_forward_hook(hook)
+        handle = model.module_of(layer).register_forward_hook(hook)
         try:
             yield
         finally:

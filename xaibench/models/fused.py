@@ -26,13 +26,18 @@ from torch import Tensor, nn
 _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
-def version_key(module: nn.Module) -> tuple:
+def state_tensors(module: nn.Module) -> list[Tensor]:
+    """Every parameter and buffer, in one walk of the module tree."""
+    return [*module.parameters(), *module.buffers()]
+
+
+def version_key(module: nn.Module, tensors: list[Tensor] | None = None) -> tuple:
     """Where each parameter and buffer lives and its in-place version counter: changes whenever a
     tensor is replaced, moved or modified in place — not when modified through `.data`."""
-    return tuple((t.data_ptr(), t._version) for t in (*module.parameters(), *module.buffers()))
+    return tuple((t.data_ptr(), t._version) for t in (tensors if tensors is not None else state_tensors(module)))
 
 
-def bit_sums(module: nn.Module) -> tuple[int, ...]:
+def bit_sums(module: nn.Module, tensors: list[Tensor] | None = None) -> tuple[int, ...]:
     """A fingerprint of the parameters' and buffers' values (small tensors taken together, one op
     per dtype) that sees edits made through `.data` too: per group, the wrapping 32-bit sum of the
     bit patterns, and for floating tensors the bits of the sum of the values and of every third
@@ -41,7 +46,7 @@ def bit_sums(module: nn.Module) -> tuple[int, ...]:
     Three vectorized reads of the weights (~35 ms for ResNet-50's 25 M parameters on one core)."""
     small: dict[tuple, list[Tensor]] = {}
     sums = []
-    for t in (*module.parameters(), *module.buffers()):
+    for t in tensors if tensors is not None else state_tensors(module):
         flat = t.detach().reshape(-1)
         if flat.numel() <= SMALL_TENSOR:
             small.setdefault((flat.dtype, flat.device), []).append(flat)
@@ -69,7 +74,8 @@ def _bits_sum(flat: Tensor) -> Tensor:
 def state_key(module: nn.Module) -> tuple:
     """A fingerprint of every parameter and buffer (`version_key` and `bit_sums`): changes when a
     tensor is replaced, moved, modified in place, or modified through `.data`."""
-    return version_key(module), bit_sums(module)
+    tensors = state_tensors(module)
+    return version_key(module, tensors), bit_sums(module, tensors)
 
 
 def has_hooks(module: nn.Module) -> bool:

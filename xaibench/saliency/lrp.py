@@ -18,7 +18,7 @@ from ..errors import ConfigError, ModelError
 from ..models import lrp_canonizers as canonizers
 from ..models import lrp_rules as rules
 from ..models.adapter import ModelAdapter
-from ..models.attention import attention_sites
+from ..models.attention import has_self_attention
 from ..models.fused import state_key
 from ..registry import param
 from ..tensorops import assemble_cam
@@ -229,7 +229,7 @@ def relevance(
     returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
     model.require_hooks("LRP")  # the rule layers replace module forwards
-    if attention_sites(model.module):
+    if has_self_attention(model.module):
         raise ModelError(LRP_ON_ATTENTION)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
