@@ -43,6 +43,9 @@ def parse() -> argparse.Namespace:
     p.add_argument("--num-layers", type=int, default=4)
     p.add_argument("--num-heads", type=int, default=3)
     p.add_argument("--mlp-ratio", type=int, default=4)
+    p.add_argument("--conv-stem", type=int, nargs="*", default=[],
+                   help="channels of a convolutional stem (3×3 stride-2 conv + BatchNorm + ReLU each, Xiao et al. "
+                        "2021) replacing the patchify convolution; log2(patch size) of them")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     p.add_argument("--out", type=Path, default=HERE, help="folder for synthetic-vit.pt/.json")
@@ -85,6 +88,7 @@ def main() -> None:
         num_heads=args.num_heads,
         hidden_dim=args.hidden_dim,
         mlp_dim=args.mlp_ratio * args.hidden_dim,
+        **({"conv_stem": args.conv_stem} if args.conv_stem else {}),
     )
     model = synthetic_vit({"classes": SyntheticShapes.class_names, **arch})
     params = sum(p.numel() for p in model.parameters())

@@ -47,6 +47,19 @@ def tv_vit() -> tuple[ModelAdapter, int, str]:
     return ModelAdapter.wrap(sharpened(net), input_size=96, name="tv_vit"), 96, "encoder.layers.encoder_layer_1.ln_1"
 
 
+def tv_vit_conv_stem() -> tuple[ModelAdapter, int, str]:
+    """torchvision VisionTransformer with a convolutional stem (three 3×3 stride-2 convs + BatchNorm + ReLU,
+    then a 1×1 conv; Xiao et al. 2021) in place of the patchify conv, 96 px: a 12×12 grid, class token."""
+    from torchvision.models.vision_transformer import ConvStemConfig
+
+    torch.manual_seed(0)
+    stem = [ConvStemConfig(out_channels=c, kernel_size=3, stride=2) for c in (8, 16, 32)]
+    net = torchvision.models.VisionTransformer(image_size=96, patch_size=8, num_layers=2, num_heads=2, hidden_dim=32,
+                                               mlp_dim=64, num_classes=10, conv_stem_configs=stem)
+    return ModelAdapter.wrap(sharpened(net).eval(), input_size=96, name="tv_vit_conv_stem"), 96, \
+        "encoder.layers.encoder_layer_1.ln_1"
+
+
 def timm_vit(reg_tokens: int = 0) -> tuple[ModelAdapter, int, str]:
     """timm VisionTransformer, 64 px, patch 8 (8×8 grid), a class token and `reg_tokens` registers."""
     torch.manual_seed(0)

@@ -75,6 +75,20 @@ def test_grid_follows_the_input_size_not_the_square_root_of_n():
     assert EXPLAINERS.build("cameras", max_size=100, step=32)(m, x[:, :, :, :64], target).shape == (2, 64, 64)
 
 
+def test_a_convolutional_stem_is_the_patch_embedding_through_all_its_convolutions():
+    # torchvision ViT's conv stem (conv_stem_configs): no conv has kernel = stride > 1, the grid is the
+    # chain of its strided 3×3 convs and the final 1×1 conv — 96 px → 12×12, and 95 px → 12×12 too
+    from vit_models import tv_vit_conv_stem
+
+    from xaibench.models.tokens import patch_embedding
+
+    m, size, layer = tv_vit_conv_stem()
+    embed = patch_embedding(m.module)
+    assert embed.name == "conv_proj.conv_bn_relu_0.0" and len(embed.more) == 3
+    assert embed.grid(96, 96) == (12, 12) and embed.grid(95, 64) == (12, 8)
+    assert PatchEmbedding("p", (8, 8), (8, 8), (0, 0)).grid(95, 64) == (11, 8)  # a patchify conv drops the rest
+
+
 def test_what_does_not_apply_to_a_fixed_size_class_token_vit_says_why():
     m, _, _ = timm_vit(4)
     assert "only takes 64×64 inputs" in unmet_needs(EXPLAINERS.build("cameras"), m)

@@ -1,4 +1,4 @@
-"""CAMs on token layers of vision transformers (torchvision ViT, timm ViT with register tokens, DeiT
+"""CAMs on token layers of vision transformers (torchvision ViT, with a convolutional stem too, timm ViT with register tokens, DeiT
 with a distillation token, Swin channels-last) against pytorch-grad-cam given the right
 `reshape_transform`, where Grad-CAM and its siblings differ; prefix tokens excluded; the auto layer;
 Ablation-CAM's replaced tokens against a transcription; the layers that do not fit."""
@@ -8,7 +8,7 @@ import torch
 from cam_models import grad_module, images, module_named, pearson, top1
 from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM, XGradCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-from vit_models import channels_last_reshape, deit_distilled, swin, timm_vit, token_reshape, tv_vit
+from vit_models import channels_last_reshape, deit_distilled, swin, timm_vit, token_reshape, tv_vit, tv_vit_conv_stem
 
 from xaibench.errors import LayerError
 from xaibench.saliency import EXPLAINERS
@@ -22,6 +22,8 @@ SIBLINGS = {"gradcam": ("xgradcam", "hirescam"), "xgradcam": ("gradcam", "hiresc
 # (its auto layer `norm` feeds a global average, where every gradient is the same and the siblings coincide)
 CASES = {
     "torchvision_vit": (tv_vit, token_reshape(1, (12, 12)), "encoder.layers.encoder_layer_1.ln_1", None),
+    "torchvision_vit_conv_stem": (tv_vit_conv_stem, token_reshape(1, (12, 12)), "encoder.layers.encoder_layer_1.ln_1",
+                                  None),
     "timm_vit_registers": (lambda: timm_vit(4), token_reshape(5, (8, 8)), "blocks.1.norm1", None),
     "deit_distilled": (deit_distilled, token_reshape(2, (7, 7)), "blocks.1.norm1", None),
     "swin": (swin, channels_last_reshape, "norm", "layers.3.blocks.0.norm1"),

@@ -15,17 +15,22 @@ from ..errors import LayerError
 @dataclass(frozen=True)
 class PatchEmbedding:
     """The convolution that cuts the image into patches (kernel = stride): torchvision ViT's
-    `conv_proj`, timm's `patch_embed.proj`, Swin's first conv, HF's `patch_embeddings.projection`."""
+    `conv_proj`, timm's `patch_embed.proj`, Swin's first conv, HF's `patch_embeddings.projection`;
+    or the first convolution of a convolutional stem (torchvision's `conv_stem_configs`; Xiao et al.
+    2021), the stem's further convolutions in `more` as (kernel, stride, padding)."""
 
     name: str
     kernel: tuple[int, int]
     stride: tuple[int, int]
     padding: tuple[int, int]
+    more: tuple[tuple[tuple[int, int], tuple[int, int], tuple[int, int]], ...] = ()
 
     def grid(self, height: int, width: int) -> tuple[int, int]:
         """The patch grid (rows, columns) for an input of height × width."""
-        rows = (height + 2 * self.padding[0] - self.kernel[0]) // self.stride[0] + 1
-        cols = (width + 2 * self.padding[1] - self.kernel[1]) // self.stride[1] + 1
+        rows, cols = height, width
+        for kernel, stride, padding in ((self.kernel, self.stride, self.padding), *self.more):
+            rows = (rows + 2 * padding[0] - kernel[0]) // stride[0] + 1
+            cols = (cols + 2 * padding[1] - kernel[1]) // stride[1] + 1
         return rows, cols
 
 
@@ -35,7 +40,14 @@ def _pair(v: int | tuple[int, ...]) -> tuple[int, int]:
 
 def patch_embedding(module: nn.Module) -> PatchEmbedding | None:
     """The first Conv2d (in registration order) whose stride equals its kernel and is > 1 — a
-    patchify stem — or None when the model has none (a CNN with an overlapping stem)."""
+    patchify stem —, torchvision ViT's convolutional stem (a `conv_proj` Sequential: all its
+    convolutions), or None when the model has none (a CNN with an overlapping stem)."""
+    stem = getattr(module, "conv_proj", None)
+    if isinstance(stem, nn.Sequential) and isinstance(getattr(module, "class_token", None), nn.Parameter):
+        convs = [(n, m) for n, m in stem.named_modules() if isinstance(m, nn.Conv2d)]
+        specs = [(_pair(m.kernel_size), _pair(m.stride), _pair(m.padding)) for _, m in convs]
+        if specs and not any(isinstance(m.padding, str) for _, m in convs):
+            return PatchEmbedding(f"conv_proj.{convs[0][0]}", *specs[0], more=tuple(specs[1:]))
     for name, m in module.named_modules():
         if isinstance(m, nn.Conv2d):
             k, s = _pair(m.kernel_size), _pair(m.stride)
