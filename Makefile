@@ -42,8 +42,7 @@ train: $(STAMP)
 # Retrain the built-in vision transformer: the two seeded stages that made the shipped checkpoint (see
 # xaibench/models/builtin/synthetic-vit.json; 4 of 14 scheduled epochs, then a 3-epoch cosine fine-tune)
 train-vit: $(STAMP)
-	$(BIN)/python scripts/train_builtin_vit.py --stop-after 4
-	$(BIN)/python scripts/train_builtin_vit.py --init xaibench/models/builtin/synthetic-vit.pt --epochs 3 --lr 8e-4 --warmup 0.02
+	$(BIN)/python scripts/train_builtin_vit.py --epochs 40 --lr 5e-4 --conv-stem 16 32 64 128 --threads 2
 
 cnn-vs-vit: $(STAMP)
 	$(BIN)/python scripts/cnn_vs_vit.py

@@ -69,11 +69,11 @@ def versions() -> dict[str, str]:
 
     out = {"python": platform.python_version(), "xaibench": __version__, "torch": torch.__version__,
            "torchvision": torchvision.__version__, "numpy": np.__version__, "h5py": h5py.__version__}
-    try:
-        import zennit
+    from importlib.metadata import PackageNotFoundError, version
 
-        out["zennit"] = getattr(zennit, "__version__", "unknown")
-    except ImportError:
+    try:  # zennit has no __version__: its installed distribution's
+        out["zennit"] = version("zennit")
+    except PackageNotFoundError:
         pass
     return out
 

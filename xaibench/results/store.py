@@ -24,11 +24,19 @@ PARTIAL = ".partial"
 SEP = "::"  # npz member names cannot hold '/' portably
 
 
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def atomic_write(path: Path, write: Any, mode: str = "w") -> None:
-    """Write a file through a temporary sibling and `os.replace`, so readers never see half a file."""
+    """Write a file through a temporary sibling and `os.replace`, so readers never see half a file;
+    it gets the permissions a plain `open` would (0666 less the umask; mkstemp's are 0600)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~current_umask())
         with os.fdopen(fd, mode) as f:
             if callable(write):
                 write(f)
