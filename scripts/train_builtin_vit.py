@@ -29,11 +29,11 @@ def parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--train-images", type=int, default=16000, help="procedurally generated training images")
     p.add_argument("--val-images", type=int, default=1000)
-    p.add_argument("--epochs", type=int, default=14)
+    p.add_argument("--epochs", type=int, default=40)
     p.add_argument("--stop-after", type=int, default=None,
                    help="stop after this many epochs (the learning-rate schedule still spans --epochs)")
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=1e-3, help="peak AdamW learning rate (linear warmup, then cosine)")
+    p.add_argument("--lr", type=float, default=5e-4, help="peak AdamW learning rate (linear warmup, then cosine)")
     p.add_argument("--warmup", type=float, default=0.05, help="fraction of the steps spent warming up")
     p.add_argument("--weight-decay", type=float, default=0.05)
     p.add_argument("--label-smoothing", type=float, default=0.1)
@@ -43,9 +43,10 @@ def parse() -> argparse.Namespace:
     p.add_argument("--num-layers", type=int, default=4)
     p.add_argument("--num-heads", type=int, default=3)
     p.add_argument("--mlp-ratio", type=int, default=4)
-    p.add_argument("--conv-stem", type=int, nargs="*", default=[],
-                   help="channels of a convolutional stem (3×3 stride-2 conv + BatchNorm + ReLU each, Xiao et al. "
-                        "2021) replacing the patchify convolution; log2(patch size) of them")
+    p.add_argument("--conv-stem", type=int, nargs="*", default=[16, 32, 64, 128],
+                   help="channels of a convolutional stem (3×3 stride-2 conv + BatchNorm + ReLU each, then a 1×1 "
+                        "conv; Xiao et al. 2021) replacing the patchify convolution, log2(patch size) of them; "
+                        "none given: the plain patchify ViT")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=1, help="torch threads (1 on a shared machine)")
     p.add_argument("--out", type=Path, default=HERE, help="folder for synthetic-vit.pt/.json")
@@ -88,7 +89,7 @@ def main() -> None:
         num_heads=args.num_heads,
         hidden_dim=args.hidden_dim,
         mlp_dim=args.mlp_ratio * args.hidden_dim,
-        **({"conv_stem": args.conv_stem} if args.conv_stem else {}),
+        conv_stem=args.conv_stem,
     )
     model = synthetic_vit({"classes": SyntheticShapes.class_names, **arch})
     params = sum(p.numel() for p in model.parameters())
