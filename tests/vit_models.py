@@ -76,12 +76,12 @@ def deit_distilled() -> tuple[ModelAdapter, int, str]:
     return ModelAdapter.wrap(sharpened(net), input_size=112, name="deit_distilled"), 112, "blocks.1.norm1"
 
 
-def swin() -> tuple[ModelAdapter, int, str]:
+def swin(head_gain: float = 100.0) -> tuple[ModelAdapter, int, str]:
     """timm Swin-T shape, small: 224 px, patch 4, stages 56→28→14→7 (channels-last outputs)."""
     torch.manual_seed(0)
     net = timm.create_model("swin_tiny_patch4_window7_224", pretrained=False, embed_dim=24, depths=(1, 1, 2, 1),
                             num_heads=(1, 1, 1, 1), num_classes=10)
-    return ModelAdapter.wrap(sharpened(net, head_gain=100.0), input_size=224, name="swin"), 224, "layers.2"
+    return ModelAdapter.wrap(sharpened(net, head_gain=head_gain), input_size=224, name="swin"), 224, "layers.2"
 
 
 def token_reshape(prefix: int, grid: tuple[int, int]):
