@@ -14,7 +14,8 @@ Relevance-CAM and CF-CAM (contrastive relevance to the CAM layer, composite epsi
   BatchNorm pass relevance unchanged (extra 0).
 - ours: the explainer's pass; zennit: the same composite and canonizers through Zennit.
 Rounds interleave fb, ours and zennit so a changing machine load hits all alike; every ratio is
-taken within a round, the tables show medians over rounds.
+taken within a round, the tables show medians over rounds. Everything runs inside one
+`model.inference()` block, as in a run (the rule layers' parameter fingerprint is taken per block).
 """
 
 from __future__ import annotations
@@ -96,6 +97,35 @@ def rule_extra_seconds(model, x, target, composite, layer, repeats: int) -> floa
     return extra
 
 
+def measure(model, x, target, repeats: int, name: str, comp_name: str, contrastive: bool, scale: str, layer):
+    """One row: fb, floor, ours and Zennit's seconds per batch and their ratios, medians over rounds."""
+    comp = make_composite(comp_name, model, x, 1e-6, 0.25, "auto")
+
+    def ours(comp=comp, contrastive=contrastive, scale=scale, layer=layer):
+        if layer is None:
+            return relevance(model, x, target, comp, contrastive=contrastive, scale=scale)[0]
+        return layer_relevance(model, x, target, layer, comp, contrastive=contrastive)[1]
+
+    def zen(comp_name=comp_name, contrastive=contrastive, scale=scale, layer=layer):
+        rel = zennit_relevance(model, x, target, comp_name, contrastive, scale, layer)
+        return rel if layer is None else torch.relu(rel)
+
+    a, b = ours(), zen()
+    agree = float((a - b).abs().max() / b.abs().max())
+    extra = rule_extra_seconds(model, x, target, comp, layer, 5)
+    t_fb, t_ours, t_zen, r_floor, r_fb, r_zen = [], [], [], [], [], []
+    for _ in range(repeats):
+        fb = median_seconds(lambda layer=layer: fb_pass(model, x, target, layer), 1, warmup=0)
+        o = median_seconds(ours, 1, warmup=0)
+        z = median_seconds(zen, 1, warmup=0)
+        t_fb.append(fb), t_ours.append(o), t_zen.append(z)
+        r_floor.append(o / (fb + extra)), r_fb.append(o / fb), r_zen.append(z / fb)
+    fb, o = statistics.median(t_fb), statistics.median(t_ours)
+    return dict(method=name, fb_s=fb, floor_s=fb + extra, ours_s=o, zennit_s=statistics.median(t_zen),
+                ours_over_floor=statistics.median(r_floor), ours_over_fb=statistics.median(r_fb),
+                zennit_over_fb=statistics.median(r_zen), max_diff_vs_zennit=f"{agree:.1e}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_model_args(ap)
@@ -116,33 +146,10 @@ def main() -> None:
         ("relevancecam / cfcam relevance pass", "epsilon_plus", True, "one", cam_layer),
     ]
     rows = []
-    for name, comp_name, contrastive, scale, layer in cases:
-        comp = make_composite(comp_name, model, x, 1e-6, 0.25, "auto")
-
-        def ours(comp=comp, contrastive=contrastive, scale=scale, layer=layer):
-            if layer is None:
-                return relevance(model, x, target, comp, contrastive=contrastive, scale=scale)[0]
-            return layer_relevance(model, x, target, layer, comp, contrastive=contrastive)[1]
-
-        def zen(comp_name=comp_name, contrastive=contrastive, scale=scale, layer=layer):
-            rel = zennit_relevance(model, x, target, comp_name, contrastive, scale, layer)
-            return rel if layer is None else torch.relu(rel)
-
-        a, b = ours(), zen()
-        agree = float((a - b).abs().max() / b.abs().max())
-        extra = rule_extra_seconds(model, x, target, comp, layer, 5)
-        t_fb, t_ours, t_zen, r_floor, r_fb, r_zen = [], [], [], [], [], []
-        for _ in range(args.repeats):
-            fb = median_seconds(lambda layer=layer: fb_pass(model, x, target, layer), 1, warmup=0)
-            o = median_seconds(ours, 1, warmup=0)
-            z = median_seconds(zen, 1, warmup=0)
-            t_fb.append(fb), t_ours.append(o), t_zen.append(z)
-            r_floor.append(o / (fb + extra)), r_fb.append(o / fb), r_zen.append(z / fb)
-        fb, o = statistics.median(t_fb), statistics.median(t_ours)
-        rows.append(dict(method=name, fb_s=fb, floor_s=fb + extra, ours_s=o, zennit_s=statistics.median(t_zen),
-                         ours_over_floor=statistics.median(r_floor), ours_over_fb=statistics.median(r_fb),
-                         zennit_over_fb=statistics.median(r_zen), max_diff_vs_zennit=f"{agree:.1e}"))
-        print(rows[-1], flush=True)
+    with model.inference():  # as the runner does: one block for the whole run
+        for case in cases:
+            rows.append(measure(model, x, target, args.repeats, *case))
+            print(rows[-1], flush=True)
     print(f"\n{args.model} ({args.weights}) at {size}², batch {args.batch}, CAM layer {cam_layer}, "
           f"torch threads {torch.get_num_threads()}; seconds per batch, medians of {args.repeats} rounds; "
           "max_diff_vs_zennit = max|ours − zennit| / max|zennit|")

@@ -235,3 +235,32 @@ def test_kept_rule_layers_follow_parameter_edits_also_through_data():
     after = lrp.attribute(model, x, t)
     torch.testing.assert_close(after, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
     assert not torch.allclose(before, after)
+
+
+def test_inside_one_inference_block_kept_rule_layers_follow_every_edit():
+    """A run is one inference() block; the rule layers' fingerprint is still taken at every call, so
+    an in-place edit under no_grad and a `.data` edit (no counter bump) in the middle of the block
+    are both seen. (Taking the bit sums once per block instead leaves the layers the rules use
+    unmodified live and their clamped copies stale: a silently inconsistent map.)"""
+    model = small_cnn()
+    model.channels_last = False
+    x = torch.randn(2, 3, 16, 16)
+    t = torch.tensor([0, 3])
+    lrp = EXPLAINERS.build("lrp")
+
+    def zennit():
+        return zennit_direct(model, x, t, EpsilonPlusFlat(canonizers=[SequentialMergeBatchNorm()]), onehot_logit)
+
+    with model.inference():
+        first = lrp.attribute(model, x, t)
+        with torch.no_grad():
+            model.module.conv2.weight.mul_(-0.5)  # bumps the version counter
+        edited = lrp.attribute(model, x, t)
+        assert not torch.allclose(first, edited)
+        ref = zennit()
+        torch.testing.assert_close(edited, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))
+        model.module.conv2.weight.data.mul_(-2.0)  # no counter bump
+        model.module.bn1.running_var.data[0] = 4.0
+        again = lrp.attribute(model, x, t)
+        ref = zennit()
+        torch.testing.assert_close(again, ref, rtol=0, atol=1e-6 * float(ref.abs().max()))

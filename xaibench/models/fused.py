@@ -27,8 +27,12 @@ _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
 
 def state_tensors(module: nn.Module) -> list[Tensor]:
-    """Every parameter and buffer, in one walk of the module tree."""
-    return [*module.parameters(), *module.buffers()]
+    """Every parameter and buffer, in one walk of the module tree (a shared one once per owner)."""
+    out = []
+    for m in module.modules():
+        out += [t for t in m._parameters.values() if t is not None]
+        out += [t for t in m._buffers.values() if t is not None]
+    return out
 
 
 def version_key(module: nn.Module, tensors: list[Tensor] | None = None) -> tuple:
@@ -43,20 +47,25 @@ def bit_sums(module: nn.Module, tensors: list[Tensor] | None = None) -> tuple[in
     bit patterns, and for floating tensors the bits of the sum of the values and of every third
     value. The bit sum alone misses a whole tensor doubled and negated (each element's bits move by
     2²³ + 2³¹, which wraps to 0 over 512 values) and any permutation; the value sums see those.
-    Three vectorized reads of the weights (~35 ms for ResNet-50's 25 M parameters on one core)."""
+    Three vectorized reads of the weights (~35 ms for ResNet-50's 25 M parameters on one core); a
+    model of at most SMALL_MODEL values is read as one group per dtype (~0.4 ms for the built-in CNN)."""
+    tensors = tensors if tensors is not None else state_tensors(module)
+    whole = sum(t.numel() for t in tensors) <= SMALL_MODEL
     small: dict[tuple, list[Tensor]] = {}
     sums = []
-    for t in tensors if tensors is not None else state_tensors(module):
-        flat = t.detach().reshape(-1)
-        if flat.numel() <= SMALL_TENSOR:
-            small.setdefault((flat.dtype, flat.device), []).append(flat)
-        else:
-            sums.append(_bits_sum(flat))
-    sums += [_bits_sum(torch.cat(flats)) for flats in small.values()]
+    with torch.no_grad():  # plain views, no autograd records
+        for t in tensors:
+            flat = t.reshape(-1)
+            if whole or flat.numel() <= SMALL_TENSOR:
+                small.setdefault((flat.dtype, flat.device), []).append(flat)
+            else:
+                sums.append(_bits_sum(flat))
+        sums += [_bits_sum(torch.cat(flats)) for flats in small.values()]
     return tuple(torch.cat([s.cpu() for s in sums]).tolist()) if sums else ()
 
 
 SMALL_TENSOR = 1 << 16
+SMALL_MODEL = 1 << 20  # values: below, one concatenation per dtype costs less than a read per tensor
 
 
 def _bits_sum(flat: Tensor) -> Tensor:

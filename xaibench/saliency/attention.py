@@ -83,7 +83,11 @@ def discard_lowest(a: Tensor, ratio: float) -> Tensor:
     k = int(flat.shape[1] * ratio)
     if k == 0:
         return a
-    drop = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.topk(k, dim=1, largest=False).indices, True)
+    if k <= flat.shape[1] // 2:
+        drop = torch.zeros_like(flat, dtype=torch.bool).scatter_(1, flat.topk(k, dim=1, largest=False).indices, True)
+    else:  # the complement of the (fewer) largest: the same partition, a smaller selection (discard 0.9)
+        keep = flat.topk(flat.shape[1] - k, dim=1).indices
+        drop = torch.ones_like(flat, dtype=torch.bool).scatter_(1, keep, False)
     drop[:, 0] = False
     return flat.masked_fill(drop, 0.0).view_as(a)
 
