@@ -124,6 +124,20 @@ def test_interrupted_then_resumed_equals_uninterrupted(tiny_config, tmp_path, mo
     assert_same_run(full, resumed)
 
 
+def test_a_complete_run_keeps_no_batch_files_and_resuming_it_does_nothing(tiny_config, tmp_path, monkeypatch, capsys):
+    run_dir = runner.run(tiny_config, out=tmp_path / "run", progress=False)
+    assert not (run_dir / ".partial").exists()  # every batch is in results.h5
+    before = {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.is_file()}
+
+    def no_batch(*args):
+        raise AssertionError("a complete run computed a batch again")
+
+    monkeypatch.setattr(runner, "process_batch", no_batch)
+    assert runner.run(tiny_config, out=run_dir, resume=True, progress=True) == run_dir
+    assert "already complete" in capsys.readouterr().err
+    assert {p.name: p.stat().st_mtime_ns for p in run_dir.iterdir() if p.is_file()} == before  # nothing rewritten
+
+
 def test_resume_refuses_a_different_config(tiny_config, tmp_path):
     runner.run(tiny_config, out=tmp_path / "run", progress=False)
     tiny_config["seed"] = 3

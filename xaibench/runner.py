@@ -6,6 +6,7 @@ each finished batch atomically (so `--resume` continues exactly), then assembles
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,10 @@ def run(
     ranks.start(device)
     try:
         run_dir = ranks.share(rundir.prepare, cfg.output.dir, cfg.name, cfg.to_dict(), out, resume)
+        if resume and rundir.recorded(run_dir, ("status",)).get("status") == "complete":
+            if progress and ranks.is_main:
+                print(f"[{cfg.name}] {run_dir} is already complete: nothing to resume", file=sys.stderr)
+            return run_dir
         run_dir.mkdir(parents=True, exist_ok=True)  # other nodes may not share rank 0's filesystem
         steps = Steps(cfg.name, enabled=progress and ranks.is_main)
         plan = build_plan(cfg, run_dir, device, ranks, resume, steps)
@@ -105,6 +110,7 @@ def execute(plan: Plan, ranks: Ranks, progress: bool, steps: Steps | None = None
 
         with steps.step("figures (figures/)"):
             report.make_figures(run_dir)
+    files.remove()  # every batch is in results.h5 now; a resume of a complete run does nothing
     return run_dir
 
 

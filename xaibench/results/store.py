@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,10 @@ class BatchFiles:
     """The per-batch result files of one run folder."""
 
     run_dir: Path
+
+    def remove(self) -> None:
+        """Delete the batch files and the probes' partial results (`.partial/`), once assembled."""
+        shutil.rmtree(self.folder, ignore_errors=True)
 
     @property
     def folder(self) -> Path:
