@@ -128,7 +128,8 @@ def test_loads_without_timm():
 def test_example_config_runs(tmp_path):
     config = yaml.safe_load((REPO / "configs/examples/synthetic-vit.yaml").read_text())
     names = [e if isinstance(e, str) else e["name"] for e in config["explainers"]]
-    light = {"integrated_gradients": "steps=4", "smoothgrad": "n_samples=2", "rise": "n_masks=16"}
+    light = {"integrated_gradients": "steps=4", "smoothgrad": "n_samples=2", "vargrad": "n_samples=2",
+             "rise": "n_masks=16"}
     result = CliRunner().invoke(app, [
         "run", str(REPO / "configs/examples/synthetic-vit.yaml"), "-q", "--set", "dataset.limit=4",
         "--set", "dataset.batch_size=4", "--set", f"output.dir={tmp_path}", "--set", "output.figures=false",
@@ -145,6 +146,16 @@ def test_example_config_runs(tmp_path):
     assert set(metrics) <= set(table.index.get_level_values(1))  # + derived rows (hit rates, overall)
     scored = table[table.index.get_level_values(1).isin(metrics)]
     assert len(scored) == len(explainers) * len(metrics) and (scored["n"] == 4).all()
+
+
+def test_the_example_lists_every_explainer_that_applies_to_the_vit():
+    from xaibench.saliency import EXPLAINERS
+    from xaibench.saliency.base import unmet_needs
+
+    vit = load_model("builtin:synthetic-vit", weights="none")
+    applies = {n for n in EXPLAINERS.names() if unmet_needs(EXPLAINERS.get(n).obj, vit) is None}
+    example = yaml.safe_load((REPO / "configs/examples/synthetic-vit.yaml").read_text())["explainers"]
+    assert sorted(e if isinstance(e, str) else e["name"] for e in example) == sorted(applies)
 
 
 def test_cnn_vs_vit_twin_configs_keep_what_applies():
