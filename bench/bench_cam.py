@@ -17,6 +17,7 @@ import statistics
 import time
 
 import torch
+from common import pearson_min
 
 from xaibench.models.zoo import load_model
 from xaibench.saliency import EXPLAINERS
@@ -32,13 +33,6 @@ def timed(fn, repeats: int) -> tuple[float, object]:
         out = fn()
         times.append(time.perf_counter() - t)
     return statistics.median(times), out
-
-
-def pearson_min(a: torch.Tensor, b: torch.Tensor) -> float:
-    a = torch.as_tensor(a, dtype=torch.float64).flatten(1)
-    b = torch.as_tensor(b, dtype=torch.float64).flatten(1)
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).min())
 
 
 def main() -> None:

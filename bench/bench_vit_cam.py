@@ -18,7 +18,7 @@ import time
 
 import timm
 import torch
-from common import markdown
+from common import markdown, pearson_min
 from pytorch_grad_cam import GradCAM, LayerCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
@@ -62,13 +62,6 @@ def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
             if r:
                 times[k].append(time.perf_counter() - t0)
     return {k: statistics.median(v) for k, v in times.items()}
-
-
-def pearson_min(a, b) -> float:
-    a = torch.as_tensor(a, dtype=torch.float64).flatten(1)
-    b = torch.as_tensor(b, dtype=torch.float64).flatten(1)
-    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).min())
 
 
 def main() -> None:

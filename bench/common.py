@@ -65,6 +65,14 @@ def forward_backward_floor(model: ModelAdapter, x: torch.Tensor, target: torch.T
     return fn
 
 
+def pearson_min(a, b) -> float:
+    """The smallest per-image Pearson correlation of two batches of maps (agreement with a reference)."""
+    a = torch.as_tensor(a, dtype=torch.float64).flatten(1)
+    b = torch.as_tensor(b, dtype=torch.float64).flatten(1)
+    a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).min())
+
+
 def markdown(rows: list[dict], columns: list[str]) -> str:
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
     for r in rows:
