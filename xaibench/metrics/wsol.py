@@ -15,38 +15,7 @@ from ..errors import DataError
 from ..registry import param
 from ..tensorops import minmax
 from .base import METRICS, ImageMetric, MetricResult, clean_maps
-
-
-def largest_component_boxes_wsol(binary: np.ndarray) -> np.ndarray:
-    """(N,4) int64 box of the largest 8-connected component of each (N,H,W) binary plane, in
-    wsolevaluation's convention (x0, y0, min(x_max+1, W−1), min(y_max+1, H−1)); (0,0,0,0) for an empty
-    plane. One `scipy.ndimage.label` call for all planes; on equal sizes the component whose first pixel
-    comes first in raster order wins."""
-    from scipy import ndimage
-
-    n, h, w = binary.shape
-    structure = np.zeros((3, 3, 3), dtype=bool)
-    structure[1] = True  # 8-connectivity within a plane only
-    labels, count = ndimage.label(binary, structure=structure)
-    flat = labels.reshape(n, -1)
-    # labels are numbered in raster order, so plane p holds the contiguous range starts[p]…ends[p]
-    ends = np.maximum.accumulate(flat.max(1))
-    starts = np.concatenate([[0], ends[:-1]]) + 1
-    sizes = np.bincount(labels.ravel(), minlength=count + 1)[1:].astype(np.int64)
-    key = sizes * (count + 1) + (count - np.arange(1, count + 1))  # largest first, then the lowest label
-    has = ends >= starts
-    largest = np.zeros(n, dtype=np.int64)
-    if has.any():
-        best = np.maximum.reduceat(key, starts[has] - 1) if count else np.zeros(0, dtype=np.int64)
-        largest[has] = count - best % (count + 1)
-    inside = (flat == largest[:, None]).reshape(n, h, w) & (largest[:, None, None] > 0)
-    rows, cols = inside.any(2), inside.any(1)
-    y0, x0 = rows.argmax(1), cols.argmax(1)
-    y1 = h - 1 - rows[:, ::-1].argmax(1)
-    x1 = w - 1 - cols[:, ::-1].argmax(1)
-    boxes = np.stack([x0, y0, np.minimum(x1 + 1, w - 1), np.minimum(y1 + 1, h - 1)], 1).astype(np.int64)
-    boxes[~rows.any(1)] = 0
-    return boxes
+from .component_sweep import largest_component_boxes_by_cut, largest_component_boxes_wsol
 
 
 def all_contour_boxes_wsol(binary: np.ndarray, min_area: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -117,13 +86,19 @@ def max_box_acc(hits: Tensor) -> tuple[float, int]:
     return float(acc[best]), best
 
 
+def quantized_cuts(maps: Tensor, thresholds: int) -> tuple[Tensor, Tensor]:
+    """wsolevaluation's map preparation: (B,H,W) uint8 maps, min-max normalized and quantized, and the
+    (B,T) float64 cuts int(τ·max) for τ = i/`thresholds` (whole numbers in 0..254); plane τ is quant > cut."""
+    quant = (minmax(clean_maps(maps).float()) * 255).to(torch.uint8).cpu()  # wsol: uint8 score map
+    taus = torch.from_numpy(np.arange(0, 1, 1 / thresholds)[:thresholds])  # wsol's list
+    return quant, (taus[None] * quant.flatten(1).amax(1).double()[:, None]).floor()
+
+
 def threshold_sweep(maps: Tensor, thresholds: int, chunk_images: int):
     """wsolevaluation's map preparation and sweep: min-max normalized, quantized to uint8; for each
     τ = i/`thresholds` the plane of pixels > int(τ·max). Yields (image slice, (b'·T,H,W) binary planes)."""
     b, h, w = maps.shape
-    quant = (minmax(clean_maps(maps).float()) * 255).to(torch.uint8).cpu()  # wsol: uint8 score map
-    taus = torch.from_numpy(np.arange(0, 1, 1 / thresholds)[:thresholds])  # wsol's list
-    cut = (taus[None] * quant.flatten(1).amax(1).double()[:, None]).floor()  # int(τ·max), (B,T)
+    quant, cut = quantized_cuts(maps, thresholds)
     for start in range(0, b, chunk_images):
         sl = slice(start, min(b, start + chunk_images))
         # (b',T,H,W); the cuts are whole numbers in 0..254, so comparing in uint8 is exact
@@ -139,7 +114,8 @@ class BoxSweep(ImageMetric):
     needs: ClassVar[frozenset[str]] = frozenset({"boxes"})
     thresholds: int = param(100, help="number of map thresholds tau = i/thresholds, i = 0..thresholds-1 "
                                       "(wsolevaluation's cam_curve_interval 0.01)", ge=1)
-    chunk_images: int = param(4, help="images whose thresholded planes are labelled in one call", ge=1)
+    chunk_images: int = param(4, help="images whose thresholded planes are labelled in one call (max_box_acc: "
+                                      "its densely labelled planes go chunk_images x thresholds a call)", ge=1)
 
     def needed_areas(self, planes: np.ndarray, boxes: list) -> np.ndarray:
         """(planes,) the box area a contour needs to beat the plane's largest component's IoU L with any
@@ -161,11 +137,17 @@ class BoxSweep(ImageMetric):
             raise DataError(f"{self.name} needs ground-truth boxes; the annotation has none")
         b = maps.shape[0]
         ious = torch.zeros(b, self.thresholds, dtype=torch.float64)
+        if not multi_contour:  # one largest component per (image, τ): all images' sweeps at once
+            quant, cuts = quantized_cuts(maps, self.thresholds)
+            pred = largest_component_boxes_by_cut(quant.numpy(), cuts.long().numpy(),
+                                                  dense_planes=self.chunk_images * self.thresholds)
+            for i, gt in enumerate(boxes):
+                if gt is not None and len(gt):
+                    ious[i] = wsol_iou(torch.from_numpy(pred[i]), gt.detach().cpu().view(-1, 4)).amax(1)
+            return ious
         for sl, planes in threshold_sweep(maps, self.thresholds, self.chunk_images):
-            if multi_contour:  # the largest component's IoU bounds the best from below: skip what cannot beat it
-                pred, plane = all_contour_boxes_wsol(planes, self.needed_areas(planes, boxes[sl]))
-            else:
-                pred, plane = largest_component_boxes_wsol(planes), np.arange(len(planes))
+            # the largest component's IoU bounds the best from below: skip what cannot beat it
+            pred, plane = all_contour_boxes_wsol(planes, self.needed_areas(planes, boxes[sl]))
             pred, plane = torch.from_numpy(pred), torch.from_numpy(plane)
             for i in range(sl.start, sl.stop):  # K boxes per image; the IoU is batched over boxes and K
                 gt = boxes[i]
