@@ -160,6 +160,8 @@ class Composite:
         key = (self.key(), state_key(root))
         kept = _PREPARED.get(root)
         if kept is None or kept[0] != key:
+            if has_self_attention(root):  # checked when the rule layers are made, not at every call
+                raise ModelError(LRP_ON_ATTENTION)
             kept = _PREPARED[root] = (key, self.forwards(root))
         return rules.relevance_rules(kept[1])
 
@@ -229,8 +231,6 @@ def relevance(
     returns a_i·Σ_j w_ij R_j / z_j, or its rule's variant, as its input gradient)."""
     target = target.to(x.device)
     model.require_hooks("LRP")  # the rule layers replace module forwards
-    if has_self_attention(model.module):
-        raise ModelError(LRP_ON_ATTENTION)
     with contextlib.ExitStack() as stack:
         stack.enter_context(torch.enable_grad())
         stack.enter_context(composite.context(model))
