@@ -117,10 +117,11 @@ def test_hooks_autocast_and_untraceable_models_run_the_model_as_is():
     assert odd.fused.module_for(y) is None and not odd.fused.enabled
 
 
-def test_a_large_model_gets_the_onednn_layout_copy_which_follows_its_parameters(monkeypatch):
-    """From MKL_MIN_PARAMETERS on (ResNet-50-sized models) the copy is torch.fx's optimize_for_inference
-    (prepacked oneDNN weights): same logits, rebuilt after an in-place or `.data` edit, the caller's
-    module untouched; smaller models keep the channels-last fold."""
+def test_a_large_model_gets_the_fused_convolution_copy_which_follows_its_parameters(monkeypatch):
+    """From MKL_MIN_PARAMETERS on (ResNet-50-sized models) each convolution of the copy is one oneDNN
+    call with its ReLU, or with the residual addition and ReLU (prepacked weights): same logits, rebuilt
+    after a `.data` edit, the caller's module untouched; without the fused operator the copy is torch.fx's
+    optimize_for_inference; smaller models keep the channels-last fold."""
     import torchvision
 
     from xaibench.models import fused
@@ -138,14 +139,26 @@ def test_a_large_model_gets_the_onednn_layout_copy_which_follows_its_parameters(
     with torch.no_grad():
         plain = model.module(x)
     torch.testing.assert_close(fused_logits(model, x), plain, rtol=1e-4, atol=1e-4)
-    assert isinstance(model.fused._folded, fused.MklCopy)
-    assert any(type(m).__name__.startswith("Mkldnn") for m in model.fused._folded.module.modules())
+    assert isinstance(model.fused._folded, fused.PointwiseCopy)
+    calls = [str(n.target) for n in model.fused._folded.module.graph.nodes if n.op == "call_function"]
+    attrs = [n.args[-5] if "binary" in str(n.target) else n.args[-3] for n in model.fused._folded.module.graph.nodes
+             if n.op == "call_function" and "_convolution_pointwise" in str(n.target)]
+    # resnet18: 20 convolutions — the stem's and each block's first with its ReLU, each block's last with
+    # the residual addition and ReLU, the 3 downsampling ones alone; no ReLU or addition is left over
+    assert (attrs.count("relu"), attrs.count("add"), attrs.count("none")) == (9, 8, 3)
+    assert not any("relu" in c or "add" in c for c in calls if "_convolution_pointwise" not in c)
     assert all(torch.equal(v, net.state_dict()[k]) for k, v in state.items())  # the caller's weights as they were
     assert not any(p.is_mkldnn for p in net.parameters())
     net.fc.weight.data.mul_(-2.0)
+    net.layer4[1].conv2.weight.data.mul_(-1.0)  # a prepacked weight: the copy is rebuilt
     with torch.no_grad():
         want = model.module(x)
     torch.testing.assert_close(fused_logits(model, x), want, rtol=1e-4, atol=1e-4)
+    monkeypatch.setattr(fused.onednn_fusion, "available", lambda: False)
+    without = xb.ModelAdapter.wrap(net, input_size=32)
+    torch.testing.assert_close(fused_logits(without, x), want, rtol=1e-4, atol=1e-4)
+    assert isinstance(without.fused._folded, fused.MklCopy)
+    assert any(type(m).__name__.startswith("Mkldnn") for m in without.fused._folded.module.modules())
     monkeypatch.setattr(fused, "MKL_MIN_PARAMETERS", 10**9)  # the same model below the threshold: the fold
     small = xb.ModelAdapter.wrap(net, input_size=32)
     torch.testing.assert_close(fused_logits(small, x), want, rtol=1e-4, atol=1e-4)

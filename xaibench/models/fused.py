@@ -4,10 +4,12 @@
 The copy is made with torch.fx (symbolic tracing; each eval-mode BatchNorm that alone reads a
 convolution's or linear layer's output is folded into it, `torch.fx.experimental.optimization.fuse`'s
 patterns). A small model runs it in eager mode, channels-last, its ReLUs in place; a model with at
-least MKL_MIN_PARAMETERS parameters runs torch.fx's `optimize_for_inference` instead (the same folding,
-then its convolutions in oneDNN's blocked layout with prepacked weights), which is faster where the
-convolutions are large (bench/bench_fused.py: ResNet-50 1.05× TorchScript's copy against 1.29×
-channels-last; the built-in model 0.89× channels-last against 1.12×). The rule depends on the model
+least MKL_MIN_PARAMETERS parameters has each convolution fused with its ReLU, or with the residual
+addition and ReLU after it, into one oneDNN call with prepacked weights (models/onednn_fusion.py; where
+that operator is missing, torch.fx's `optimize_for_inference`), which is faster where the convolutions
+are large (bench/bench_fused.py, ResNet-50: RISE 0.99× and deletion/insertion 1.01× TorchScript's copy,
+where `optimize_for_inference` took 1.04–1.07× and channels-last 1.29×; the built-in model 0.89×
+channels-last against 1.12×). The rule depends on the model
 only, so every process of a run computes the same logits. The copy computes the same function; only
 the rounding differs (~1e-6 relative). A model that cannot be traced, or whose copy disagrees with it
 on a check batch, runs as is. (TorchScript's freeze/optimize_for_inference did this before; PyTorch
@@ -22,6 +24,8 @@ import warnings
 
 import torch
 from torch import Tensor, nn
+
+from . import onednn_fusion
 
 _INT_OF_SIZE = {1: torch.int8, 2: torch.int16, 4: torch.int32, 8: torch.int64}
 
@@ -201,6 +205,30 @@ class MklCopy:
         self.module = MklCopy(original).module
 
 
+class PointwiseCopy:
+    """The folded copy of a large CNN, channels-last, each convolution fused with its ReLU or its
+    residual addition + ReLU into one oneDNN call with prepacked weights (models/onednn_fusion.py).
+    New parameter values mean a new copy (prepacked weights cannot be updated in place)."""
+
+    def __init__(self, module: nn.Module, example: Tensor):
+        self.example = example
+        graph_module = FoldedCopy(module).module.to(memory_format=torch.channels_last)
+        example = example.contiguous(memory_format=torch.channels_last)
+        graph = graph_module.graph
+        for node in list(graph.nodes):  # every input in channels-last, the layout the weights are packed for
+            if node.op == "placeholder":
+                with graph.inserting_after(node):
+                    converted = graph.call_method("contiguous", (node,), {"memory_format": torch.channels_last})
+                node.replace_all_uses_with(converted, delete_user_cb=lambda user, c=converted: user is not c)
+        graph_module.recompile()
+        if not onednn_fusion.fuse_conv_pointwise(graph_module, example):
+            raise RuntimeError("no convolution to fuse")
+        self.module = graph_module
+
+    def refresh(self, original: nn.Module) -> None:
+        self.module = PointwiseCopy(original, self.example).module
+
+
 def uses_mkl_layout(module: nn.Module, image: Tensor) -> bool:
     """The oneDNN-layout copy for large image models on a CPU with oneDNN, float32 only."""
     params = list(module.parameters())
@@ -209,12 +237,17 @@ def uses_mkl_layout(module: nn.Module, image: Tensor) -> bool:
             and sum(p.numel() for p in params) >= MKL_MIN_PARAMETERS)
 
 
-def fold_for_inference(module: nn.Module, image: Tensor) -> FoldedCopy | MklCopy | None:
-    """The folded copy of `module` — channels-last, or for large models the oneDNN-layout copy —
+def fold_for_inference(module: nn.Module, image: Tensor) -> FoldedCopy | PointwiseCopy | MklCopy | None:
+    """The folded copy of `module` — channels-last, or for large models the fused-convolution copy
+    (else, when it fails, the oneDNN-layout copy) —
     checked against the module on three copies of `image` (1,C,H,W); None when tracing fails or the
     check disagrees (a large model whose oneDNN copy fails gets the channels-last one)."""
     check = image.expand(3, *image.shape[1:]).contiguous()
     if uses_mkl_layout(module, image):
+        if onednn_fusion.available():
+            fused = _checked(module, check, lambda: PointwiseCopy(module, check))
+            if fused is not None:
+                return fused
         mkl = _checked(module, check, lambda: MklCopy(module))
         if mkl is not None:
             return mkl
