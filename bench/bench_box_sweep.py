@@ -11,12 +11,10 @@ import argparse
 
 import numpy as np
 import torch
-from common import markdown, median_seconds
+from common import builtin_synthetic_batch, markdown, median_seconds
 
-from xaibench.datasets.base import DATASETS
 from xaibench.metrics.component_sweep import largest_component_boxes_by_cut
 from xaibench.metrics.wsol import quantized_cuts
-from xaibench.models.zoo import load_model
 from xaibench.saliency import EXPLAINERS
 
 SHARES = [0.0, 0.01, 0.02, 0.05, 0.1, 0.2, float("inf")]
@@ -28,12 +26,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    model = load_model("builtin:synthetic-cnn").eval()
-    ds = DATASETS.build("synthetic", n_images=args.images, image_size=args.size)
-    samples = [ds[i] for i in range(args.images)]
-    x = model.normalize(torch.stack([s.image for s in samples]))
-    target = torch.tensor([s.label for s in samples])
+    model, _, x, target = builtin_synthetic_batch(args.images, args.size)
     with model.inference():
         saliency = EXPLAINERS.build("saliency", reduce="abs_max")(model, x, target)
     kinds = {"saliency": saliency,

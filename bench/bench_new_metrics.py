@@ -18,11 +18,9 @@ import argparse
 
 import numpy as np
 import torch
-from common import forward_backward_floor, forward_floor, markdown, median_seconds
+from common import builtin_synthetic_batch, forward_backward_floor, forward_floor, markdown, median_seconds
 
-from xaibench.datasets.base import DATASETS
 from xaibench.metrics.base import METRICS
-from xaibench.models.zoo import load_model
 from xaibench.saliency import EXPLAINERS
 
 PARAMS = {
@@ -123,12 +121,7 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=None)
     args = ap.parse_args()
 
-    torch.manual_seed(0)
-    model = load_model("builtin:synthetic-cnn").eval()
-    ds = DATASETS.build("synthetic", n_images=args.images, image_size=args.size)
-    samples = [ds[i] for i in range(args.images)]
-    x = model.normalize(torch.stack([s.image for s in samples]))
-    target = torch.tensor([s.label for s in samples])
+    model, samples, x, target = builtin_synthetic_batch(args.images, args.size)
     boxes = [s.boxes for s in samples]
     masks = torch.stack([s.mask for s in samples])
     explainer = EXPLAINERS.build("saliency", reduce="abs_max")

@@ -87,6 +87,19 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--size", type=int, default=None)
 
 
+def builtin_synthetic_batch(n: int, size: int) -> tuple[ModelAdapter, list, torch.Tensor, torch.Tensor]:
+    """The built-in CNN (seed 0), the first n synthetic images at `size` (with their boxes and masks),
+    the normalized batch and the labels as targets."""
+    from xaibench.datasets.base import DATASETS
+
+    torch.manual_seed(0)
+    model = load_model("builtin:synthetic-cnn").eval()
+    ds = DATASETS.build("synthetic", n_images=n, image_size=size)
+    samples = [ds[i] for i in range(n)]
+    return model, samples, model.normalize(torch.stack([s.image for s in samples])), \
+        torch.tensor([s.label for s in samples])
+
+
 def model_and_inputs(args: argparse.Namespace, n: int) -> tuple[ModelAdapter, torch.Tensor, torch.Tensor]:
     """The model of `args`, n random images (seed 0) at --size and their top-1 classes as targets."""
     torch.manual_seed(0)
