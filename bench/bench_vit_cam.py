@@ -4,51 +4,30 @@ backward to the layer at the same batch size) and beside pytorch-grad-cam's toke
 
     python bench/bench_vit_cam.py --model vit_tiny_patch16_224 --images 8 --repeats 5
     python bench/bench_vit_cam.py --model deit_tiny_distilled_patch16_224 --images 4
+    python bench/bench_vit_cam.py --model builtin:synthetic-vit --images 32
+    python bench/bench_vit_cam.py --model torchvision:vit_b_16 --weights none --images 2
 
-Random weights (timm, no download). Prints a markdown table: method, s/image (median over repeats),
-ratio to the floor, and Pearson agreement (min over images) with pytorch-grad-cam's map.
+A bare name is a timm model with random weights (no download) on random images; a name with a
+family (`builtin:`, `torchvision:`, `timm:`, … as in `xai list models`) goes through the model zoo
+with `--weights`, a built-in model on the synthetic images it was trained for. Prints a markdown table: method, s/image (median over repeats), ratio to the floor, and
+Pearson agreement (min over images) with pytorch-grad-cam's map.
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import statistics
 import time
 
-import timm
 import torch
-from common import markdown, pearson_min
-from pytorch_grad_cam import GradCAM, LayerCAM
+from common import builtin_synthetic_batch, layer_floor, markdown, pearson_min, token_cam_reference
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from xaibench.models.adapter import ModelAdapter
+from xaibench.models.zoo import load_model
 from xaibench.saliency import EXPLAINERS
-from xaibench.tensorops import target_scores
 
-ORACLES = {"gradcam": GradCAM, "layercam": LayerCAM}
-
-
-def layer_floor(model: ModelAdapter, x: torch.Tensor, target: torch.Tensor, layer: str):
-    """One forward with the layer's raw output kept, one backward of the target logits to it."""
-    module = model.layers()[layer]
-
-    def fn():
-        box = {}
-
-        def hook(mod, inp, out):
-            box["out"] = out if out.requires_grad else out.detach().requires_grad_(True)
-            return box["out"]
-
-        handle = module.register_forward_hook(hook)
-        try:
-            with torch.enable_grad():
-                score = target_scores(model(x), target).sum()
-                return torch.autograd.grad(score, box["out"])
-        finally:
-            handle.remove()
-
-    return fn
+ORACLES = ("gradcam", "layercam")
 
 
 def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
@@ -64,31 +43,36 @@ def interleaved_medians(fns: dict, repeats: int) -> dict[str, float]:
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def vision_transformer(name: str, weights: str) -> ModelAdapter:
+    """A zoo model for a name with a family, else timm's `name` with random weights (10 classes)."""
+    torch.manual_seed(0)
+    if ":" in name:
+        return load_model(name, weights)
+    import timm
+
+    return ModelAdapter.wrap(timm.create_model(name, pretrained=False, num_classes=10).eval(), input_size=224, name=name)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="vit_tiny_patch16_224", help="a timm model name (random weights)")
+    ap.add_argument("--model", default="vit_tiny_patch16_224",
+                    help="a timm model name (random weights) or a zoo name such as builtin:synthetic-vit")
+    ap.add_argument("--weights", default="default", help="weights of a zoo model (none: random)")
     ap.add_argument("--images", type=int, default=8, help="images = the batch size")
     ap.add_argument("--repeats", type=int, default=5)
     args = ap.parse_args()
-    torch.manual_seed(0)
-    net = timm.create_model(args.model, pretrained=False, num_classes=10).eval()
-    model = ModelAdapter.wrap(net, input_size=224, name=args.model)
+    model = vision_transformer(args.model, args.weights)
     layer = model.resolve_layer("auto")
-    x = torch.randn(args.images, 3, 224, 224, generator=torch.Generator().manual_seed(0))
+    h, w = model.input_size
+    if args.model.startswith("builtin:"):  # a trained built-in model: the synthetic test images it was made for
+        _, _, x, _ = builtin_synthetic_batch(args.images, h, args.model)
+    else:
+        x = torch.randn(args.images, 3, h, w, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         target = model(x).argmax(1)
-    prefix, grid = net.num_prefix_tokens, model.patch.grid(224, 224)
-
-    def reshape(t):
-        return t[:, prefix:].reshape(t.shape[0], *grid, t.shape[2]).permute(0, 3, 1, 2)
-
-    ref_net = copy.deepcopy(net)
-    for i, p in enumerate(ref_net.parameters()):
-        p.requires_grad_(i == 0)  # pytorch-grad-cam calls loss.backward(): one trainable input-end parameter
     n = args.images
     targets = [ClassifierOutputTarget(int(c)) for c in target]
-    refs = {name: ORACLES[name](ref_net, [dict(ref_net.named_modules())[layer]], reshape_transform=reshape)
-            for name in ORACLES}
+    refs = {name: token_cam_reference(name, model, layer, model.patch.grid(h, w)) for name in ORACLES}
     timed = {f"floor (forward + backward to {layer})": layer_floor(model, x, target, layer)}
     for name in ORACLES:
         ours = EXPLAINERS.build(name, layer=layer)
@@ -104,7 +88,7 @@ def main() -> None:
         rows.append({"method": label, "s/image": t / n, "× floor": t / floor, "pearson vs pytorch-grad-cam": agree})
     for cam in refs.values():
         cam.activations_and_grads.release()
-    print(f"{args.model}, 224 px, batch {n}, medians of {args.repeats}, layer {layer}, torch threads "
+    print(f"{model.name}, {h}×{w} px, batch {n}, medians of {args.repeats}, layer {layer}, torch threads "
           f"{torch.get_num_threads()}")
     print(markdown(rows, ["method", "s/image", "× floor", "pearson vs pytorch-grad-cam"]))
 

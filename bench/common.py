@@ -65,12 +65,60 @@ def forward_backward_floor(model: ModelAdapter, x: torch.Tensor, target: torch.T
     return fn
 
 
+def layer_floor(model: ModelAdapter, x: torch.Tensor, target: torch.Tensor, layer: str) -> Callable[[], object]:
+    """One forward with the layer's raw output kept, one backward of the target logits to it: the
+    floor of a gradient CAM at `layer`."""
+    module = model.layers()[layer]
+
+    def fn():
+        box = {}
+
+        def hook(mod, inp, out):
+            box["out"] = out if out.requires_grad else out.detach().requires_grad_(True)
+            return box["out"]
+
+        handle = module.register_forward_hook(hook)
+        try:
+            with torch.enable_grad():
+                score = target_scores(model(x), target).sum()
+                return torch.autograd.grad(score, box["out"])
+        finally:
+            handle.remove()
+
+    return fn
+
+
+def token_cam_reference(method: str, model: ModelAdapter, layer: str, grid: tuple[int, int]):
+    """pytorch-grad-cam's `method` ("gradcam", "layercam") on a copy of the ViT at `layer`, with the
+    `reshape_transform` its users write: drop the prefix tokens (however many precede the
+    rows·cols patch tokens), tokens to a (B, C, rows, cols) grid. Call it as `cam(x, targets)`;
+    release with `cam.activations_and_grads.release()`."""
+    import copy
+
+    from pytorch_grad_cam import GradCAM, LayerCAM
+
+    rows, cols = grid
+
+    def reshape(t):
+        return t[:, t.shape[1] - rows * cols:].reshape(t.shape[0], rows, cols, t.shape[2]).permute(0, 3, 1, 2)
+
+    net = copy.deepcopy(model.module)
+    for i, p in enumerate(net.parameters()):
+        p.requires_grad_(i == 0)  # pytorch-grad-cam calls loss.backward(): one trainable input-end parameter
+    cam = {"gradcam": GradCAM, "layercam": LayerCAM}[method]
+    return cam(net, [dict(net.named_modules())[layer]], reshape_transform=reshape)
+
+
 def pearson_min(a, b) -> float:
-    """The smallest per-image Pearson correlation of two batches of maps (agreement with a reference)."""
+    """The smallest per-image Pearson correlation of two batches of maps (agreement with a reference);
+    an image whose two maps are the same constant (e.g. both all zero) agrees (1), a constant map
+    beside a varying one gives NaN."""
     a = torch.as_tensor(a, dtype=torch.float64).flatten(1)
     b = torch.as_tensor(b, dtype=torch.float64).flatten(1)
+    same = (a == b).all(1)
     a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
-    return float(((a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))).min())
+    r = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1))
+    return float(torch.where(same, 1.0, r).min())
 
 
 def markdown(rows: list[dict], columns: list[str]) -> str:
@@ -87,13 +135,14 @@ def add_model_args(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--size", type=int, default=None)
 
 
-def builtin_synthetic_batch(n: int, size: int) -> tuple[ModelAdapter, list, torch.Tensor, torch.Tensor]:
-    """The built-in CNN (seed 0), the first n synthetic images at `size` (with their boxes and masks),
-    the normalized batch and the labels as targets."""
+def builtin_synthetic_batch(n: int, size: int, model_name: str = "builtin:synthetic-cnn"
+                            ) -> tuple[ModelAdapter, list, torch.Tensor, torch.Tensor]:
+    """A built-in model (seed 0; the CNN unless `model_name` says otherwise), the first n synthetic
+    images at `size` (with their boxes and masks), the normalized batch and the labels as targets."""
     from xaibench.datasets.base import DATASETS
 
     torch.manual_seed(0)
-    model = load_model("builtin:synthetic-cnn").eval()
+    model = load_model(model_name).eval()
     ds = DATASETS.build("synthetic", n_images=n, image_size=size)
     samples = [ds[i] for i in range(n)]
     return model, samples, model.normalize(torch.stack([s.image for s in samples])), \
