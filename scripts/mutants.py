@@ -211,6 +211,15 @@ MUTANTS += [
            "keep[:, 1:] &= np.maximum(v[:, :-1, :-1], v[:, :-1, 1:]) < level[:, 1:]", ("tests/metrics/test_component_sweep.py",)),
     Mutant("fused copy: residual block's ReLU dropped", "xaibench/models/onednn_fusion.py",
            '"add", 1.0, "relu", [], ""', '"add", 1.0, "none", [], ""', ("tests/models/test_fused.py",)),
+    Mutant("token layers: patch grid read column-major", "xaibench/models/tokens.py",
+           "return t[:, prefix:].transpose(1, 2).reshape(b, c, grid[0], grid[1])",
+           "return t[:, prefix:].transpose(1, 2).reshape(b, c, grid[1], grid[0]).transpose(-1, -2)",
+           ("tests/saliency/test_cam_tokens.py", "tests/saliency/test_msgcam.py")),
+    Mutant("attention rollout: residual rows not renormalized", "xaibench/saliency/attention.py",
+           "                    a = a / a.sum(-1, keepdim=True)\n", "", ("tests/saliency/test_attention.py",)),
+    Mutant("gradient rollout: negative gradient·attention kept (no ReLU)", "xaibench/saliency/attention.py",
+           "(grad * probs.detach()).clamp_min(0).mean(1)", "(grad * probs.detach()).mean(1)",
+           ("tests/saliency/test_attention.py",)),
 ]
 
 

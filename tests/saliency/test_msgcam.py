@@ -68,10 +68,19 @@ class Strided(nn.Module):
         return self.fc(self.features(x).mean((2, 3)))
 
 
-def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma, group_masks="raw"):
+def captured_features(m, xt, c):
+    """(logits, A, ∂y_c/∂A) of the one-image batch `xt` at the model's "features" layer."""
+    with torch.enable_grad(), m.capture("features") as cap:
+        logits = m(xt)
+        (g_t,) = torch.autograd.grad(logits[0, c], cap.activation)
+    return logits, cap.activation, g_t
+
+
+def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma, group_masks="raw", features=captured_features):
     """Algorithm 1 of the thesis (docs/methods.md §MSG-CAM) read literally for one image: c = top-1
     of F(x0) when `c` is None (line 1), full-resolution ΣA, ΣG, per-channel masks, and the raw
-    group mask M_r summed into the map (line 25) unless `group_masks="normalized"`."""
+    group mask M_r summed into the map (line 25) unless `group_masks="normalized"`. `features(m, xt,
+    c)` gives the target layer's (logits, A, ∂y_c/∂A) as (1, K, h, w) maps at the scaled input `xt`."""
     h0, w0 = x0.shape[-2:]
     xb = gaussian_blur(x0[None], kernel, sigma)
     if c is None:
@@ -82,10 +91,8 @@ def spec_msgcam(m, x0, c, scales, max_size, g, kernel, sigma, group_masks="raw")
     records = []
     for zeta in scale_sizes((h0, w0), scales, max_size):
         xt = F.interpolate(x0[None], size=zeta, mode="bilinear", align_corners=False)
-        with torch.enable_grad(), m.capture("features") as cap:
-            logits = m(xt)
-            (g_t,) = torch.autograd.grad(logits[0, c], cap.activation)
-        up = [F.interpolate(t, size=(h0, w0), mode="bilinear", align_corners=False) for t in (cap.activation, g_t)]
+        logits, a_t, g_t = features(m, xt, c)
+        up = [F.interpolate(t, size=(h0, w0), mode="bilinear", align_corners=False) for t in (a_t, g_t)]
         records.append(up)
         if logits.argmax(1).item() == c:
             sum_a, sum_g, t_max = sum_a + up[0], sum_g + up[1], t_max + 1
@@ -147,6 +154,49 @@ def test_equals_the_literal_algorithm_on_a_strided_model_with_coarse_maps(group_
     for i in range(3):
         ref = spec_msgcam(m, x[i], None, params["scales"], params["max_size"], params["group_size"],
                           params["blur_kernel"], params["blur_sigma"], group_masks)
+        assert ref.max() > 0
+        torch.testing.assert_close(ours[i], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
+
+
+def token_features(net, layer, patch, prefix):
+    """A ViT layer's tokens read as its users do: a plain forward hook, the `prefix` tokens dropped,
+    the rest reshaped to the (H/patch, W/patch) grid of the scaled input."""
+
+    def features(m, xt, c):
+        box = {}
+        handle = dict(net.named_modules())[layer].register_forward_hook(lambda mod, inp, out: box.setdefault("t", out))
+        try:
+            with torch.enable_grad():
+                logits = m(xt.detach().requires_grad_(True))
+                (g_t,) = torch.autograd.grad(logits[0, c], box["t"])
+        finally:
+            handle.remove()
+        rows, cols = xt.shape[-2] // patch, xt.shape[-1] // patch
+        return logits, *(t[:, prefix:].reshape(1, rows, cols, -1).permute(0, 3, 1, 2) for t in (box["t"], g_t))
+
+    return features
+
+
+def test_equals_the_literal_algorithm_on_a_vit_token_layer_at_every_scale():
+    # a dynamic-size timm ViT (class + 1 register token, 8-px patches): at 32, 48 and 64 px the token
+    # grid is 4×4, 6×6 and 8×8 — MSG-CAM reads each scale's grid from the patch embedding
+    from timm.models.vision_transformer import VisionTransformer
+    from vit_models import sharpened
+
+    from xaibench.saliency.base import unmet_needs
+
+    net = sharpened(VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=3,
+                                      reg_tokens=1, dynamic_img_size=True))
+    m = ModelAdapter.wrap(net, mean=(0.0,) * 3, std=(1.0,) * 3, input_size=32, name="dyn-vit")
+    x = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(3))
+    params = dict(scales=3, max_size=48, group_size=8, blur_kernel=11, blur_sigma=5.0)
+    explainer = EXPLAINERS.build("msgcam", layer="blocks.1.norm1", **params)
+    assert unmet_needs(explainer, m) is None
+    ours = explainer(m, x, torch.zeros(2, dtype=torch.long))
+    for i in range(2):
+        ref = spec_msgcam(m, x[i], None, params["scales"], params["max_size"], params["group_size"],
+                          params["blur_kernel"], params["blur_sigma"],
+                          features=token_features(net, "blocks.1.norm1", patch=8, prefix=2))
         assert ref.max() > 0
         torch.testing.assert_close(ours[i], ref, rtol=1e-4, atol=1e-5 * float(ref.abs().max()))
 
