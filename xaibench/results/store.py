@@ -9,6 +9,7 @@ import io
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,9 +26,23 @@ PARTIAL = ".partial"
 SEP = "::"  # npz member names cannot hold '/' portably
 
 
+_UMASK_LOCK = threading.Lock()
+
+
 def current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
+    """The process umask, read without changing it where the OS shows it (Linux: /proc/self/status),
+    else set and restored under a lock (`os.umask` has no read-only form: another thread creating a
+    file in that instant would get mode 0666)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    with _UMASK_LOCK:
+        mask = os.umask(0)
+        os.umask(mask)
     return mask
 
 
