@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from xaibench.results.statistics import cohens_dz, paired_ci
-from xaibench.results.stats import by_class, metric_board, paired_board, pairwise
+from xaibench.results.stats import all_pairs, by_class, metric_board, paired_board, pairwise
 
 
 def long(table: dict[str, np.ndarray], metric: str = "m", target=None) -> pd.DataFrame:
@@ -156,6 +156,19 @@ def test_paired_board_covers_every_metric_with_its_direction():
     board = paired_board(scores, {"up": True, "down": False}).set_index(["metric", "explainer"])
     assert board.loc[("up", "a"), "group"] == 1 and board.loc[("down", "b"), "group"] == 1
     assert board.loc[("up", "b"), "group"] == 2 and board.loc[("down", "a"), "group"] == 2
+
+
+def test_a_board_from_the_pairs_table_equals_one_that_tests_its_own_pairs():
+    # stats/ computes every pairwise test once (pairs.csv) and builds the board from it: each metric
+    # must read its own rows — the two metrics here have opposite directions and opposite groups
+    rng = np.random.default_rng(4)
+    base = rng.normal(0, 1, 20)
+    a, b, c = base + 1, base + rng.normal(0, 0.05, 20), base + 0.5
+    scores = pd.concat([long({"a": a, "b": b, "c": c}, "up"), long({"a": a, "b": b, "c": c}, "down")])
+    directions = {"up": True, "down": False}
+    pairs = all_pairs(scores, directions)
+    pd.testing.assert_frame_equal(paired_board(scores, directions, ["c"], pairs=pairs),
+                                  paired_board(scores, directions, ["c"]))
 
 
 def test_by_class_ranks_within_each_class():

@@ -157,11 +157,13 @@ def rank_groups(order: list[int], full: np.ndarray, p_adjusted: np.ndarray, side
 
 
 def paired_board(scores: pd.DataFrame, directions: Mapping[str, bool], controls: Collection[str] = (),
-                 alpha: float = ALPHA, seed: int = 0) -> pd.DataFrame:
-    """`metric_board` for every metric of `scores` (columns BOARD_COLUMNS), metrics in order of appearance."""
+                 alpha: float = ALPHA, seed: int = 0, pairs: pd.DataFrame | None = None) -> pd.DataFrame:
+    """`metric_board` for every metric of `scores` (columns BOARD_COLUMNS), metrics in order of appearance;
+    `pairs`: the `all_pairs` table of the same scores, when it is at hand (else computed per metric)."""
     frames = []
     for metric in pd.unique(scores["metric"]):
-        board = metric_board(image_table(scores, metric), bool(directions[metric]), controls, alpha, seed)
+        own = None if pairs is None else pairs[pairs["metric"] == metric]
+        board = metric_board(image_table(scores, metric), bool(directions[metric]), controls, alpha, seed, own)
         board["metric"] = metric
         frames.append(board)
     return pd.concat(frames, ignore_index=True)[BOARD_COLUMNS] if frames else pd.DataFrame(columns=BOARD_COLUMNS)

@@ -24,13 +24,14 @@ def compute(run_dir: str | Path, n_splits: int = 100) -> dict[str, pd.DataFrame]
         raise OutputError(f"{run_dir} holds no scores.csv (not a finished run)")
     runs = compare.load([run_dir])
     scores = runs.scores if runs.scores is not None else pd.DataFrame(columns=["explainer", "metric", "image", "target", "value"])
-    board = stats.paired_board(scores, runs.directions, runs.controls, seed=runs.seed)
+    pairs = stats.all_pairs(scores, runs.directions)  # every pairwise test, once: the board's groups read them
+    board = stats.paired_board(scores, runs.directions, runs.controls, seed=runs.seed, pairs=pairs)
     headline = [m for m in pd.unique(scores["metric"]) if ":" not in m]
     head_scores = scores[scores["metric"].isin(headline)]
     reliability = meta.reliability(head_scores, runs.directions, runs.controls, board, n_splits=n_splits, seed=runs.seed)
     return {
         "leaderboard.csv": board,
-        "pairs.csv": stats.all_pairs(scores, runs.directions),
+        "pairs.csv": pairs,
         "by_class.csv": stats.by_class(scores, runs.directions),
         "agreement.csv": meta.agreement(board, headline).reset_index(),
         "reliability.csv": reliability,
