@@ -70,34 +70,65 @@ def overlays(h5: h5py.File, path: Path, rows: int = 6) -> Path:
 
 def overlay_grid(images: np.ndarray, maps: dict[str, np.ndarray], labels: list[str], path: Path,
                  boxes: np.ndarray | None = None, masks: np.ndarray | None = None) -> Path:
-    """Images (N,H,W,3 uint8) × explainers: each map scaled for display over its image."""
+    """Images (N,H,W,3 uint8) × explainers: each map scaled for display over its image (jet at
+    alpha 0.5), mask outlines in white, boxes in lime — one mosaic picture in one axes (a grid of
+    axes costs seconds to build and draw at 30 explainers)."""
     plt = _plt()
     n, m = len(images), len(maps) + 1
     names = list(maps)
-    fig, axes = plt.subplots(n, m, figsize=(1.7 * m, 1.7 * n + 0.3), squeeze=False)
+    jet = plt.get_cmap("jet")
+    h, w = images.shape[1:3]
+    gap = max(2, w // 24)  # px between pictures
+    canvas = np.ones((n * h + (n - 1) * gap, m * w + (m - 1) * gap, 3), dtype=np.float32)
     for i in range(n):
+        base = images[i].astype(np.float32) / 255
+        edge = outline(masks[i]) if masks is not None else None
         for j in range(m):
-            ax = axes[i, j]
-            ax.imshow(images[i])
-            if j > 0:
-                sal = maps[names[j - 1]][i]
-                if np.isfinite(sal).any():
-                    ax.imshow(_display(sal), cmap="jet", alpha=0.5, vmin=0, vmax=1)
-            if masks is not None:
-                ax.contour(masks[i].astype(float), levels=[0.5], colors="white", linewidths=0.8)
-            if boxes is not None:
-                for b in boxes[i]:
-                    if np.isfinite(b).all():
-                        ax.add_patch(plt.Rectangle((b[0], b[1]), b[2] - b[0], b[3] - b[1], fill=False, ec="lime", lw=0.8))
-            ax.set_xticks([])
-            ax.set_yticks([])
-            if i == 0:
-                ax.set_title("image" if j == 0 else names[j - 1], fontsize=8)
-        axes[i, 0].set_ylabel(labels[i], fontsize=7)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
+            cell = canvas[i * (h + gap):i * (h + gap) + h, j * (w + gap):j * (w + gap) + w]
+            cell[:] = base if j == 0 else blend(base, maps[names[j - 1]][i], jet)
+            if edge is not None:
+                cell[edge] = 1.0
+    inch = 1.7 / w  # inches per pixel: 1.7-inch pictures
+    left, top = 0.25, 0.3  # inches for the image labels and the explainer names
+    fw, fh = left + canvas.shape[1] * inch, top + canvas.shape[0] * inch
+    fig = plt.figure(figsize=(fw, fh))
+    ax = fig.add_axes((left / fw, 0.0, canvas.shape[1] * inch / fw, canvas.shape[0] * inch / fh))
+    ax.imshow(canvas)
+    ax.set_axis_off()
+    for j in range(m):
+        ax.text(j * (w + gap) + (w - 1) / 2, -gap, "image" if j == 0 else names[j - 1], ha="center", va="bottom",
+                fontsize=8)
+    for i in range(n):
+        ax.text(-gap, i * (h + gap) + (h - 1) / 2, labels[i], rotation=90, ha="right", va="center", fontsize=7)
+        for b in (boxes[i] if boxes is not None else ()):
+            if np.isfinite(b).all():
+                for j in range(m):
+                    ax.add_patch(plt.Rectangle((b[0] + j * (w + gap), b[1] + i * (h + gap)), b[2] - b[0], b[3] - b[1],
+                                               fill=False, ec="lime", lw=0.8))
+    fig.savefig(path, dpi=110, pil_kwargs={"compress_level": 3})  # zlib's default 6: 2.5× the time for 12 % less
     plt.close(fig)
     return Path(path)
+
+
+def blend(base: np.ndarray, sal: np.ndarray, cmap) -> np.ndarray:
+    """The map scaled for display, coloured by `cmap`, at alpha 0.5 over `base` (H,W,3 in [0,1]);
+    `base` alone when the map has no finite value."""
+    if not np.isfinite(sal).any():
+        return base
+    if sal.shape != base.shape[:2]:  # a map at another resolution: bilinear to the image's
+        from scipy.ndimage import zoom
+
+        sal = zoom(np.nan_to_num(sal.astype(np.float32)), (base.shape[0] / sal.shape[0], base.shape[1] / sal.shape[1]),
+                   order=1, grid_mode=True, mode="nearest")
+    return 0.5 * cmap(_display(sal))[..., :3] + 0.5 * base
+
+
+def outline(mask: np.ndarray) -> np.ndarray:
+    """The pixels of the mask (> 0.5) that touch its outside (4-neighbours): its one-pixel outline."""
+    from scipy.ndimage import binary_erosion
+
+    inside = np.asarray(mask) > 0.5
+    return inside & ~binary_erosion(inside, border_value=1)
 
 
 def curves(h5: h5py.File, path: Path) -> Path | None:
