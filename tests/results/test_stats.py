@@ -10,7 +10,7 @@ import pytest
 from scipy import stats as sps
 
 from xaibench.results.statistics import cohens_dz, paired_ci
-from xaibench.results.stats import all_pairs, by_class, metric_board, paired_board, pairwise
+from xaibench.results.stats import all_pairs, by_class, image_table, metric_board, paired_board, pairwise
 
 
 def long(table: dict[str, np.ndarray], metric: str = "m", target=None) -> pd.DataFrame:
@@ -156,6 +156,15 @@ def test_paired_board_covers_every_metric_with_its_direction():
     board = paired_board(scores, {"up": True, "down": False}).set_index(["metric", "explainer"])
     assert board.loc[("up", "a"), "group"] == 1 and board.loc[("down", "b"), "group"] == 1
     assert board.loc[("up", "b"), "group"] == 2 and board.loc[("down", "a"), "group"] == 2
+
+
+def test_image_table_is_images_by_sorted_explainers_with_gaps():
+    scores = pd.DataFrame([("b", "m", 7, 0, 1.0), ("a", "m", 7, 0, 2.0), ("b", "m", 3, 0, 3.0), ("a", "n", 3, 0, 9.0),
+                           ("c", "m", 7, 0, 4.0), ("c", "m", 7, 0, 5.0)],  # a repeated pair keeps its first value
+                          columns=["explainer", "metric", "image", "target", "value"])
+    want = pd.DataFrame({"a": [np.nan, 2.0], "b": [3.0, 1.0], "c": [np.nan, 4.0]},
+                        index=pd.Index([3, 7], name="image")).rename_axis(columns="explainer")
+    pd.testing.assert_frame_equal(image_table(scores, "m"), want)
 
 
 def test_a_board_from_the_pairs_table_equals_one_that_tests_its_own_pairs():

@@ -26,14 +26,14 @@ def agreement(board: pd.DataFrame, metrics: Sequence[str] | None = None) -> pd.D
     real = board[~board["control"].astype(bool)]
     wide = real.pivot_table(index="explainer", columns="metric", values="vs_leader", dropna=False)
     names = [m for m in (metrics if metrics is not None else pd.unique(real["metric"])) if m in wide.columns]
-    out = pd.DataFrame(np.nan, index=names, columns=names)
-    for i, a in enumerate(names):
-        for b in names[i:]:
-            both = wide[[a, b]].dropna()
-            tau = kendall_tau(both[a].to_numpy(), both[b].to_numpy())
-            out.loc[a, b] = out.loc[b, a] = tau
-    out.index.name = "metric"
-    return out
+    v = wide[names].to_numpy(dtype=np.float64)
+    ranked = np.isfinite(v)
+    tau = np.full((len(names), len(names)), np.nan)
+    for i in range(len(names)):
+        for j in range(i, len(names)):
+            both = ranked[:, i] & ranked[:, j]
+            tau[i, j] = tau[j, i] = kendall_tau(v[both, i], v[both, j])
+    return pd.DataFrame(tau, index=pd.Index(names, name="metric"), columns=names)
 
 
 def complete_block(table: pd.DataFrame, min_explainers: int = MIN_EXPLAINERS, min_images: int = MIN_IMAGES) -> pd.DataFrame:

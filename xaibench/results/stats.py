@@ -25,9 +25,12 @@ PAIR_COLUMNS = ["metric", "a", "b", "n", "diff", "direction", "p", "p_holm"]
 
 def image_table(scores: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Images × explainers of one metric (NaN where an explainer has no value for an image)."""
-    sub = scores[scores["metric"] == metric]
-    table = sub.pivot_table(index="image", columns="explainer", values="value", aggfunc="first", dropna=False)
-    return table.reindex(columns=sorted(table.columns))
+    sub = scores[scores["metric"] == metric].drop_duplicates(["image", "explainer"])  # a repeated pair: its first value
+    images, rows = np.unique(sub["image"].to_numpy(), return_inverse=True)
+    names = pd.Index(sorted(pd.unique(sub["explainer"])), name="explainer")
+    table = np.full((len(images), len(names)), np.nan)
+    table[rows, names.get_indexer(sub["explainer"])] = sub["value"].to_numpy(dtype=np.float64)
+    return pd.DataFrame(table, index=pd.Index(images, name="image"), columns=names)
 
 
 def pairwise(table: pd.DataFrame, higher_is_better: bool) -> pd.DataFrame:
