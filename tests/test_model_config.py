@@ -51,6 +51,14 @@ def test_model_section_reaches_the_model_and_the_dataset(tmp_path):
     assert plan.dataset.crop_fraction == 1.0  # the config's own value wins
 
 
+def test_layout_reaches_the_models_forwards(tmp_path):
+    setup(tmp_path)
+    assert build_plan(cfg(tmp_path, {}), tmp_path / "run").model.channels_last  # the default: oneDNN's layout
+    assert not build_plan(cfg(tmp_path, {"layout": "nchw"}), tmp_path / "run2").model.channels_last
+    with pytest.raises(ConfigError, match="channels_last.*nchw"):
+        cfg(tmp_path, {"layout": "nhwc"})
+
+
 def test_more_dataset_classes_than_model_classes_is_a_data_error(tmp_path):
     setup(tmp_path, classes=("a", "b", "c"))
     with pytest.raises(DataError, match=r"has 3 classes \(a, b, c\) but model 'python:.*f.py:build' scores 2"):

@@ -275,7 +275,7 @@ def visualize_config(config: str | Path, overrides: Sequence[str] = (), out: str
     if cfg.featviz is None:
         raise ConfigError(f"{config} has no `featviz:` section (see configs/examples/featviz.yaml)")
     folder = rundir.given_folder(out) if out is not None else rundir.new_folder(cfg.output.dir, f"{cfg.name}-featviz")
-    model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(resolve_device(cfg.device))
+    model = cfg.model.load(resolve_device(cfg.device))
     return folder, run_visualize(model, FeatvizParams.from_dict(cfg.featviz), folder)
 
 

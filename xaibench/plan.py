@@ -18,7 +18,7 @@ from .distributed import Ranks
 from .errors import DataError
 from .memory import auto_chunk_sizes, build_sized
 from .metrics import METRICS, ImageMetric, derived_scores
-from .models import ModelAdapter, load_model
+from .models import ModelAdapter
 from .models.fit import check_classes, dataset_options, default_layer
 from .progress import Steps
 from .results import rundir
@@ -110,7 +110,7 @@ def build_plan(cfg: RunConfig, run_dir: Path, device: torch.device | None = None
     device = device or resolve_device(cfg.device)
     autocast(cfg.precision, device, cfg.allow_cpu_autocast)  # refuses bf16/fp16 off CUDA before any work
     with steps.step(f"loading model {cfg.model.name} on {device}"):
-        model = load_model(cfg.model.name, cfg.model.weights, **cfg.model.load_options()).to(device)
+        model = cfg.model.load(device)
     if cfg.model.layer != "auto":
         model.default_layer = model.resolve_layer(cfg.model.layer)
     size = cfg.dataset.image_size or model.input_size[0]
