@@ -40,9 +40,9 @@ def bootstrap_ci(values: np.ndarray, seed: int = 0, resamples: int = 1000, level
 def tidy(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
     """Per-image rows (index, id, label, target, pred, explainer, metric, value) of one batch: the
     images each score was computed for (status 1)."""
-    parts = []
     base = {k: arrays[keys.sample(k)] for k in ("id", "label", "target", "pred")}
     base["index"] = arrays[keys.INDEX]
+    kept, names, counts, values_kept = [], [], [], []  # one frame at the end: a frame per score is slow
     for name, values in arrays.items():
         key = keys.parse(name)
         if key.kind != "scores":
@@ -51,12 +51,17 @@ def tidy(arrays: dict[str, np.ndarray]) -> pd.DataFrame:
         keep = status == 1 if status is not None else np.isfinite(values)
         if not keep.any():
             continue
-        df = pd.DataFrame({k: v[keep] for k, v in base.items()})
-        df["explainer"], df["metric"], df["value"] = key.explainer, key.metric, values[keep].astype(np.float64)
-        parts.append(df)
-    if not parts:
+        kept.append(keep)
+        names.append((key.explainer, key.metric))
+        counts.append(int(keep.sum()))
+        values_kept.append(values[keep].astype(np.float64))
+    if not kept:
         return pd.DataFrame(columns=SCORE_COLUMNS)
-    return pd.concat(parts, ignore_index=True)[SCORE_COLUMNS]
+    columns = {k: np.concatenate([v[keep] for keep in kept]) for k, v in base.items()}
+    for i, column in enumerate(("explainer", "metric")):
+        columns[column] = np.repeat(np.array([n[i] for n in names], dtype=object), counts)
+    columns["value"] = np.concatenate(values_kept)
+    return pd.DataFrame(columns)[SCORE_COLUMNS]
 
 
 def add_derived(scores: pd.DataFrame, derived: Sequence[Any]) -> pd.DataFrame:
