@@ -14,3 +14,12 @@ def test_import_contracts_are_kept():
                          text=True, timeout=120)
     assert res.returncode == 0, res.stdout + res.stderr
     assert "0 broken" in res.stdout
+
+
+def test_the_cli_starts_without_importing_torchvision():
+    # importing torchvision pulls in torch._dynamo (through torchvision.ops): ~2 s of every `xai` command;
+    # the built-in models, the photos dataset and the torchvision model family import it when they run
+    code = "import sys, xaibench.cli; print(sorted(m for m in ('torchvision', 'torch._dynamo') if m in sys.modules))"
+    res = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "[]"

@@ -12,7 +12,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import torchvision.transforms.functional as TF
 from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
@@ -138,6 +137,8 @@ class Photos(Dataset):
         h, w = image.shape[-2:]
         short = int(round(s / self.crop_fraction))
         new_h, new_w = (short, int(short * w / h)) if h <= w else (int(short * h / w), short)
+        import torchvision.transforms.functional as TF  # lazily: importing torchvision costs ~2 s of CLI start-up
+
         image = TF.resize(image, [new_h, new_w], antialias=True).clamp_(0, 1)
         top, left = int(round((new_h - s) / 2.0)), int(round((new_w - s) / 2.0))
         image = image[:, top : top + s, left : left + s].contiguous()

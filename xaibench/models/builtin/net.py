@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
-from torchvision.models.resnet import BasicBlock
 
 
 class SyntheticCNN(nn.Module):
@@ -28,6 +27,8 @@ class SyntheticCNN(nn.Module):
         strides: Sequence[int] = (1, 2, 2, 1),
         blocks: int = 1,
     ):
+        from torchvision.models.resnet import BasicBlock  # here: importing torchvision costs ~2 s of CLI start-up
+
         super().__init__()
         self.widths = tuple(widths)
         self.stem = nn.Sequential(

@@ -4,9 +4,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from torchvision.models.vision_transformer import ConvStemConfig, VisionTransformer
+if TYPE_CHECKING:
+    from torchvision.models.vision_transformer import VisionTransformer
 
 # The shipped dimensions (used when the JSON is absent): 8×8 patches of 16 px + a class token at 128 px.
 DEFAULT_DIMS = dict(image_size=128, patch_size=16, num_layers=4, num_heads=3, hidden_dim=96, mlp_dim=384)
@@ -18,6 +19,8 @@ def synthetic_vit(meta: dict[str, Any]) -> VisionTransformer:
     hidden_dim, mlp_dim), one output per entry of `meta["classes"]`, and `meta["conv_stem"]`: the
     channels of a convolutional stem (Xiao et al., "Early convolutions help transformers see better",
     NeurIPS 2021; torchvision's `conv_stem_configs`) in place of the patchify convolution, [] for none."""
+    from torchvision.models.vision_transformer import ConvStemConfig, VisionTransformer  # lazily: CLI start-up
+
     dims = {k: int(meta.get(k, v)) for k, v in DEFAULT_DIMS.items()}
     stem = [ConvStemConfig(out_channels=int(c), kernel_size=3, stride=2) for c in meta.get("conv_stem") or []]
     if stem and 2 ** len(stem) != dims["patch_size"]:
