@@ -30,6 +30,7 @@ from common import (
     forward_floor,
     layer_floor,
     markdown,
+    randomize_zero_weights,
     token_cam_reference,
 )
 
@@ -51,7 +52,7 @@ def vit(arch: str) -> ModelAdapter:
 
         net = VisionTransformer(image_size=224, patch_size=16, num_layers=12, num_heads=6, hidden_dim=384,
                                 mlp_dim=1536, num_classes=1000)
-        torch.nn.init.normal_(net.heads.head.weight, std=0.02)  # torchvision's zero head gives zero gradients
+        randomize_zero_weights(net)  # torchvision's zero head gives zero gradients
     return ModelAdapter.wrap(net.eval(), input_size=224, name=f"{arch}-vit-s16")
 
 

@@ -20,7 +20,14 @@ import statistics
 import time
 
 import torch
-from common import builtin_synthetic_batch, layer_floor, markdown, pearson_min, token_cam_reference
+from common import (
+    builtin_synthetic_batch,
+    layer_floor,
+    markdown,
+    pearson_min,
+    randomize_zero_weights,
+    token_cam_reference,
+)
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 
 from xaibench.models.adapter import ModelAdapter
@@ -48,10 +55,7 @@ def vision_transformer(name: str, weights: str) -> ModelAdapter:
     torch.manual_seed(0)
     if ":" in name:
         model = load_model(name, weights)
-        with torch.no_grad():  # torchvision's random ViT has a zero head: every gradient, every map would be 0
-            for m in model.module.modules():
-                if isinstance(m, torch.nn.Linear) and not m.weight.any():
-                    torch.nn.init.normal_(m.weight, std=0.02)
+        randomize_zero_weights(model.module)
         return model
     import timm
 

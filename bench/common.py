@@ -88,6 +88,15 @@ def layer_floor(model: ModelAdapter, x: torch.Tensor, target: torch.Tensor, laye
     return fn
 
 
+def randomize_zero_weights(module: torch.nn.Module, std: float = 0.02) -> None:
+    """Give every all-zero Linear weight N(0, std²) values: torchvision's ViT head starts at zero, so on
+    random weights every gradient (and every gradient map) would be 0 and any agreement vacuous."""
+    with torch.no_grad():
+        for m in module.modules():
+            if isinstance(m, torch.nn.Linear) and not m.weight.any():
+                torch.nn.init.normal_(m.weight, std=std)
+
+
 def token_cam_reference(method: str, model: ModelAdapter, layer: str, grid: tuple[int, int]):
     """pytorch-grad-cam's `method` ("gradcam", "layercam") on a copy of the ViT at `layer`, with the
     `reshape_transform` its users write: drop the prefix tokens (however many precede the
